@@ -1,0 +1,169 @@
+/**
+ * The whole test suite, in order: `deno fmt --check`, `deno lint`,
+ * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
+ * and the VM suites (every suite on the debug kernel when `../shared/vm` has
+ * it, the smoke suites on Debian's cloud kernel always). Every tier reports
+ * TAP; this script counts each test of each tier and ends with the line
+ * `tests: N passed, M failed[, K skipped]`. It exits 1 when anything failed.
+ *
+ * Usage: `deno task test [--tier NAME...] [--cloud-full]`
+ *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
+ *              vm-debug, vm-cloud)
+ *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
+ *
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const repo = fileURLToPath(new URL("..", import.meta.url));
+
+interface Tally {
+  passed: number;
+  failed: number;
+  skipped: number;
+  failures: string[];
+}
+
+const tally: Tally = { passed: 0, failed: 0, skipped: 0, failures: [] };
+const tierSummaries: string[] = [];
+
+function record(ok: boolean, name: string, skip = false): void {
+  if (skip) tally.skipped++;
+  else if (ok) tally.passed++;
+  else {
+    tally.failed++;
+    tally.failures.push(name);
+  }
+}
+
+/** Counts the top-level TAP results of one tier's output. */
+export function countTap(
+  text: string,
+): { passed: number; failed: number; skipped: number; failures: string[] } {
+  const out = { passed: 0, failed: 0, skipped: 0, failures: [] as string[] };
+  for (const line of text.split("\n")) {
+    const m = /^(not ok|ok)\b(?: \d+)?(?: -)? ?(.*)$/.exec(line);
+    if (!m) continue;
+    const desc = m[2];
+    if (/#\s*(SKIP|skip|ignored)/.test(desc)) out.skipped++;
+    else if (m[1] === "ok") out.passed++;
+    else {
+      out.failed++;
+      out.failures.push(desc);
+    }
+  }
+  return out;
+}
+
+async function run(
+  cmd: string[],
+  opts: { env?: Record<string, string>; capture?: boolean } = {},
+): Promise<{ code: number; stdout: string }> {
+  const child = new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    cwd: repo,
+    env: { NO_COLOR: "1", DENO_BIN: Deno.execPath(), ...opts.env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const chunks: Uint8Array[] = [];
+  const decoder = new TextDecoder();
+  for await (const chunk of child.stdout) {
+    chunks.push(chunk);
+    await Deno.stdout.write(chunk);
+  }
+  const { code } = await child.status;
+  return { code, stdout: chunks.map((c) => decoder.decode(c, { stream: true })).join("") };
+}
+
+/** A tier that is one test: passes when the command exits 0. */
+async function single(name: string, cmd: string[]): Promise<void> {
+  console.log(`\n== ${name}: ${cmd.join(" ")}`);
+  const { code } = await run(cmd);
+  record(code === 0, name);
+  tierSummaries.push(`${name}: ${code === 0 ? "ok" : `FAILED (exit ${code})`}`);
+}
+
+/** A tier that prints TAP: each result counts, and a failing exit with no
+ * failing result counts as one failure. */
+async function tapTier(
+  name: string,
+  cmd: string[],
+  env?: Record<string, string>,
+): Promise<void> {
+  console.log(`\n== ${name}: ${cmd.join(" ")}`);
+  const { code, stdout } = await run(cmd, { env });
+  const c = countTap(stdout);
+  tally.passed += c.passed;
+  tally.failed += c.failed;
+  tally.skipped += c.skipped;
+  tally.failures.push(...c.failures.map((f) => `${name}: ${f}`));
+  if (code !== 0 && c.failed === 0) {
+    record(false, `${name}: exited ${code} with no failing test reported`);
+  }
+  if (code === 0 && c.passed + c.failed + c.skipped === 0) {
+    record(false, `${name}: ran no test`);
+  }
+  tierSummaries.push(
+    `${name}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped (exit ${code})`,
+  );
+}
+
+const args = [...Deno.args];
+const cloudFull = args.includes("--cloud-full");
+const tierIdx = args.indexOf("--tier");
+const only = tierIdx >= 0
+  ? new Set(args.slice(tierIdx + 1).filter((a) => !a.startsWith("--")))
+  : null;
+const want = (t: string): boolean => only === null || only.has(t);
+const deno = Deno.execPath();
+const debugKernel = existsSync(`${repo}../shared/vm/vmlinuz-6.1-blksnap-debug`);
+
+const started = Date.now();
+if (want("fmt")) await single("deno fmt --check", [deno, "fmt", "--check"]);
+if (want("lint")) await single("deno lint", [deno, "lint"]);
+if (want("check")) await single("deno check", [deno, "task", "--quiet", "check"]);
+if (want("doc")) await single("deno doc --lint mod.ts", [deno, "doc", "--lint", "mod.ts"]);
+if (want("unit")) {
+  await tapTier("unit", [
+    deno,
+    "test",
+    "--quiet",
+    "--reporter=tap",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    "--allow-ffi",
+    "--allow-sys",
+    "tests/unit",
+  ]);
+}
+if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
+  await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
+}
+if (want("vm-debug")) {
+  if (debugKernel) {
+    await tapTier("vm-debug", ["bash", "tests/vm/vm.sh", "--kernel", "debug", "suites"]);
+  } else {
+    console.log("\n== vm-debug: no debug kernel at ../shared/vm; skipped");
+    record(true, "vm-debug", true);
+  }
+}
+if (want("vm-cloud")) {
+  const smoke = cloudFull || !debugKernel ? [] : ["--smoke"];
+  await tapTier("vm-cloud", ["bash", "tests/vm/vm.sh", "--kernel", "cloud", ...smoke, "suites"]);
+}
+
+const minutes = ((Date.now() - started) / 60000).toFixed(1);
+console.log(`\n== summary (${minutes} min)`);
+for (const s of tierSummaries) console.log(`  ${s}`);
+if (tally.failures.length > 0) {
+  console.log("failed:");
+  for (const f of tally.failures) console.log(`  ${f}`);
+}
+const skipped = tally.skipped > 0 ? `, ${tally.skipped} skipped` : "";
+console.log(`tests: ${tally.passed} passed, ${tally.failed} failed${skipped}`);
+Deno.exit(tally.failed > 0 ? 1 : 0);

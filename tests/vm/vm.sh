@@ -1,0 +1,417 @@
+#!/usr/bin/env bash
+# The test VM: boots a real Linux kernel under QEMU (software emulation), loads
+# our module, runs the in-VM suites or one command, and fails on a bad kernel log.
+#
+#   tests/vm/vm.sh setup                         install what is missing (root)
+#   tests/vm/vm.sh [opts] suites [FILTER...]     run tests/vm/suites/* (TAP out)
+#   tests/vm/vm.sh [opts] run -- CMD [ARG...]    run one command in the guest
+#   tests/vm/vm.sh [opts] demo                   run examples/demo.ts in the guest
+#
+# Options:
+#   --kernel debug|cloud   debug: ../shared/vm's KASAN/lockdep build (default when
+#                          present); cloud: Debian's linux-image-cloud-amd64
+#   --smoke                suites: only those tagged `# vm-tags: smoke`
+#   --modparams "k=v ..."  insmod parameters for `run` and `demo`
+#   --no-module            `run`: do not load the module
+#   --timeout SECONDS      kill a hung guest after this long (default 1500)
+#   --mem MIB              guest memory (default 3072)
+#   --keep                 keep the work directory's logs
+#
+# Exit status: the command's (run/demo), or 0 when every suite test passed.
+# The TAP stream of the suites is written to stdout; everything the guest prints
+# (kernel and console) is streamed to stderr for suites and to stdout for
+# run/demo, and kept in tests/vm/.work/.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+work="$repo/tests/vm/.work"
+cache="$repo/.cache/vm"
+shared_vm="${BLKSNAP_SHARED_VM:-$repo/../shared/vm}"
+
+kernel=""
+smoke=0
+modparams=""
+load_module=1
+timeout_s=1500
+mem=3072
+action=""
+declare -a rest=()
+
+log() { printf 'vm: %s\n' "$*" >&2; }
+die() { printf 'vm: error: %s\n' "$*" >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--kernel) kernel=$2; shift 2 ;;
+	--smoke) smoke=1; shift ;;
+	--modparams) modparams=$2; shift 2 ;;
+	--no-module) load_module=0; shift ;;
+	--timeout) timeout_s=$2; shift 2 ;;
+	--mem) mem=$2; shift 2 ;;
+	--keep) shift ;;
+	setup | suites | run | demo | build) action=$1; shift; break ;;
+	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) die "unknown option '$1' (see --help)" ;;
+	esac
+done
+[ -n "$action" ] || die "no action given: setup, suites, run -- CMD, or demo (see --help)"
+if [ "$action" = run ]; then
+	[ "${1:-}" = "--" ] && shift
+	[ $# -gt 0 ] || die "run needs a command: vm.sh run -- CMD [ARG...]"
+fi
+rest=("$@")
+
+if [ -z "$kernel" ]; then
+	if [ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ]; then kernel=debug; else kernel=cloud; fi
+fi
+case "$kernel" in debug | cloud) ;; *) die "--kernel must be debug or cloud" ;; esac
+
+# ---------------------------------------------------------------------------
+# setup: packages and kernels
+# ---------------------------------------------------------------------------
+
+# Debian packages the VM needs on the host, with the command each provides.
+host_packages=(qemu-system-x86 linux-image-cloud-amd64 linux-headers-cloud-amd64
+	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd gcc make)
+
+missing_packages() {
+	local p
+	for p in "${host_packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+	done
+}
+
+do_setup() {
+	local missing
+	missing=$(missing_packages | tr '\n' ' ')
+	if [ -n "${missing// /}" ]; then
+		if [ "$(id -u)" -ne 0 ]; then
+			die "missing Debian packages: $missing
+  run as root, or install them first:  sudo apt-get install -y $missing"
+		fi
+		log "installing: $missing"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -qq >&2
+		# shellcheck disable=SC2086
+		apt-get install -y -qq --no-install-recommends $missing >&2
+	fi
+	if [ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ]; then
+		local deb
+		deb=$(ls "$shared_vm"/linux-headers-*blksnap-debug*.deb 2>/dev/null | head -n 1)
+		if [ -n "$deb" ] && [ ! -d "$cache/debug-headers/usr/src" ]; then
+			log "extracting debug kernel headers"
+			mkdir -p "$cache/debug-headers"
+			dpkg-deb -x "$deb" "$cache/debug-headers"
+		fi
+	fi
+}
+
+cloud_release() {
+	ls /lib/modules 2>/dev/null | grep -- '-cloud-amd64$' | sort -V | tail -n 1
+}
+
+kernel_image() {
+	case "$kernel" in
+	debug) echo "$shared_vm/vmlinuz-6.1-blksnap-debug" ;;
+	cloud) echo "/boot/vmlinuz-$(cloud_release)" ;;
+	esac
+}
+
+kernel_headers() {
+	case "$kernel" in
+	debug) ls -d "$cache"/debug-headers/usr/src/linux-headers-* | head -n 1 ;;
+	cloud) echo "/lib/modules/$(cloud_release)/build" ;;
+	esac
+}
+
+kernel_release() {
+	sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$(kernel_headers)/include/generated/utsrelease.h"
+}
+
+find_deno() {
+	if [ -n "${DENO_BIN:-}" ] && [ -x "$DENO_BIN" ]; then echo "$DENO_BIN"; return; fi
+	if command -v deno >/dev/null 2>&1; then command -v deno; return; fi
+	if [ -x "$repo/node_modules/.bin/deno" ]; then echo "$repo/node_modules/.bin/deno"; return; fi
+	die "deno not found: run through 'npx -y deno@2.9.6 task ...' or set DENO_BIN"
+}
+
+# ---------------------------------------------------------------------------
+# build: the module for the chosen kernel, the C library, the guest's C tools
+# ---------------------------------------------------------------------------
+
+do_build() {
+	local kdir rel
+	kdir=$(kernel_headers)
+	[ -d "$kdir" ] || die "no headers for the $kernel kernel at '$kdir' (run: tests/vm/vm.sh setup)"
+	rel=$(kernel_release)
+	log "building module for $rel"
+	make -s -C "$repo/kmod" module KDIR="$kdir" >&2
+	if [ -f "$repo/kmod/ctl/Makefile" ]; then
+		make -s -C "$repo/kmod" lib >&2
+	fi
+	mkdir -p "$cache/tools-bin"
+	local src out
+	for src in "$repo"/tests/vm/tools/*.c; do
+		[ -e "$src" ] || continue
+		out="$cache/tools-bin/$(basename "$src" .c)"
+		if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$repo/kmod/uapi/blksnap.h" -nt "$out" ]; then
+			gcc -O2 -g -Wall -Wextra -Werror -pthread -I"$repo/kmod/uapi" -o "$out" "$src" >&2 ||
+				die "failed to build the guest tool $src"
+		fi
+	done
+}
+
+# ---------------------------------------------------------------------------
+# initramfs: a cached base (busybox, deno, tools, kernel modules) plus a
+# per-run archive holding the project tree; the kernel unpacks both.
+# ---------------------------------------------------------------------------
+
+# Host programs copied into the guest with the shared libraries they link.
+guest_programs=(mke2fs e2fsck tune2fs dumpe2fs debugfs mkfs.xfs xfs_repair xfs_db fio
+	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp)
+
+copy_with_libs() { # root program-path
+	local root=$1 bin=$2 lib
+	mkdir -p "$root$(dirname "$bin")"
+	cp -L "$bin" "$root$bin"
+	for lib in $(ldd "$bin" 2>/dev/null | grep -o '/[^ ]*' | sort -u); do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+
+cloud_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
+	virtio_blk virtio_pci)
+
+build_base() { # output
+	local out=$1 root deno_bin p mod f rel
+	root=$(mktemp -d "$work/base.XXXXXX")
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,mnt,run,root,var/tmp}
+	cp /bin/busybox "$root/bin/busybox"
+	for p in $(/bin/busybox --list); do
+		[ -e "$root/bin/$p" ] || ln -s busybox "$root/bin/$p"
+	done
+	deno_bin=$(find_deno)
+	deno_bin=$(readlink -f "$deno_bin")
+	copy_with_libs "$root" "$deno_bin"
+	mv "$root$deno_bin" "$root/usr/bin/deno"
+	for p in "${guest_programs[@]}"; do
+		f=$(command -v "$p" || true)
+		[ -n "$f" ] || { log "warning: $p not found on the host; not in the guest"; continue; }
+		rm -f "$root/bin/$p" "$root/sbin/$p" "$root/usr/bin/$p"
+		copy_with_libs "$root" "$f"
+	done
+	ln -sf mke2fs "$root/sbin/mkfs.ext4" 2>/dev/null || true
+	[ -e "$root/usr/sbin/mke2fs" ] && ln -sf mke2fs "$root/usr/sbin/mkfs.ext4"
+	[ -e "$root/usr/sbin/e2fsck" ] && ln -sf e2fsck "$root/usr/sbin/fsck.ext4"
+	# glibc pieces deno and the tools need beyond what ldd lists
+	for f in /lib/x86_64-linux-gnu/libnss_files.so.2 /lib/x86_64-linux-gnu/libresolv.so.2; do
+		[ -e "$f" ] && copy_with_libs "$root" "$f"
+	done
+	cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/sh
+EOF
+	cat >"$root/etc/group" <<'EOF'
+root:x:0:
+disk:x:6:nobody
+nogroup:x:65534:
+EOF
+	echo "hosts: files" >"$root/etc/nsswitch.conf"
+	echo "127.0.0.1 localhost" >"$root/etc/hosts"
+	if [ "$kernel" = cloud ]; then
+		rel=$(cloud_release)
+		for mod in "${cloud_modules[@]}"; do
+			for f in $(modprobe -S "$rel" --show-depends "$mod" 2>/dev/null | awk '$1=="insmod"{print $2}'); do
+				mkdir -p "$root$(dirname "$f")"
+				cp "$f" "$root$f"
+			done
+		done
+		cp /lib/modules/"$rel"/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$rel/" 2>/dev/null || true
+		depmod -b "$root" "$rel"
+	fi
+	cp "$here/guest/init.sh" "$root/init"
+	chmod +x "$root/init"
+	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp"
+	mv "$out.tmp" "$out"
+	rm -rf "$root"
+}
+
+base_key() {
+	local deno_bin
+	deno_bin=$(readlink -f "$(find_deno)")
+	{
+		echo "$kernel"
+		[ "$kernel" = cloud ] && cloud_release
+		stat -c '%s %Y' "$deno_bin"
+		sha256sum "$here/guest/init.sh" "$0" | cut -d' ' -f1
+	} | sha256sum | cut -c1-16
+}
+
+# The project tree as the guest sees it at /project: tracked and untracked
+# (not ignored) files, the native builds for this kernel, and the Deno cache.
+build_project() { # output job-file
+	local out=$1 job=$2 root rel deno_bin
+	root=$(mktemp -d "$work/project.XXXXXX")
+	mkdir -p "$root/project"
+	(cd "$repo" && git ls-files -co --exclude-standard -z 2>/dev/null || find . -type f -not -path './.git/*' -not -path './.cache/*' -print0) |
+		(cd "$repo" && xargs -0 -r cp --parents -t "$root/project" 2>/dev/null) || true
+	rel=$(kernel_release)
+	mkdir -p "$root/project/kmod/module" "$root/project/tests/vm/tools/bin"
+	cp "$repo/kmod/module/build-$rel/blksnap.ko" "$root/project/kmod/module/blksnap.ko"
+	if [ -d "$repo/kmod/ctl/build" ]; then
+		mkdir -p "$root/project/kmod/ctl"
+		cp -a "$repo/kmod/ctl/build" "$root/project/kmod/ctl/"
+	fi
+	cp -a "$cache"/tools-bin/. "$root/project/tests/vm/tools/bin/" 2>/dev/null || true
+	# The Deno cache: every module the guest may load, prepared on the host
+	# because the guest has no network.
+	deno_bin=$(find_deno)
+	if [ -d "$repo/.cache/deno" ]; then
+		mkdir -p "$root/project/.cache"
+		cp -a "$repo/.cache/deno" "$root/project/.cache/deno"
+	fi
+	cp "$job" "$root/project/.vm-job"
+	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out"
+	rm -rf "$root"
+}
+
+prepare_deno_cache() {
+	local deno_bin files
+	deno_bin=$(find_deno)
+	mkdir -p "$repo/.cache/deno"
+	mapfile -t files < <(cd "$repo" && git ls-files -co --exclude-standard -- '*.ts' 2>/dev/null | grep -v '^node_modules/' || true)
+	[ ${#files[@]} -gt 0 ] || return 0
+	(cd "$repo" && DENO_DIR="$repo/.cache/deno" "$deno_bin" cache --quiet "${files[@]}" >&2) ||
+		log "warning: deno cache failed; guest Deno programs may miss modules"
+}
+
+# ---------------------------------------------------------------------------
+# boot
+# ---------------------------------------------------------------------------
+
+# Kernel log lines that fail a run.
+bad_log='BUG:|WARNING:|Oops|general protection|KASAN|UBSAN|possible circular locking|possible recursive locking|inconsistent lock state|blocked for more than|soft lockup|hard LOCKUP|Kernel panic|scheduling while atomic|sleeping function called from invalid context|list_add corruption|list_del corruption|refcount_t:'
+
+boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.log
+	local job=$1 base key initrd scratch kimg append started
+	mkdir -p "$work" "$cache"
+	key=$(base_key)
+	base="$cache/base-$key.cpio"
+	if [ ! -f "$base" ]; then
+		log "assembling the guest base image ($kernel kernel)"
+		rm -f "$cache"/base-*.cpio
+		build_base "$base"
+	fi
+	build_project "$work/project.cpio" "$job"
+	initrd="$work/initrd.cpio"
+	cat "$base" "$work/project.cpio" >"$initrd"
+	scratch="$work/scratch.img"
+	rm -f "$scratch"
+	truncate -s 512M "$scratch"
+	kimg=$(kernel_image)
+	[ -f "$kimg" ] || die "no kernel image at $kimg (run: tests/vm/vm.sh setup)"
+	append="console=ttyS0 panic=-1 loglevel=5 rdinit=/init brd.rd_nr=4 brd.rd_size=131072"
+	append+=" hung_task_timeout_secs=60 oops=panic panic_on_warn=0 blksnap.vmkernel=$kernel"
+	: >"$work/results.log"
+	log "booting the $kernel kernel ($(basename "$kimg")), ${mem} MiB, 2 vCPUs, TCG"
+	started=$(date +%s)
+	set +e
+	timeout --foreground -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 \
+		-display none -monitor none -no-reboot \
+		-serial stdio -serial "file:$work/results.log" \
+		-kernel "$kimg" -initrd "$initrd" -append "$append" \
+		-drive "file=$scratch,if=virtio,format=raw,cache=unsafe" \
+		</dev/null 2>&1 | if [ "$action" = suites ]; then tee "$work/console.log" >&2; else tee "$work/console.log"; fi
+	local qrc=${PIPESTATUS[0]}
+	set -e
+	vm_seconds=$(($(date +%s) - started))
+	rm -f "$scratch" "$initrd"
+	if [ "$qrc" -eq 124 ] || [ "$qrc" -eq 137 ]; then
+		log "FAIL: the guest did not finish within ${timeout_s}s and was killed"
+		guest_timed_out=1
+	else
+		guest_timed_out=0
+	fi
+	guest_rc=$(sed -n 's/^BLKSNAP-VM-EXIT \([0-9]*\).*/\1/p' "$work/results.log" | tail -n 1)
+	[ -n "$guest_rc" ] || guest_rc=255
+}
+
+# Scans the console and the guest's dmesg dump; prints offending lines.
+kernel_log_clean() {
+	local lines
+	lines=$( (cat "$work/console.log"; sed -n '/^BLKSNAP-DMESG-BEGIN/,/^BLKSNAP-DMESG-END/p' "$work/results.log") |
+		grep -E "$bad_log" | grep -v -E 'blksnap-selftest-ok|BLKSNAP-' | sort -u || true)
+	if [ -n "$lines" ]; then
+		log "FAIL: the kernel log shows problems:"
+		printf '%s\n' "$lines" | head -n 60 | sed 's/^/vm:   /' >&2
+		return 1
+	fi
+	return 0
+}
+
+write_job() { # kind args...
+	local job="$work/job.sh" kind=$1
+	shift
+	mkdir -p "$work"
+	{
+		echo "JOB_KIND=$kind"
+		echo "JOB_KERNEL=$kernel"
+		printf 'JOB_MODPARAMS=%q\n' "$modparams"
+		echo "JOB_LOAD_MODULE=$load_module"
+		echo "JOB_SMOKE=$smoke"
+		# One shell-quoted command line; the guest's ash evals it.
+		printf 'JOB_ARGS=%q\n' "$(printf '%q ' "$@")"
+	} >"$job"
+	echo "$job"
+}
+
+# ---------------------------------------------------------------------------
+
+case "$action" in
+setup)
+	do_setup
+	log "ready: $(missing_packages | wc -l) packages missing; kernels: cloud $(cloud_release)$([ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ] && echo ', debug 6.1.192-blksnap-debug')"
+	;;
+build)
+	do_setup
+	do_build
+	;;
+run | demo | suites)
+	do_setup
+	do_build
+	prepare_deno_cache
+	if [ "$action" = suites ]; then
+		job=$(write_job suites "${rest[@]+"${rest[@]}"}")
+	elif [ "$action" = demo ]; then
+		job=$(write_job demo "${rest[@]+"${rest[@]}"}")
+	else
+		job=$(write_job run "${rest[@]}")
+	fi
+	boot "$job"
+	clean=0
+	kernel_log_clean || clean=1
+	log "guest finished in ${vm_seconds}s with status $guest_rc"
+	if [ "$action" = suites ]; then
+		# The TAP stream for the caller, plus one test for the kernel log.
+		sed -n '/^BLKSNAP-TAP-BEGIN/,/^BLKSNAP-TAP-END/p' "$work/results.log" | grep -v '^BLKSNAP-' || true
+		if [ "$guest_timed_out" -eq 1 ]; then
+			echo "not ok - vm($kernel): the guest finished within ${timeout_s}s"
+		else
+			echo "ok - vm($kernel): the guest finished within ${timeout_s}s (${vm_seconds}s)"
+		fi
+		if [ "$clean" -eq 0 ]; then
+			echo "ok - vm($kernel): kernel log clean (no BUG/WARNING/Oops/KASAN/lockdep/hung task)"
+		else
+			echo "not ok - vm($kernel): kernel log clean (no BUG/WARNING/Oops/KASAN/lockdep/hung task)"
+		fi
+		[ "$guest_timed_out" -eq 0 ] && [ "$clean" -eq 0 ] && [ "$guest_rc" = 0 ] && exit 0
+		exit 1
+	fi
+	[ "$guest_timed_out" -eq 0 ] || exit 124
+	[ "$clean" -eq 0 ] || exit 3
+	exit "$guest_rc"
+	;;
+esac
