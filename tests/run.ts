@@ -1,14 +1,15 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
  * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
- * and the VM suites (every suite on the debug kernel when `../shared/vm` has
- * it, the smoke suites on Debian's cloud kernel always). Every tier reports
+ * the VM suites (every suite on the debug kernel when `../shared/vm` has
+ * it, the smoke suites on Debian's cloud kernel always), and the benchmarks in
+ * `--quick` mode (they must still run; no timing is asserted). Every tier reports
  * TAP; this script counts each test of each tier and ends with the line
  * `tests: N passed, M failed[, K skipped]`. It exits 1 when anything failed.
  *
  * Usage: `deno task test [--tier NAME...] [--cloud-full]`
  *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
- *              vm-debug, vm-cloud)
+ *              vm-debug, vm-cloud, bench)
  *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
  *
  * @module
@@ -155,6 +156,16 @@ if (want("vm-debug")) {
 if (want("vm-cloud")) {
   const smoke = cloudFull || !debugKernel ? [] : ["--smoke"];
   await tapTier("vm-cloud", ["bash", "tests/vm/vm.sh", "--kernel", "cloud", ...smoke, "suites"]);
+}
+
+if (want("bench")) {
+  await single("benchmarks run (deno task bench --quick)", [
+    deno,
+    "task",
+    "--quiet",
+    "bench",
+    "--quick",
+  ]);
 }
 
 const minutes = ((Date.now() - started) / 60000).toFixed(1);

@@ -1,0 +1,220 @@
+/**
+ * `deno task bench`: every benchmark in bench/, host and VM parts, in one go.
+ *
+ * Each benchmark measures ours and its peer or physical limit side by side in
+ * the same run and prints one line per metric:
+ *
+ * ```text
+ * BENCH {"metric":"...","unit":"MiB/s","ours":812,"peer":905,"peerName":"untracked",
+ *        "higherIsBetter":true,"reps":5,"spread":0.04,"conditions":"..."}
+ * ```
+ *
+ * Host benchmarks are `bench/*.ts` (but this file and `_*.ts`); VM benchmarks are
+ * `bench/vm/*.sh`, run in one boot of the test VM on Debian's cloud kernel (never
+ * the debug kernel: KASAN would distort every figure) with the module loaded.
+ * Results go to `bench/results/latest.json` and, in full mode, to the table in
+ * `docs/benchmarks.md`. `--quick` runs every benchmark on small sizes to check
+ * they still work: its numbers mean nothing and are written to
+ * `bench/results/quick.json` only.
+ *
+ * Usage: `deno task bench [--quick] [--only SUBSTRING]`
+ *
+ * @module
+ */
+
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { cpus, totalmem } from "node:os";
+
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const quick = Deno.args.includes("--quick");
+const onlyIdx = Deno.args.indexOf("--only");
+const only = onlyIdx >= 0 ? Deno.args[onlyIdx + 1] : undefined;
+
+/** One metric as a benchmark reports it. */
+export interface BenchResult {
+  /** What is measured, e.g. "4 KiB random write, tracked vs untracked". */
+  metric: string;
+  /** Unit of `ours` and `peer`. */
+  unit: string;
+  /** Our figure (median of the repetitions). */
+  ours: number;
+  /** The peer's or the limit's figure, measured in the same run. */
+  peer: number;
+  /** What the peer or limit is. */
+  peerName: string;
+  /** Whether a larger figure is better (throughput) or worse (time). */
+  higherIsBetter: boolean;
+  /** Repetitions behind each median. */
+  reps?: number;
+  /** Relative spread (max-min)/median of our figure. */
+  spread?: number;
+  /** Sizes, devices, kernel, emulation. */
+  conditions?: string;
+  /** Filled in by this runner: the file that produced the line. */
+  source?: string;
+  /** Filled in: ours/peer, oriented so that 1.0 is parity and lower is worse. */
+  ratio?: number;
+}
+
+/** Parses the `BENCH {...}` lines of a benchmark's output. */
+export function parseBenchLines(text: string, source: string): BenchResult[] {
+  const out: BenchResult[] = [];
+  for (const line of text.split("\n")) {
+    const at = line.indexOf("BENCH {");
+    if (at < 0) continue;
+    try {
+      const r = JSON.parse(line.slice(at + 6)) as BenchResult;
+      if (typeof r.metric !== "string" || !Number.isFinite(r.ours) || !Number.isFinite(r.peer)) {
+        continue;
+      }
+      r.source = source;
+      r.ratio = r.peer === 0 || r.ours === 0
+        ? NaN
+        : (r.higherIsBetter ? r.ours / r.peer : r.peer / r.ours);
+      out.push(r);
+    } catch {
+      // a garbled line (kernel messages on the console): ignored
+    }
+  }
+  return out;
+}
+
+async function sh(cmd: string[], env: Record<string, string> = {}): Promise<
+  { code: number; out: string }
+> {
+  const p = await new Deno.Command(cmd[0], {
+    args: cmd.slice(1),
+    cwd: repo,
+    env: { NO_COLOR: "1", DENO_BIN: Deno.execPath(), BENCH_QUICK: quick ? "1" : "0", ...env },
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  const out = new TextDecoder().decode(p.stdout);
+  await Deno.stdout.write(p.stdout);
+  return { code: p.code, out };
+}
+
+const results: BenchResult[] = [];
+const failures: string[] = [];
+
+// Host benchmarks
+const hostFiles = [...Deno.readDirSync(`${repo}bench`)]
+  .filter((e) =>
+    e.isFile && e.name.endsWith(".ts") && e.name !== "run.ts" && !e.name.startsWith("_")
+  )
+  .map((e) => e.name)
+  .filter((n) => !only || n.includes(only))
+  .sort();
+for (const name of hostFiles) {
+  console.log(`\n== bench ${name} (host)`);
+  const { code, out } = await sh([
+    Deno.execPath(),
+    "run",
+    "-A",
+    `bench/${name}`,
+    ...(quick ? ["--quick"] : []),
+  ]);
+  const got = parseBenchLines(out, name);
+  if (code !== 0 || got.length === 0) failures.push(`${name}: exit ${code}, ${got.length} results`);
+  results.push(...got);
+}
+
+// VM benchmarks, one boot of the cloud kernel
+const vmDir = `${repo}bench/vm`;
+const vmFiles = existsSync(vmDir)
+  ? [...Deno.readDirSync(vmDir)].filter((e) => e.isFile && e.name.endsWith(".sh")).map((e) =>
+    e.name
+  )
+    .filter((n) => !only || n.includes(only)).sort()
+  : [];
+if (vmFiles.length > 0) {
+  console.log(`\n== bench VM part (cloud kernel): ${vmFiles.join(", ")}`);
+  const { code } = await sh([
+    "bash",
+    "tests/vm/vm.sh",
+    "--kernel",
+    "cloud",
+    "--timeout",
+    quick ? "900" : "5400",
+    "run",
+    "--",
+    "sh",
+    "bench/_vm_all.sh",
+    quick ? "quick" : "full",
+    ...vmFiles,
+  ]);
+  const log = existsSync(`${repo}tests/vm/.work/results.log`)
+    ? Deno.readTextFileSync(`${repo}tests/vm/.work/results.log`)
+    : "";
+  for (const name of vmFiles) {
+    const section = log.split(`BENCH-FILE ${name}\n`)[1]?.split("BENCH-FILE-END")[0] ?? "";
+    const got = parseBenchLines(section, `vm/${name}`);
+    if (got.length === 0) failures.push(`vm/${name}: no results`);
+    results.push(...got);
+  }
+  if (code !== 0) failures.push(`VM part: exit ${code}`);
+}
+
+// Report
+const cpuModel = cpus()[0]?.model ?? "unknown CPU";
+const machine = `${cpus().length} cores (${cpuModel}), ${
+  Math.round(totalmem() / 2 ** 30)
+} GiB, host kernel ${Deno.osRelease()}`;
+const report = {
+  date: new Date().toISOString(),
+  mode: quick ? "quick" : "full",
+  machine,
+  vm: "QEMU TCG (software emulation), 2 vCPUs, Debian cloud kernel",
+  results,
+  failures,
+};
+Deno.mkdirSync(`${repo}bench/results`, { recursive: true });
+const outFile = `${repo}bench/results/${quick ? "quick" : "latest"}.json`;
+Deno.writeTextFileSync(outFile, JSON.stringify(report, null, 2) + "\n");
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return "n/a";
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  if (Math.abs(n) >= 10) return n.toFixed(1);
+  return n.toPrecision(3);
+}
+
+/** The markdown table of a report. */
+export function table(rs: BenchResult[]): string {
+  const rows = rs.map((r) =>
+    `| ${r.metric} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} ${r.unit} | ${
+      fmt(r.ratio ?? NaN)
+    } | ${r.reps ?? 1}${r.spread !== undefined ? `, ±${(r.spread * 100).toFixed(0)}%` : ""} | ${
+      r.conditions ?? ""
+    } |`
+  );
+  return [
+    "| metric | ours | peer or limit (same run) | ratio | reps, spread | conditions |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows,
+  ].join("\n");
+}
+
+if (!quick) {
+  const md = `# Benchmarks
+
+Produced by \`deno task bench\` on ${report.date.slice(0, 10)}; raw figures in
+\`bench/results/latest.json\`. Each figure is a median, measured side by side with its peer or
+limit in the same run. **Ratio**: ours relative to the peer, oriented so that 1.0 is parity and
+below 1.0 means we are slower or costlier. Kernel-side figures come from Debian's cloud kernel
+in the test VM under QEMU software emulation (TCG): absolute numbers are far below bare metal,
+the ratios are what carries over.
+
+Machine: ${machine}.
+
+${table(results)}
+${failures.length > 0 ? `\nBenchmarks that failed in this run: ${failures.join("; ")}.\n` : ""}`;
+  Deno.writeTextFileSync(`${repo}docs/benchmarks.md`, md);
+}
+
+console.log(`\n== ${results.length} results written to ${outFile}`);
+if (failures.length > 0) {
+  console.log(`benchmarks failed: ${failures.join("; ")}`);
+  Deno.exit(1);
+}
