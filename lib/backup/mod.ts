@@ -1,1 +1,106 @@
-export {};
+/**
+ * Block-level backups of Linux block devices into a local-directory
+ * repository: content-addressed, zstd-compressed, fixed-size chunks named by
+ * SHA-256, one index and one manifest per backup, incrementals driven by the
+ * CBT cursor. Each flow is a function: {@linkcode backup},
+ * {@linkcode restore}, {@linkcode verify}, {@linkcode list},
+ * {@linkcode prune}, {@linkcode gc}. The format is in
+ * docs/repository-format.md.
+ *
+ * @example Full backup of an image file, then restore and verify
+ * ```ts ignore
+ * import { backup, FileSource, Repository, restore, verify } from "@blksnap/blksnap/backup";
+ * const repo = await Repository.init("/backup/repo", { chunkSize: 1 << 20 });
+ * using source = await FileSource.open("/var/tmp/disk.img");
+ * const { manifest, decision } = await backup(source, repo);
+ * console.log(manifest.id, decision.reason);
+ * await restore(repo, manifest.id, "/var/tmp/restored.img");
+ * console.log((await verify(repo, { deep: true })).ok);
+ * ```
+ *
+ * @module
+ */
+
+export {
+  backup,
+  type BackupOptions,
+  type BackupResult,
+  chunksOfExtents,
+  deviceKey,
+  type FailedRun,
+  type Progress,
+} from "./backup.ts";
+export {
+  decideBackupMode,
+  type Decision,
+  type DecisionInput,
+  type DecisionParent,
+} from "./decision.ts";
+export { CorruptError, RepoError, RepoErrorCode, type RepoErrorOptions } from "./errors.ts";
+export {
+  type BackupIndex,
+  type BackupStats,
+  type CbtCursor,
+  decodeIndex,
+  DEFAULT_CHUNK_SIZE,
+  type DeviceIdentity,
+  DIGEST_SIZE,
+  encodeIndex,
+  FORMAT_VERSION,
+  type Manifest,
+  parseConfig,
+  parseManifest,
+  type RepoConfig,
+  type VerificationState,
+  ZERO_DIGEST,
+} from "./format.ts";
+export {
+  DenoFs,
+  enospcError,
+  FaultFs,
+  type FaultFsOptions,
+  type FaultMode,
+  InjectedFault,
+  type RepoFs,
+  type RepoStat,
+  type RepoWriteOptions,
+} from "./fs.ts";
+export { gc, type GcOptions, type GcResult } from "./gc.ts";
+export {
+  applyRetention,
+  list,
+  type ListResult,
+  prune,
+  type PruneOptions,
+  type PruneResult,
+  type RetentionPolicy,
+} from "./prune.ts";
+export {
+  type InitOptions,
+  type LockInfo,
+  type LockOptions,
+  type OpenOptions,
+  RepoLock,
+  Repository,
+} from "./repository.ts";
+export {
+  devNumbers,
+  mountedDevices,
+  restore,
+  type RestoreOptions,
+  type RestoreResult,
+} from "./restore.ts";
+export {
+  type BackupSource,
+  type CbtMapLike,
+  type ChangedExtent,
+  FileSource,
+  type FileSourceOptions,
+} from "./source.ts";
+export {
+  type BadBackup,
+  type BadChunk,
+  verify,
+  type VerifyOptions,
+  type VerifyReport,
+} from "./verify.ts";

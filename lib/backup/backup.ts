@@ -1,0 +1,455 @@
+/**
+ * The backup flow: decide full or incremental from the CBT cursor, read the
+ * chunks that changed (all of them on a full backup), hash, compress and
+ * store them with reading and hashing/compressing overlapped, then write the
+ * index and the manifest.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
+import { ioError, RepoError } from "./errors.ts";
+import {
+  type BackupIndex,
+  type BackupStats,
+  chunkCountOf,
+  chunkLengthOf,
+  DIGEST_SIZE,
+  encodeIndex,
+  isAllZero,
+  type Manifest,
+  newBackupId,
+  sha256,
+  toHex,
+  ZERO_DIGEST,
+} from "./format.ts";
+import {
+  digestOf,
+  encodeChunk,
+  encodeChunkSync,
+  readBounded,
+  type Repository,
+} from "./repository.ts";
+import type { BackupSource, ChangedExtent } from "./source.ts";
+
+/** Progress of a running flow, for progress bars. */
+export interface Progress {
+  /** Bytes processed so far. */
+  bytesDone: number;
+  /** Bytes to process in total. */
+  bytesTotal: number;
+}
+
+/** Options of {@linkcode backup}. */
+export interface BackupOptions {
+  /** Use this backup as the parent instead of the newest backup of the device. */
+  parent?: string;
+  /** Take a full backup whatever the CBT says. @default false */
+  full?: boolean;
+  /** Take a full backup unless the parent passed a deep verify. @default false */
+  requireVerifiedParent?: boolean;
+  /** Take a full backup if the previous run of this device failed. @default true */
+  fullAfterFailedRun?: boolean;
+  /** Bytes per source read, rounded up to whole chunks; at least 1 MiB. @default 1048576 */
+  readSize?: number;
+  /** Chunks hashed/compressed/stored at once. @default max(2, navigator.hardwareConcurrency) */
+  concurrency?: number;
+  /**
+   * Hash and compress on Deno's thread pool (`crypto.subtle`, async zstd)
+   * while the main thread reads; `false` does both on the main thread.
+   * See bench/pipeline.ts for the measured difference. @default true
+   */
+  offload?: boolean;
+  /** Wait this long for the repository lock, in milliseconds. @default 0 */
+  lockWaitMs?: number;
+  /** Called after each chunk with bytes read so far and bytes to read. */
+  onProgress?: (progress: Progress) => void;
+  /** Called once the mode is decided, before reading. */
+  onDecision?: (decision: Decision) => void;
+  /** Abort the run; the backup then fails and leaves nothing. */
+  signal?: AbortSignal;
+}
+
+/** The result of {@linkcode backup}. */
+export interface BackupResult {
+  /** The manifest written. */
+  manifest: Manifest;
+  /** Full or incremental, and why. */
+  decision: Decision;
+}
+
+/** A failed-run record (`runs/<id>.json`). */
+export interface FailedRun {
+  /** Id the backup would have had. */
+  id: string;
+  /** Device key (`identity.id ?? identity.name`). */
+  device: string;
+  /** Start of the run. */
+  startTime: string;
+  /** Error message. */
+  error: string;
+}
+
+/** The key backups of one device chain by. */
+export function deviceKey(identity: { name: string; id?: string | null }): string {
+  return identity.id ?? identity.name;
+}
+
+/** Sorted, de-duplicated chunk numbers overlapping `extents` (clipped to capacity). */
+export function chunksOfExtents(
+  extents: Iterable<ChangedExtent>,
+  capacity: bigint,
+  chunkSize: number,
+): number[] {
+  const cs = BigInt(chunkSize);
+  const set = new Set<number>();
+  for (const { offset, length } of extents) {
+    if (length <= 0n || offset < 0n || offset >= capacity) continue;
+    const end = offset + length > capacity ? capacity : offset + length;
+    for (let c = offset / cs; c * cs < end; c++) set.add(Number(c));
+  }
+  return [...set].sort((a, b) => a - b);
+}
+
+async function findParent(
+  repo: Repository,
+  key: string,
+  explicit: string | undefined,
+): Promise<{ manifest: Manifest | null; problem?: string }> {
+  if (explicit !== undefined) {
+    try {
+      const m = await repo.readManifest(explicit);
+      if (deviceKey(m.device) !== key) {
+        return { manifest: null, problem: `parent ${explicit} is a backup of another device` };
+      }
+      return { manifest: m };
+    } catch (e) {
+      return { manifest: null, problem: `parent ${explicit} unusable: ${(e as Error).message}` };
+    }
+  }
+  const ids = await repo.listBackupIds();
+  for (let i = ids.length - 1; i >= 0; i--) {
+    try {
+      const m = await repo.readManifest(ids[i]);
+      if (deviceKey(m.device) === key) return { manifest: m };
+    } catch {
+      // a corrupt manifest is reported by verify; it cannot be a parent
+    }
+  }
+  return { manifest: null };
+}
+
+async function lastFailedRun(
+  repo: Repository,
+  key: string,
+  after: string,
+): Promise<FailedRun | null> {
+  let last: FailedRun | null = null;
+  for (const name of await repo.fs.readDir(repo.runsDir)) {
+    if (!name.endsWith(".json")) continue;
+    try {
+      const bytes = await readBounded(repo.fs, join(repo.runsDir, name), 64 * 1024);
+      if (bytes === null) continue;
+      const r = JSON.parse(new TextDecoder().decode(bytes)) as FailedRun;
+      if (typeof r.device !== "string" || typeof r.startTime !== "string") continue;
+      if (r.device === key && r.startTime > after && (!last || r.startTime > last.startTime)) {
+        last = r;
+      }
+    } catch {
+      // unreadable record: ignored
+    }
+  }
+  return last;
+}
+
+/**
+ * Back up `source` into `repo`. Holds the repository lock for the whole run.
+ * On any failure nothing is listed: chunks already stored stay for `gc`, the
+ * index (if written) is removed, no manifest is written, and a failed-run
+ * record is left in `runs/` (best effort).
+ *
+ * @example Full, then incremental backups of an image file
+ * ```ts ignore
+ * import { backup, FileSource, Repository } from "./mod.ts";
+ * const repo = await Repository.open("/backup/repo");
+ * using source = await FileSource.open("/dev/blksnap-image_253:0");
+ * const { manifest, decision } = await backup(source, repo);
+ * console.log(manifest.id, decision.mode, decision.reason);
+ * ```
+ */
+export async function backup(
+  source: BackupSource,
+  repo: Repository,
+  options: BackupOptions = {},
+): Promise<BackupResult> {
+  const startTime = new Date();
+  const id = newBackupId(startTime);
+  const key = deviceKey(source.identity);
+  const { chunkSize } = repo.config;
+  const capacity = source.capacity;
+  if (capacity < 0n) throw new RepoError("INVALID", `Negative capacity ${capacity}`);
+  const chunkCount = chunkCountOf(capacity, chunkSize);
+  const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
+  let indexWritten = false;
+  try {
+    // ---- decide
+    const found = await findParent(repo, key, options.parent);
+    let parentIndex: BackupIndex | null = null;
+    let parentProblem = found.problem;
+    if (found.manifest) {
+      try {
+        parentIndex = await repo.readIndex(found.manifest);
+      } catch (e) {
+        parentProblem = `index of parent ${found.manifest.id} unusable: ${(e as Error).message}`;
+      }
+    }
+    const pm = parentIndex ? found.manifest : null;
+    const parent: DecisionParent | null = pm
+      ? {
+        id: pm.id,
+        capacity: pm.device.capacity,
+        chunkSize: pm.chunkSize,
+        cbt: pm.cbt,
+        verification: pm.verification,
+      }
+      : null;
+    const info = source.cbt?.info ?? null;
+    let extents: ChangedExtent[] | null = null;
+    let changedBytes: bigint | undefined;
+    if (source.cbt && pm?.cbt && info?.generationId === pm.cbt.generationId) {
+      try {
+        extents = [...source.cbt.changedExtents(pm.cbt.changesNumber)];
+        changedBytes = extents.reduce((s, e) => s + e.length, 0n);
+      } catch (e) {
+        extents = null;
+        parentProblem = `CBT map unreadable: ${(e as Error).message}`;
+      }
+    }
+    const failedRun = pm && (options.fullAfterFailedRun ?? true)
+      ? await lastFailedRun(repo, key, pm.startTime)
+      : null;
+    const decision = decideBackupMode({
+      chunkSize,
+      capacity,
+      cbt: info
+        ? {
+          generationId: info.generationId,
+          changesNumber: info.changesNumber,
+          blockSize: info.blockSize,
+          deviceCapacity: info.deviceCapacity,
+        }
+        : null,
+      parent,
+      parentProblem,
+      changedBytes,
+      failedRun,
+      forceFull: options.full,
+      requireVerifiedParent: options.requireVerifiedParent,
+    });
+    const incremental = decision.mode === "incremental" && extents !== null && parentIndex !== null;
+    if (decision.mode === "incremental" && !incremental) {
+      decision.mode = "full";
+      decision.reason = parentProblem ?? "CBT changes could not be read";
+    }
+    options.onDecision?.(decision);
+
+    // ---- read, hash, compress, store
+    const digests = new Uint8Array(chunkCount * DIGEST_SIZE);
+    let toRead: number[];
+    if (incremental) {
+      digests.set(parentIndex!.digests);
+      toRead = chunksOfExtents(extents!, capacity, chunkSize);
+    } else {
+      toRead = Array.from({ length: chunkCount }, (_, i) => i);
+    }
+    const stats: BackupStats = {
+      bytesRead: 0,
+      bytesStored: 0,
+      bytesChanged: incremental ? Number(changedBytes ?? 0n) : Number(capacity),
+      chunksTotal: chunkCount,
+      chunksRead: toRead.length,
+      chunksNew: 0,
+      chunksDeduplicated: 0,
+      chunksReused: chunkCount - toRead.length,
+      chunksZero: 0,
+    };
+    await storeChunks(source, repo, toRead, digests, stats, options);
+
+    // ---- chunks are durable; then index; then manifest
+    await repo.syncChunkDirs();
+    const indexBytes = encodeIndex(chunkSize, capacity, digests);
+    indexWritten = true;
+    await repo.writeAtomic(repo.indexPath(id), indexBytes);
+    const manifest: Manifest = {
+      format: "blksnap-backup",
+      version: 1,
+      id,
+      device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
+      chunkSize,
+      chunkCount,
+      cbt: info
+        ? {
+          generationId: info.generationId,
+          changesNumber: info.changesNumber,
+          blockSize: info.blockSize,
+        }
+        : null,
+      parent: incremental ? pm!.id : null,
+      mode: incremental ? "incremental" : "full",
+      reason: decision.reason,
+      startTime: startTime.toISOString(),
+      endTime: new Date().toISOString(),
+      stats,
+      state: "complete",
+      indexSha256: toHex(sha256(indexBytes)),
+      verification: { state: "none", time: null, badChunks: 0 },
+    };
+    await repo.writeManifest(manifest);
+    return { manifest, decision };
+  } catch (e) {
+    if (indexWritten) await repo.fs.remove(repo.indexPath(id)).catch(() => {});
+    const record: FailedRun = {
+      id,
+      device: key,
+      startTime: startTime.toISOString(),
+      error: e instanceof Error ? e.message : String(e),
+    };
+    await repo.writeAtomic(
+      join(repo.runsDir, `${id}.json`),
+      new TextEncoder().encode(JSON.stringify(record) + "\n"),
+    ).catch(() => {});
+    throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
+  } finally {
+    await lock.release().catch(() => {});
+  }
+}
+
+/** Runs of consecutive chunk numbers, each at most `maxLen` long. */
+function runsOf(chunks: number[], maxLen: number): Array<[number, number]> {
+  const runs: Array<[number, number]> = [];
+  let i = 0;
+  while (i < chunks.length) {
+    let j = i + 1;
+    while (j < chunks.length && chunks[j] === chunks[j - 1] + 1 && j - i < maxLen) j++;
+    runs.push([chunks[i], j - i]);
+    i = j;
+  }
+  return runs;
+}
+
+async function storeChunks(
+  source: BackupSource,
+  repo: Repository,
+  toRead: number[],
+  digests: Uint8Array,
+  stats: BackupStats,
+  options: BackupOptions,
+): Promise<void> {
+  const { chunkSize } = repo.config;
+  const level = repo.config.compression.level;
+  const capacity = source.capacity;
+  const offload = options.offload ?? true;
+  const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
+  const perRead = Math.max(1, Math.floor(readSize / chunkSize));
+  const concurrency = Math.max(
+    1,
+    options.concurrency ?? Math.max(2, navigator.hardwareConcurrency),
+  );
+  const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
+  let bytesDone = 0;
+  const inFlight = new Set<Promise<void>>();
+  const pending = new Set<string>(); // digests being stored by this run
+  let failure: unknown = null;
+
+  const processChunk = async (i: number, data: Uint8Array): Promise<void> => {
+    let digest: Uint8Array;
+    if (isAllZero(data)) {
+      digest = ZERO_DIGEST;
+      stats.chunksZero++;
+    } else {
+      digest = offload ? await digestOf(data) : sha256(data);
+      const hex = toHex(digest);
+      const seen = pending.has(hex);
+      pending.add(hex); // before any await, so a twin chunk in flight sees it
+      if (seen || await repo.hasChunk(hex)) {
+        stats.chunksDeduplicated++;
+      } else {
+        let file: Uint8Array;
+        try {
+          file = offload ? await encodeChunk(data, level) : encodeChunkSync(data, level);
+          await repo.putChunk(hex, file);
+        } catch (e) {
+          pending.delete(hex);
+          throw e;
+        }
+        stats.chunksNew++;
+        stats.bytesStored += file.length;
+      }
+    }
+    digests.set(digest, i * DIGEST_SIZE);
+    bytesDone += data.length;
+    options.onProgress?.({ bytesDone, bytesTotal });
+  };
+
+  const readBlock = async ([first, count]: [number, number]): Promise<Uint8Array> => {
+    const offset = BigInt(first) * BigInt(chunkSize);
+    let length = 0;
+    for (let k = 0; k < count; k++) length += chunkLengthOf(first + k, capacity, chunkSize);
+    const buf = new Uint8Array(length);
+    let n: number;
+    try {
+      n = await source.read(offset, buf);
+    } catch (e) {
+      throw new RepoError(
+        "SOURCE",
+        `Reading ${source.identity.name} at ${offset} failed: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
+    if (n !== length) {
+      throw new RepoError(
+        "SOURCE",
+        `Short read of ${source.identity.name} at ${offset}: ${n} of ${length} bytes`,
+      );
+    }
+    stats.bytesRead += n;
+    return buf;
+  };
+
+  options.onProgress?.({ bytesDone: 0, bytesTotal });
+  const runs = runsOf(toRead, perRead);
+  // One read ahead: block r+1 is being read while block r is hashed and compressed.
+  const prefetch = (r: number): Promise<Uint8Array> | null => {
+    if (r >= runs.length) return null;
+    const p = readBlock(runs[r]);
+    p.catch(() => {}); // handled when awaited; never an unhandled rejection meanwhile
+    return p;
+  };
+  let next = prefetch(0);
+  try {
+    outer: for (let r = 0; r < runs.length; r++) {
+      options.signal?.throwIfAborted();
+      const buf = await next!;
+      next = prefetch(r + 1);
+      const [first, count] = runs[r];
+      for (let k = 0; k < count; k++) {
+        while (inFlight.size >= concurrency) await Promise.race(inFlight);
+        if (failure) break outer;
+        const start = k * chunkSize;
+        const len = chunkLengthOf(first + k, capacity, chunkSize);
+        const p: Promise<void> = processChunk(first + k, buf.subarray(start, start + len))
+          .catch((e) => {
+            failure ??= e;
+          })
+          .finally(() => inFlight.delete(p));
+        inFlight.add(p);
+      }
+    }
+  } catch (e) {
+    failure ??= e;
+  }
+  await next?.catch(() => {}); // a read still in flight must end before the lock is released
+  await Promise.all(inFlight);
+  if (failure) throw failure;
+}

@@ -1,0 +1,265 @@
+/**
+ * The verify flow: fast (manifests, index checksums, every referenced chunk
+ * exists) or deep (every referenced chunk decompressed and re-hashed). A deep
+ * verify records its result in each manifest.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { RepoError } from "./errors.ts";
+import {
+  type BackupIndex,
+  bytesEqual,
+  CHUNK_HEADER_SIZE,
+  chunkLengthOf,
+  DIGEST_SIZE,
+  isBackupId,
+  isDigestHex,
+  type Manifest,
+  toHex,
+  ZERO_DIGEST,
+} from "./format.ts";
+import { maxChunkFileSize, type Repository, TEMP_PREFIX } from "./repository.ts";
+import type { Progress } from "./backup.ts";
+
+/** Options of {@linkcode verify}. */
+export interface VerifyOptions {
+  /** Decompress and re-hash every referenced chunk. @default false */
+  deep?: boolean;
+  /** After a deep verify, record the result in each manifest (takes the lock). @default deep */
+  mark?: boolean;
+  /** Chunks checked at once in a deep verify. @default max(2, navigator.hardwareConcurrency) */
+  concurrency?: number;
+  /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */
+  lockWaitMs?: number;
+  /** Called after each chunk with the (uncompressed) bytes of distinct chunks checked so far. */
+  onProgress?: (progress: Progress) => void;
+}
+
+/** A missing or corrupt chunk and the backups that use it. */
+export interface BadChunk {
+  /** Hex SHA-256 (the chunk's name). */
+  digest: string;
+  /** Path of the chunk file. */
+  path: string;
+  /** What is wrong. */
+  problem: "missing" | "corrupt";
+  /** Details. */
+  detail: string;
+  /** Ids of every backup whose index references it. */
+  backups: string[];
+}
+
+/** A backup whose manifest or index cannot be used. */
+export interface BadBackup {
+  /** Backup id. */
+  id: string;
+  /** The file at fault. */
+  path: string;
+  /** The error message. */
+  error: string;
+}
+
+/** The result of {@linkcode verify}. */
+export interface VerifyReport {
+  /** No errors (warnings allowed). */
+  ok: boolean;
+  /** Whether chunk contents were checked. */
+  deep: boolean;
+  /** Backups whose manifest and index were read. */
+  backupsChecked: number;
+  /** Distinct chunks checked. */
+  chunksChecked: number;
+  /** Errors: missing or corrupt chunks. */
+  badChunks: BadChunk[];
+  /** Errors: unreadable manifests or indexes. */
+  badBackups: BadBackup[];
+  /** Warning: stored chunks no backup references (removed by `gc`). */
+  unreferencedChunks: string[];
+  /** Warning: index files without a manifest (removed by `gc`). */
+  orphanIndexes: string[];
+  /** Warning: leftover temporary files (removed by `gc`); never data. */
+  tempFiles: string[];
+  /** Warning: files in `chunks/` whose name is not a digest. */
+  strayFiles: string[];
+  /** Backups whose manifest got a new verification state. */
+  marked: { id: string; state: "ok" | "failed" }[];
+}
+
+/**
+ * Verify the whole repository. Fast: every manifest and index parses, index
+ * checksums match, every referenced chunk file exists and has a plausible
+ * size. Deep: also decompresses every referenced chunk and checks its
+ * SHA-256. The fast check does not detect bit rot inside a chunk file.
+ *
+ * @example Deep-verify and print bad chunks with the backups that use them
+ * ```ts ignore
+ * import { Repository, verify } from "./mod.ts";
+ * const report = await verify(await Repository.open("/backup/repo"), { deep: true });
+ * for (const c of report.badChunks) console.log(c.digest, c.problem, c.backups.join(" "));
+ * ```
+ */
+export async function verify(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
+  const deep = options.deep ?? false;
+  const mark = (options.mark ?? deep) && deep;
+  const lock = mark ? await repo.lock("verify", { waitMs: options.lockWaitMs ?? 0 }) : null;
+  try {
+    return await verifyLocked(repo, deep, mark, options);
+  } finally {
+    await lock?.release().catch(() => {});
+  }
+}
+
+async function verifyLocked(
+  repo: Repository,
+  deep: boolean,
+  mark: boolean,
+  options: VerifyOptions,
+): Promise<VerifyReport> {
+  const report: VerifyReport = {
+    ok: true,
+    deep,
+    backupsChecked: 0,
+    chunksChecked: 0,
+    badChunks: [],
+    badBackups: [],
+    unreferencedChunks: [],
+    orphanIndexes: [],
+    tempFiles: [],
+    strayFiles: [],
+    marked: [],
+  };
+  const { chunkSize } = repo.config;
+  const users = new Map<string, { ids: string[]; length: number }>();
+  const manifests = new Map<string, Manifest>();
+  const names = await repo.fs.readDir(repo.backupsDir);
+  const ids = new Set<string>();
+  for (const n of names) {
+    if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(repo.backupsDir, n));
+    else if (n.endsWith(".json") && isBackupId(n.slice(0, -5))) ids.add(n.slice(0, -5));
+  }
+  for (const n of names) {
+    if (n.endsWith(".index") && !ids.has(n.slice(0, -6))) {
+      report.orphanIndexes.push(join(repo.backupsDir, n));
+    }
+  }
+  for (const id of [...ids].sort()) {
+    let m: Manifest;
+    let index: BackupIndex;
+    try {
+      m = await repo.readManifest(id);
+    } catch (e) {
+      report.badBackups.push({ id, path: repo.manifestPath(id), error: (e as Error).message });
+      continue;
+    }
+    try {
+      index = await repo.readIndex(m);
+    } catch (e) {
+      manifests.set(id, m);
+      report.badBackups.push({ id, path: repo.indexPath(id), error: (e as Error).message });
+      continue;
+    }
+    manifests.set(id, m);
+    report.backupsChecked++;
+    for (let i = 0; i < index.chunkCount; i++) {
+      const d = index.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+      if (bytesEqual(d, ZERO_DIGEST)) continue;
+      const hex = toHex(d);
+      let u = users.get(hex);
+      if (!u) {
+        u = { ids: [], length: chunkLengthOf(i, index.capacity, index.chunkSize) };
+        users.set(hex, u);
+      }
+      if (u.ids[u.ids.length - 1] !== id) u.ids.push(id);
+    }
+  }
+
+  // Chunks: existence (fast) or content (deep).
+  const bound = maxChunkFileSize(chunkSize);
+  let bytesDone = 0;
+  let bytesTotal = 0;
+  for (const u of users.values()) bytesTotal += u.length;
+  const checkOne = async (hex: string, u: { ids: string[]; length: number }): Promise<void> => {
+    const path = repo.chunkPath(hex);
+    const st = await repo.fs.stat(path);
+    report.chunksChecked++;
+    if (st === null || !st.isFile) {
+      report.badChunks.push({
+        digest: hex,
+        path,
+        problem: "missing",
+        detail: "no such file",
+        backups: u.ids,
+      });
+    } else if (st.size <= CHUNK_HEADER_SIZE || st.size > bound) {
+      report.badChunks.push({
+        digest: hex,
+        path,
+        problem: "corrupt",
+        detail: `implausible size ${st.size}`,
+        backups: u.ids,
+      });
+    } else if (deep) {
+      try {
+        await repo.readChunk(hex, chunkSize, u.length);
+      } catch (e) {
+        if (!(e instanceof RepoError)) throw e;
+        report.badChunks.push({
+          digest: hex,
+          path,
+          problem: e.code === "BAD_CHUNK" && /missing/.test(e.message) ? "missing" : "corrupt",
+          detail: e.message,
+          backups: u.ids,
+        });
+      }
+    }
+    bytesDone += u.length;
+    options.onProgress?.({ bytesDone, bytesTotal });
+  };
+  const concurrency = deep
+    ? Math.max(1, options.concurrency ?? Math.max(2, navigator.hardwareConcurrency))
+    : 16;
+  const inFlight = new Set<Promise<void>>();
+  for (const [hex, u] of users) {
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
+    const p: Promise<void> = checkOne(hex, u).finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
+  await Promise.all(inFlight);
+  report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
+
+  // Warnings: unreferenced chunks, temp files, stray names.
+  for (const fan of await repo.fs.readDir(repo.chunksDir)) {
+    const dir = join(repo.chunksDir, fan);
+    if (fan.startsWith(TEMP_PREFIX)) {
+      report.tempFiles.push(dir);
+      continue;
+    }
+    for (const n of await repo.fs.readDir(dir)) {
+      if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(dir, n));
+      else if (!isDigestHex(n) || n.slice(0, 2) !== fan) report.strayFiles.push(join(dir, n));
+      else if (!users.has(n)) report.unreferencedChunks.push(n);
+    }
+  }
+
+  report.ok = report.badChunks.length === 0 && report.badBackups.length === 0;
+
+  if (mark) {
+    const badPer = new Map<string, number>();
+    for (const c of report.badChunks) {
+      for (const id of c.backups) badPer.set(id, (badPer.get(id) ?? 0) + 1);
+    }
+    for (const b of report.badBackups) {
+      if (manifests.has(b.id)) badPer.set(b.id, Math.max(1, badPer.get(b.id) ?? 0));
+    }
+    const time = new Date().toISOString();
+    for (const [id, m] of manifests) {
+      const bad = badPer.get(id) ?? 0;
+      const state = bad > 0 ? "failed" : "ok";
+      await repo.writeManifest({ ...m, verification: { state, time, badChunks: bad } });
+      report.marked.push({ id, state });
+    }
+  }
+  return report;
+}
