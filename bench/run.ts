@@ -130,6 +130,7 @@ const vmFiles = existsSync(vmDir)
   : [];
 if (vmFiles.length > 0) {
   console.log(`\n== bench VM part (cloud kernel): ${vmFiles.join(", ")}`);
+  const vmWork = Deno.makeTempDirSync({ prefix: "blksnap-bench-vm-" });
   const { code } = await sh([
     "bash",
     "tests/vm/vm.sh",
@@ -143,10 +144,11 @@ if (vmFiles.length > 0) {
     "bench/_vm_all.sh",
     quick ? "quick" : "full",
     ...vmFiles,
-  ]);
-  const log = existsSync(`${repo}tests/vm/.work/results.log`)
-    ? Deno.readTextFileSync(`${repo}tests/vm/.work/results.log`)
+  ], { BLKSNAP_VM_WORK: vmWork });
+  const log = existsSync(`${vmWork}/results.log`)
+    ? Deno.readTextFileSync(`${vmWork}/results.log`)
     : "";
+  Deno.removeSync(vmWork, { recursive: true });
   for (const name of vmFiles) {
     const section = log.split(`BENCH-FILE ${name}\n`)[1]?.split("BENCH-FILE-END")[0] ?? "";
     const got = parseBenchLines(section, `vm/${name}`);

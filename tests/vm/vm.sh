@@ -15,7 +15,6 @@
 #   --no-module            `run`: do not load the module
 #   --timeout SECONDS      kill a hung guest after this long (default 1500)
 #   --mem MIB              guest memory (default 3072)
-#   --keep                 keep the work directory's logs
 #
 # Exit status: the command's (run/demo), or 0 when every suite test passed.
 # The TAP stream of the suites is written to stdout; everything the guest prints
@@ -25,7 +24,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-work="$repo/tests/vm/.work"
+# Each run gets its own work directory (runs may go on side by side);
+# BLKSNAP_VM_WORK names one instead. tests/vm/.work/last points at the latest.
+work_root="$repo/tests/vm/.work"
+work="${BLKSNAP_VM_WORK:-}"
 cache="$repo/.cache/vm"
 shared_vm="${BLKSNAP_SHARED_VM:-$repo/../shared/vm}"
 
@@ -49,7 +51,6 @@ while [ $# -gt 0 ]; do
 	--no-module) load_module=0; shift ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
-	--keep) shift ;;
 	setup | suites | run | demo | build) action=$1; shift; break ;;
 	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option '$1' (see --help)" ;;
@@ -66,6 +67,15 @@ if [ -z "$kernel" ]; then
 	if [ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ]; then kernel=debug; else kernel=cloud; fi
 fi
 case "$kernel" in debug | cloud) ;; *) die "--kernel must be debug or cloud" ;; esac
+
+if [ -z "$work" ]; then
+	mkdir -p "$work_root"
+	work=$(mktemp -d "$work_root/run.XXXXXX")
+	# Logs of runs older than a day go.
+	find "$work_root" -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+fi
+mkdir -p "$work"
+ln -sfn "$work" "$work_root/last"
 
 # ---------------------------------------------------------------------------
 # setup: packages and kernels
@@ -234,7 +244,8 @@ EOF
 	fi
 	cp "$here/guest/init.sh" "$root/init"
 	chmod +x "$root/init"
-	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp"
+	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp.$$"
+	mv "$out.tmp.$$" "$out.tmp"
 	mv "$out.tmp" "$out"
 	rm -rf "$root"
 }
@@ -302,8 +313,9 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	base="$cache/base-$key.cpio"
 	if [ ! -f "$base" ]; then
 		log "assembling the guest base image ($kernel kernel)"
-		rm -f "$cache"/base-*.cpio
 		build_base "$base"
+		# Older bases of this kernel kind are no longer used.
+		find "$cache" -maxdepth 1 -name 'base-*.cpio' ! -newer "$base" ! -name "$(basename "$base")" -mmin +60 -delete 2>/dev/null || true
 	fi
 	build_project "$work/project.cpio" "$job"
 	initrd="$work/initrd.cpio"
