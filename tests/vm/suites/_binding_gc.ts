@@ -1,0 +1,35 @@
+// Run by 30-binding_test.ts with --v8-flags=--expose-gc: a Tracker dropped
+// without close() must have its device and control-device fds closed once
+// the garbage collector has collected it. Prints "released" and exits 0.
+import { Tracker } from "../../../mod.ts";
+
+function openFds(): number {
+  let n = 0;
+  for (const entry of Deno.readDirSync("/proc/self/fd")) {
+    try {
+      const target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+      if (target === "/dev/ram1" || target === "/dev/blksnap-control") n++;
+    } catch {
+      // the fd closed meanwhile
+    }
+  }
+  return n;
+}
+
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error("run with --v8-flags=--expose-gc");
+const before = openFds();
+(() => {
+  const tracker = Tracker.open("/dev/ram1");
+  tracker.attach();
+  tracker.cbtInfo();
+  tracker.detach();
+})();
+const held = openFds();
+if (held !== before + 2) throw new Error(`expected 2 more fds while held, got ${held - before}`);
+for (let i = 0; i < 100 && openFds() !== before; i++) {
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+}
+if (openFds() !== before) throw new Error(`${openFds() - before} fds still open after GC`);
+console.log("released");
