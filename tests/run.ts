@@ -133,12 +133,7 @@ if (want("unit")) {
     "test",
     "--quiet",
     "--reporter=tap",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-run",
-    "--allow-ffi",
-    "--allow-sys",
+    "-A", // block devices need --allow-all in Deno 2
     "tests/unit",
   ]);
 }
