@@ -142,7 +142,15 @@ if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
 }
 if (want("vm-debug")) {
   if (debugKernel) {
-    await tapTier("vm-debug", ["bash", "tests/vm/vm.sh", "--kernel", "debug", "suites"]);
+    await tapTier("vm-debug", [
+      "bash",
+      "tests/vm/vm.sh",
+      "--kernel",
+      "debug",
+      "--timeout",
+      "3600",
+      "suites",
+    ]);
   } else {
     console.log("\n== vm-debug: no debug kernel at ../shared/vm; skipped");
     record(true, "vm-debug", true);
@@ -150,7 +158,16 @@ if (want("vm-debug")) {
 }
 if (want("vm-cloud")) {
   const smoke = cloudFull || !debugKernel ? [] : ["--smoke"];
-  await tapTier("vm-cloud", ["bash", "tests/vm/vm.sh", "--kernel", "cloud", ...smoke, "suites"]);
+  await tapTier("vm-cloud", [
+    "bash",
+    "tests/vm/vm.sh",
+    "--kernel",
+    "cloud",
+    "--timeout",
+    "1800",
+    ...smoke,
+    "suites",
+  ]);
 }
 
 if (want("bench")) {
