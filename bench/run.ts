@@ -146,7 +146,7 @@ if (vmFiles.length > 0) {
     ...vmFiles,
   ], { BLKSNAP_VM_WORK: vmWork });
   const log = existsSync(`${vmWork}/results.log`)
-    ? Deno.readTextFileSync(`${vmWork}/results.log`)
+    ? Deno.readTextFileSync(`${vmWork}/results.log`).replaceAll("\r", "")
     : "";
   Deno.removeSync(vmWork, { recursive: true });
   for (const name of vmFiles) {

@@ -44,8 +44,8 @@ export function countTap(
   text: string,
 ): { passed: number; failed: number; skipped: number; failures: string[] } {
   const out = { passed: 0, failed: 0, skipped: 0, failures: [] as string[] };
-  for (const line of text.split("\n")) {
-    const m = /^(not ok|ok)\b(?: \d+)?(?: -)? ?(.*)$/.exec(line);
+  for (const line of text.split(/\r?\n/)) {
+    const m = /^(not ok|ok)\b(?: \d+)?(?: -)? ?(.*?)\r?$/.exec(line);
     if (!m) continue;
     const desc = m[2];
     if (/#\s*(SKIP|skip|ignored)/.test(desc)) out.skipped++;

@@ -347,7 +347,7 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	else
 		guest_timed_out=0
 	fi
-	guest_rc=$(sed -n 's/^BLKSNAP-VM-EXIT \([0-9]*\).*/\1/p' "$work/results.log" | tail -n 1)
+	guest_rc=$(tr -d '\r' <"$work/results.log" | sed -n 's/^BLKSNAP-VM-EXIT \([0-9]*\).*/\1/p' | tail -n 1)
 	[ -n "$guest_rc" ] || guest_rc=255
 }
 
@@ -408,7 +408,8 @@ run | demo | suites)
 	log "guest finished in ${vm_seconds}s with status $guest_rc"
 	if [ "$action" = suites ]; then
 		# The TAP stream for the caller, plus one test for the kernel log.
-		sed -n '/^BLKSNAP-TAP-BEGIN/,/^BLKSNAP-TAP-END/p' "$work/results.log" | grep -v '^BLKSNAP-' || true
+		# (the serial port ends lines with CR LF)
+		tr -d '\r' <"$work/results.log" | sed -n '/^BLKSNAP-TAP-BEGIN/,/^BLKSNAP-TAP-END/p' | grep -v '^BLKSNAP-' || true
 		if [ "$guest_timed_out" -eq 1 ]; then
 			echo "not ok - vm($kernel): the guest finished within ${timeout_s}s"
 		else
