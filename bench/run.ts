@@ -25,60 +25,12 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cpus, totalmem } from "node:os";
+import { type BenchResult, parseBenchLines, table } from "./_results.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const quick = Deno.args.includes("--quick");
 const onlyIdx = Deno.args.indexOf("--only");
 const only = onlyIdx >= 0 ? Deno.args[onlyIdx + 1] : undefined;
-
-/** One metric as a benchmark reports it. */
-export interface BenchResult {
-  /** What is measured, e.g. "4 KiB random write, tracked vs untracked". */
-  metric: string;
-  /** Unit of `ours` and `peer`. */
-  unit: string;
-  /** Our figure (median of the repetitions). */
-  ours: number;
-  /** The peer's or the limit's figure, measured in the same run. */
-  peer: number;
-  /** What the peer or limit is. */
-  peerName: string;
-  /** Whether a larger figure is better (throughput) or worse (time). */
-  higherIsBetter: boolean;
-  /** Repetitions behind each median. */
-  reps?: number;
-  /** Relative spread (max-min)/median of our figure. */
-  spread?: number;
-  /** Sizes, devices, kernel, emulation. */
-  conditions?: string;
-  /** Filled in by this runner: the file that produced the line. */
-  source?: string;
-  /** Filled in: ours/peer, oriented so that 1.0 is parity and lower is worse. */
-  ratio?: number;
-}
-
-/** Parses the `BENCH {...}` lines of a benchmark's output. */
-export function parseBenchLines(text: string, source: string): BenchResult[] {
-  const out: BenchResult[] = [];
-  for (const line of text.split("\n")) {
-    const at = line.indexOf("BENCH {");
-    if (at < 0) continue;
-    try {
-      const r = JSON.parse(line.slice(at + 6)) as BenchResult;
-      if (typeof r.metric !== "string" || !Number.isFinite(r.ours) || !Number.isFinite(r.peer)) {
-        continue;
-      }
-      r.source = source;
-      r.ratio = r.peer === 0 || r.ours === 0
-        ? NaN
-        : (r.higherIsBetter ? r.ours / r.peer : r.peer / r.ours);
-      out.push(r);
-    } catch {
-      // a garbled line (kernel messages on the console): ignored
-    }
-  }
-  return out;
-}
 
 async function sh(cmd: string[], env: Record<string, string> = {}): Promise<
   { code: number; out: string }
@@ -174,29 +126,6 @@ const report = {
 Deno.mkdirSync(`${repo}bench/results`, { recursive: true });
 const outFile = `${repo}bench/results/${quick ? "quick" : "latest"}.json`;
 Deno.writeTextFileSync(outFile, JSON.stringify(report, null, 2) + "\n");
-
-function fmt(n: number): string {
-  if (!Number.isFinite(n)) return "n/a";
-  if (Math.abs(n) >= 100) return n.toFixed(0);
-  if (Math.abs(n) >= 10) return n.toFixed(1);
-  return n.toPrecision(3);
-}
-
-/** The markdown table of a report. */
-export function table(rs: BenchResult[]): string {
-  const rows = rs.map((r) =>
-    `| ${r.metric} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} ${r.unit} | ${
-      fmt(r.ratio ?? NaN)
-    } | ${r.reps ?? 1}${r.spread !== undefined ? `, ±${(r.spread * 100).toFixed(0)}%` : ""} | ${
-      r.conditions ?? ""
-    } |`
-  );
-  return [
-    "| metric | ours | peer or limit (same run) | ratio | reps, spread | conditions |",
-    "| --- | --- | --- | --- | --- | --- |",
-    ...rows,
-  ].join("\n");
-}
 
 if (!quick) {
   const md = `# Benchmarks

@@ -17,6 +17,7 @@
 
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { countTap } from "./_tap.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 
@@ -37,25 +38,6 @@ function record(ok: boolean, name: string, skip = false): void {
     tally.failed++;
     tally.failures.push(name);
   }
-}
-
-/** Counts the top-level TAP results of one tier's output. */
-export function countTap(
-  text: string,
-): { passed: number; failed: number; skipped: number; failures: string[] } {
-  const out = { passed: 0, failed: 0, skipped: 0, failures: [] as string[] };
-  for (const line of text.split(/\r?\n/)) {
-    const m = /^(not ok|ok)\b(?: \d+)?(?: -)? ?(.*?)\r?$/.exec(line);
-    if (!m) continue;
-    const desc = m[2];
-    if (/#\s*(SKIP|skip|ignored)/.test(desc)) out.skipped++;
-    else if (m[1] === "ok") out.passed++;
-    else {
-      out.failed++;
-      out.failures.push(desc);
-    }
-  }
-  return out;
 }
 
 async function run(
