@@ -9,6 +9,10 @@
 #include <linux/fs.h>
 #include <linux/uaccess.h>
 #include <blksnap.h>
+#include "params.h"
+#include "filter.h"
+#include "tracker.h"
+#include "snapshot.h"
 
 static const struct blksnap_version version = {
 	.major = BLKSNAP_VERSION_MAJOR,
@@ -27,6 +31,26 @@ static long ctrl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 		if (copy_to_user(argp, &version, sizeof(version)))
 			return -EFAULT;
 		return 0;
+	case IOCTL_BLKSNAP_SNAPSHOT_CREATE:
+		return snapshot_ioctl_create(argp);
+	case IOCTL_BLKSNAP_SNAPSHOT_DESTROY:
+		return snapshot_ioctl_destroy(argp);
+	case IOCTL_BLKSNAP_SNAPSHOT_TAKE:
+		return snapshot_ioctl_take(argp);
+	case IOCTL_BLKSNAP_SNAPSHOT_COLLECT:
+		return snapshot_ioctl_collect(argp);
+	case IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT:
+		return snapshot_ioctl_wait_event(argp);
+	case IOCTL_BLKSNAP_FILTER_ATTACH:
+		return tracker_ioctl_attach(argp);
+	case IOCTL_BLKSNAP_FILTER_DETACH:
+		return tracker_ioctl_detach(argp);
+	case IOCTL_BLKSNAP_FILTER_CTL:
+		return tracker_ioctl_ctl(argp);
+	case IOCTL_BLKSNAP_TEST_CBT_SWITCH:
+		if (!enable_test_ioctls)
+			return -ENOTTY;
+		return tracker_ioctl_test_cbt_switch(argp);
 	default:
 		return -ENOTTY;
 	}
@@ -48,17 +72,40 @@ static int __init blksnap_init(void)
 {
 	int ret;
 
-	ret = misc_register(&ctrl_dev);
+	params_validate();
+
+	ret = tracker_init();
 	if (ret)
 		return ret;
+	ret = snapshot_init();
+	if (ret)
+		goto fail_tracker_done;
+	ret = filter_init();
+	if (ret)
+		goto fail_snapshot_done;
+	ret = misc_register(&ctrl_dev);
+	if (ret)
+		goto fail_filter_done;
+
 	pr_info("version %u.%u.%u.%u loaded\n", version.major, version.minor,
 		version.revision, version.build);
 	return 0;
+
+fail_filter_done:
+	filter_done();
+fail_snapshot_done:
+	snapshot_done();
+fail_tracker_done:
+	tracker_done();
+	return ret;
 }
 
 static void __exit blksnap_exit(void)
 {
 	misc_deregister(&ctrl_dev);
+	filter_done();
+	snapshot_done();
+	tracker_done();
 	pr_info("unloaded\n");
 }
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Snapshots: the control device's snapshot requests and the per-device
- * snapshotadd/snapshotinfo commands.
+ * snapshotadd/snapshotinfo commands. See docs/kernel-abi.md, "Snapshots".
  *
- * STUB (foundation): every request answers -EOPNOTSUPP until the snapshot
- * work lands. The signatures are the boundary between main.c/tracker.c and
- * the snapshot code; keep them, or change both sides together.
+ * Lock order (outermost first): snapshot.op_lock, tracker->ctl_lock,
+ * snapshots_lock, snapshot.lock. tracker_take_snapshot() and
+ * tracker_release_snapshot() are called with only op_lock held.
  */
 #ifndef __BLKSNAP_SNAPSHOT_H
 #define __BLKSNAP_SNAPSHOT_H
@@ -14,8 +14,11 @@
 #include <blksnap.h>
 
 struct tracker;
+struct bio;
+struct bvec_iter;
 
 int snapshot_init(void);
+/* Module exit: destroys every snapshot left. May sleep. */
 void snapshot_done(void);
 
 /* Control device requests; the argument is the ioctl's user pointer. */
@@ -31,9 +34,15 @@ int snapshot_device_info(struct tracker *tracker,
 			 struct blksnap_snapshotinfo *info);
 
 /*
- * Called by the tracker when its device goes away or it is detached while
- * a snapshot holds it: the snapshot must drop the tracker.
+ * Called by the tracker (without tracker->ctl_lock) when its device goes
+ * away or it is detached while a snapshot holds it. A snapshot not taken yet
+ * drops the device; a taken one marks the device's image corrupted
+ * (-ENODEV) and keeps it until destroyed. May sleep.
  */
 void snapshot_forget_tracker(struct tracker *tracker);
+
+/* Copy-on-write hook of the I/O path: see tracker.h for the contract. */
+bool snapshot_cow_bio(struct tracker *tracker, struct bio *bio,
+		      struct bvec_iter *iter);
 
 #endif /* __BLKSNAP_SNAPSHOT_H */

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Module parameters of the tracker. All are read-only at runtime (0444):
+ * they are checked once at load and then read without locking.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/blkdev.h>
+#include "params.h"
+
+/*
+ * The smallest tracking block, log2 bytes. 64 KiB by default: smaller
+ * blocks make incremental backups finer but the map bigger. At least one
+ * page (below that the map only grows), at most 2^30.
+ */
+unsigned int tracking_block_minimum_shift = 16;
+module_param(tracking_block_minimum_shift, uint, 0444);
+MODULE_PARM_DESC(tracking_block_minimum_shift,
+		 "Smallest CBT block, log2 bytes (default 16: 64 KiB)");
+
+/*
+ * The block size doubles until the map has at most this many blocks (one
+ * byte each, two maps per device), unless tracking_block_maximum_shift is
+ * reached first. At least 1, at most 2^30 (1 GiB per map).
+ */
+unsigned int tracking_block_maximum_count = 2097152;
+module_param(tracking_block_maximum_count, uint, 0444);
+MODULE_PARM_DESC(tracking_block_maximum_count,
+		 "Most CBT blocks per device before the block grows (default 2097152)");
+
+/*
+ * The largest tracking block, log2 bytes. Past it the map may hold more
+ * than tracking_block_maximum_count blocks. Raised to at least the
+ * minimum; at most 2^30.
+ */
+unsigned int tracking_block_maximum_shift = 26;
+module_param(tracking_block_maximum_shift, uint, 0444);
+MODULE_PARM_DESC(tracking_block_maximum_shift,
+		 "Largest CBT block, log2 bytes (default 26: 64 MiB)");
+
+/*
+ * Testing only: answer IOCTL_BLKSNAP_TEST_CBT_SWITCH, which performs the
+ * CBT switch of a snapshot take without a snapshot. Off in production.
+ */
+bool enable_test_ioctls;
+module_param(enable_test_ioctls, bool, 0444);
+MODULE_PARM_DESC(enable_test_ioctls,
+		 "Answer the testing ioctls (default 0; for the test suites only)");
+
+#define TRACKING_SHIFT_MIN PAGE_SHIFT
+#define TRACKING_SHIFT_MAX 30U
+#define TRACKING_COUNT_MAX (1U << 30)
+
+/**
+ * params_validate() - Clamp the parameters to their valid ranges.
+ *
+ * Called once from module init, before anything reads them.
+ */
+void params_validate(void)
+{
+	unsigned int v;
+
+	v = clamp_t(unsigned int, tracking_block_minimum_shift,
+		    TRACKING_SHIFT_MIN, TRACKING_SHIFT_MAX);
+	if (v != tracking_block_minimum_shift) {
+		pr_warn("tracking_block_minimum_shift %u out of [%u, %u], using %u\n",
+			tracking_block_minimum_shift, TRACKING_SHIFT_MIN,
+			TRACKING_SHIFT_MAX, v);
+		tracking_block_minimum_shift = v;
+	}
+
+	v = clamp_t(unsigned int, tracking_block_maximum_shift,
+		    tracking_block_minimum_shift, TRACKING_SHIFT_MAX);
+	if (v != tracking_block_maximum_shift) {
+		pr_warn("tracking_block_maximum_shift %u out of [%u, %u], using %u\n",
+			tracking_block_maximum_shift,
+			tracking_block_minimum_shift, TRACKING_SHIFT_MAX, v);
+		tracking_block_maximum_shift = v;
+	}
+
+	v = clamp_t(unsigned int, tracking_block_maximum_count, 1,
+		    TRACKING_COUNT_MAX);
+	if (v != tracking_block_maximum_count) {
+		pr_warn("tracking_block_maximum_count %u out of [1, %u], using %u\n",
+			tracking_block_maximum_count, TRACKING_COUNT_MAX, v);
+		tracking_block_maximum_count = v;
+	}
+}

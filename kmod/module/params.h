@@ -1,0 +1,18 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Module parameters. All are read-only (0444) and validated at load
+ * (params_validate()), so they may be read without locking afterwards.
+ */
+#ifndef __BLKSNAP_PARAMS_H
+#define __BLKSNAP_PARAMS_H
+
+#include <linux/types.h>
+
+extern unsigned int tracking_block_minimum_shift;
+extern unsigned int tracking_block_maximum_count;
+extern unsigned int tracking_block_maximum_shift;
+extern bool enable_test_ioctls;
+
+void params_validate(void);
+
+#endif /* __BLKSNAP_PARAMS_H */

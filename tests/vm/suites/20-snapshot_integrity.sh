@@ -1,0 +1,89 @@
+#!/bin/sh
+# vm-tags: smoke
+# vm-modparams: chunk_minimum_shift=16 diff_storage_minimum=16384
+# Point-in-time integrity of a snapshot image: the device is filled with
+# self-describing sectors, a snapshot is taken, then the original is
+# written (sector 0 again and again, random ranges, chunk borders, first
+# and last sectors of chunks; one and four threads) while the image is read.
+# Every sector of the image must be as it was at the take, every sector of
+# the original what was last written. Chunks are 64 KiB (128 sectors).
+. /project/tests/vm/lib.sh
+
+DEV=/dev/ram0
+CHUNK=128
+SECONDS_PER_RUN=${SNAP_TORTURE_SECONDS:-15}
+STORE=/dev/shm/snap20
+mkdir -p $STORE
+
+# take_snapshot GEN: fill, create (directory storage), add, take; sets ID, IMG.
+take_snapshot() {
+	snap_sectors fill $DEV "$1" >/dev/null || return 1
+	ID=$(snap_ctl create $STORE 2097152) || return 1
+	snap_ctl add "$ID" $DEV || return 1
+	snap_ctl take "$ID" || return 1
+	IMG=$(snap_ctl image $DEV) || return 1
+	udevadm settle 2>/dev/null
+	i=0
+	while [ ! -b "$IMG" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	test -b "$IMG"
+}
+
+# step DESCRIPTION COMMAND...: like check, but in this shell (keeps variables).
+step() {
+	desc=$1
+	shift
+	if "$@" >/tmp/step.out 2>&1; then
+		tap_ok "$desc"
+		tail -n 1 /tmp/step.out | sed 's/^/# /'
+	else
+		tap_fail "$desc"
+		tail -n 20 /tmp/step.out | sed 's/^/#   /'
+	fi
+}
+
+check "attach $DEV" snap_ctl attach $DEV
+
+step "create, add, take" take_snapshot 1
+ID1=$ID
+check "the image is named blksnap-1-0" test "$IMG" = /dev/blksnap-1-0
+check "the image has the original's size" \
+	test "$(blockdev --getsize64 $IMG)" = "$(blockdev --getsize64 $DEV)"
+check "the image has the original's logical block size" \
+	test "$(blockdev --getss $IMG)" = "$(blockdev --getss $DEV)"
+check "the image has the original's physical block size" \
+	test "$(blockdev --getpbsz $IMG)" = "$(blockdev --getpbsz $DEV)"
+check "the image is read-only (BLKROGET)" test "$(blockdev --getro $IMG)" = 1
+check "snapshotinfo names the image, error 0" \
+	sh -c "snap_ctl info $DEV | grep -qx 'error_code=0 image=blksnap-1-0'"
+check "a second take gives EALREADY" snap_ctl expect EALREADY take "$ID"
+check "adding the device again gives EALREADY" snap_ctl expect EALREADY add "$ID" $DEV
+check "the snapshot is listed by collect" sh -c "snap_ctl collect | grep -qx $ID"
+check "every sector of the image is as filled" snap_sectors check $IMG 1
+check "boundary writes: first/last sectors of chunks and across borders" \
+	snap_sectors boundary $DEV $IMG 1 $CHUNK 200
+check_fails "a write to the image fails" \
+	dd if=/dev/zero of=$IMG bs=4096 count=1 oflag=direct conv=notrunc
+check_fails "a write fails even after blockdev --setrw (EIO from the image)" \
+	sh -c "blockdev --setrw $IMG && dd if=/dev/zero of=$IMG bs=4096 count=1 oflag=direct conv=notrunc"
+blockdev --setro "$IMG" 2>/dev/null
+check "the image is still as filled after the refused writes" snap_sectors check $IMG 1
+check "no event is queued (wait gives ENOENT)" snap_ctl expect ENOENT wait "$ID" 100
+check "destroy" snap_ctl destroy "$ID"
+check "the image is gone" sh -c "! test -b /dev/blksnap-1-0 || { sleep 1; ! test -b /dev/blksnap-1-0; }"
+check "snapshotinfo is empty after destroy" \
+	sh -c "snap_ctl info $DEV | grep -qx 'error_code=0 image='"
+check "destroy again gives ENODEV" snap_ctl expect ENODEV destroy "$ID1"
+
+step "take again (generation 2)" take_snapshot 2
+step "one writer thread for ${SECONDS_PER_RUN}s: image unchanged, original exact" \
+	snap_sectors torture $DEV $IMG 2 "$SECONDS_PER_RUN" 1 $CHUNK
+check "destroy" snap_ctl destroy "$ID"
+
+step "take again (generation 3)" take_snapshot 3
+step "four writer threads for ${SECONDS_PER_RUN}s: image unchanged, original exact" \
+	snap_sectors torture $DEV $IMG 3 "$SECONDS_PER_RUN" 4 $CHUNK
+check "destroy" snap_ctl destroy "$ID"
+
+check "detach $DEV" snap_ctl detach $DEV
+rm -rf $STORE
+tap_done
