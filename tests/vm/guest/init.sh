@@ -36,6 +36,18 @@ mdev -s 2>/dev/null
 i=0
 while [ ! -b /dev/ram0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 
+# Up: from here on the kernel log is ours to answer for. Anything bad it
+# holds already came from booting, before our module was loaded: say so and
+# stop, and the host boots again.
+bad=$(cat /project/tests/vm/guest/kernel_log_problems.ere)
+say "BLKSNAP-GUEST-UP"
+if dmesg | grep -E -q "$bad"; then
+	say "BLKSNAP-BOOT-TAINTED"
+	dmesg | grep -E "$bad" | head -n 5 >"$results"
+	sync
+	poweroff -f
+fi
+
 cd /project || exit 1
 . /project/.vm-job
 export BLKSNAP_VM_KERNEL="$JOB_KERNEL"

@@ -8,7 +8,7 @@ smoke=$1
 shift
 results=/dev/ttyS1
 suite_timeout=${BLKSNAP_SUITE_TIMEOUT:-900}
-bad='BUG:|WARNING:|Oops|general protection|KASAN|UBSAN|possible circular locking|possible recursive locking|inconsistent lock state|blocked for more than|soft lockup|Kernel panic|scheduling while atomic|sleeping function called from invalid context|list_add corruption|list_del corruption|refcount_t:'
+bad=$(cat /project/tests/vm/guest/kernel_log_problems.ere)
 failed=0
 
 wanted() { # file
