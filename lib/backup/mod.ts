@@ -91,6 +91,14 @@ export {
   type RestoreResult,
 } from "./restore.ts";
 export {
+  backupDevices,
+  type BackupDevicesOptions,
+  type BackupDevicesResult,
+  type DeviceBackupOutcome,
+  SnapshotSource,
+  type TakenDevice,
+} from "./snapshot_source.ts";
+export {
   type BackupSource,
   type CbtMapLike,
   type ChangedExtent,

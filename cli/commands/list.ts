@@ -1,0 +1,42 @@
+/**
+ * `blksnap list`: the backups in a repository.
+ *
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { deviceKey, list, Repository } from "../../lib/backup/mod.ts";
+import { type CliContext, report, table } from "../_output.ts";
+import { repoOption, repoPath } from "../_repo.ts";
+import { formatBytes } from "../_size.ts";
+
+/** The `list` command. */
+export function listCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("list")
+    .description("list the backups in a repository, oldest first")
+    .addOption(repoOption())
+    .option("-d, --device <key>", "only backups of this device (its id, or its name)")
+    .action(async (opts) => {
+      const repo = await Repository.open(repoPath(opts.repo));
+      const result = await list(repo);
+      const backups = opts.device === undefined
+        ? result.backups
+        : result.backups.filter((b) => deviceKey(b.device) === opts.device);
+      const rows = backups.map((b) => [
+        b.id,
+        b.device.name,
+        b.mode,
+        formatBytes(b.device.capacity),
+        formatBytes(b.stats.bytesRead),
+        formatBytes(b.stats.bytesStored),
+        b.verification.state,
+        b.parent ?? "-",
+      ]);
+      const lines = backups.length === 0 ? ["no backups"] : table(
+        ["ID", "DEVICE", "MODE", "SIZE", "READ", "STORED", "VERIFIED", "PARENT"],
+        rows,
+      );
+      for (const p of result.problems) lines.push(`unreadable: ${p.id}: ${p.error}`);
+      report(ctx, { repository: repo.path, backups, problems: result.problems }, lines);
+    });
+}

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { CommanderError, InvalidArgumentError } from "@commander-js/extra-typings";
+import {
+  describeError,
+  errorCodeOf,
+  ExitCode,
+  exitCodeOf,
+  UsageError,
+} from "../../../cli/_exit.ts";
+import { BlksnapError } from "../../../lib/errors.ts";
+import { RepoError } from "../../../lib/backup/mod.ts";
+
+Deno.test("ExitCode is the documented table", () => {
+  assert.deepEqual(ExitCode, { Ok: 0, Failure: 1, Usage: 2, Damage: 3, Locked: 4 });
+});
+
+Deno.test("exitCodeOf() maps usage errors to 2 and help/version to 0", () => {
+  assert.deepEqual(exitCodeOf(new CommanderError(1, "commander.unknownOption", "x")), 2);
+  assert.deepEqual(
+    exitCodeOf(new CommanderError(1, "commander.missingMandatoryOptionValue", "x")),
+    2,
+  );
+  assert.deepEqual(exitCodeOf(new InvalidArgumentError("bad")), 2);
+  assert.deepEqual(exitCodeOf(new CommanderError(0, "commander.helpDisplayed", "x")), 0);
+  assert.deepEqual(exitCodeOf(new CommanderError(0, "commander.version", "0.1.0")), 0);
+  assert.deepEqual(exitCodeOf(new UsageError("need --repo")), 2);
+  assert.deepEqual(exitCodeOf(new RangeError("timeout out of range")), 2);
+  assert.deepEqual(exitCodeOf(new RepoError("INVALID", "chunk size")), 2);
+});
+
+Deno.test("exitCodeOf() maps runtime errors to 1 and a held lock to 4", () => {
+  assert.deepEqual(exitCodeOf(new BlksnapError(16, "Tracker.attach")), 1);
+  assert.deepEqual(exitCodeOf(new RepoError("CORRUPT", "bad index")), 1);
+  assert.deepEqual(exitCodeOf(new RepoError("IO", "disk full")), 1);
+  assert.deepEqual(exitCodeOf(new RepoError("LOCKED", "locked")), 4);
+  assert.deepEqual(exitCodeOf(new Error("anything")), 1);
+  assert.deepEqual(exitCodeOf(new TypeError("bug")), 1);
+  assert.deepEqual(exitCodeOf("a string"), 1);
+});
+
+Deno.test("describeError() shows a BlksnapError's operation, code and errno", () => {
+  const e = new BlksnapError(16, "Tracker.attach");
+  const text = describeError(e);
+  assert.match(text, /Tracker\.attach/);
+  assert.match(text, /EBUSY/);
+  assert.match(text, /errno 16/);
+  assert.deepEqual(errorCodeOf(e), "EBUSY");
+  assert.deepEqual(
+    describeError(new RepoError("LOCKED", "Repository is locked")),
+    "LOCKED: Repository is locked",
+  );
+  assert.deepEqual(errorCodeOf(new RepoError("LOCKED", "x")), "LOCKED");
+  assert.deepEqual(errorCodeOf(new Error("x")), null);
+});
