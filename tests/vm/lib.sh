@@ -16,29 +16,55 @@ tap_skip() { # description reason
 	echo "ok - $1 # SKIP $2"
 }
 
-# check DESCRIPTION COMMAND [ARG...]: passes when the command exits 0; its
-# output is shown as TAP comments when it fails.
+# check DESCRIPTION COMMAND [ARG...]: passes when the command exits 0. The
+# command runs in this shell (variables it sets stay set); when it fails, the
+# end of its output is shown as TAP comments. Returns 0 when it passed.
 check() {
-	desc=$1
-	shift
-	if out=$("$@" 2>&1); then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		printf '%s\n' "$out" | tail -n 20 | sed 's/^/#   /'
+	_check 0 "$@"
+}
+
+# step DESCRIPTION COMMAND [ARG...]: check, and when the command passes, its
+# last line of output is shown as a TAP comment (a figure worth seeing).
+step() {
+	_check 1 "$@"
+}
+
+_check() {
+	_ck_show=$1
+	_ck_desc=$2
+	shift 2
+	if "$@" >/tmp/check.out 2>&1; then
+		tap_ok "$_ck_desc"
+		if [ "$_ck_show" = 1 ]; then
+			tail -n 1 /tmp/check.out | sed 's/^/# /'
+		fi
+		return 0
 	fi
+	tap_fail "$_ck_desc"
+	tail -n 20 /tmp/check.out | sed 's/^/#   /'
+	return 1
 }
 
 # check_fails DESCRIPTION COMMAND [ARG...]: passes when the command fails.
 check_fails() {
-	desc=$1
+	_ck_desc=$1
 	shift
-	if out=$("$@" 2>&1); then
-		tap_fail "$desc"
-		printf '%s\n' "$out" | tail -n 20 | sed 's/^/#   /'
-	else
-		tap_ok "$desc"
+	if "$@" >/tmp/check.out 2>&1; then
+		tap_fail "$_ck_desc"
+		tail -n 20 /tmp/check.out | sed 's/^/#   /'
+		return 1
 	fi
+	tap_ok "$_ck_desc"
+}
+
+# wait_bdev PATH: waits up to 5 s for a block device node to appear.
+wait_bdev() {
+	_wb_i=0
+	while [ ! -b "$1" ] && [ $_wb_i -lt 50 ]; do
+		sleep 0.1
+		_wb_i=$((_wb_i + 1))
+	done
+	test -b "$1"
 }
 
 module_loaded() { grep -q '^blksnap ' /proc/modules; }

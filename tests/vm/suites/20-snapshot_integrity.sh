@@ -28,19 +28,6 @@ take_snapshot() {
 	test -b "$IMG"
 }
 
-# step DESCRIPTION COMMAND...: like check, but in this shell (keeps variables).
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-		tail -n 1 /tmp/step.out | sed 's/^/# /'
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
 check "attach $DEV" snap_ctl attach $DEV
 
 step "create, add, take" take_snapshot 1

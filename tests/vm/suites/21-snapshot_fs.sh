@@ -11,23 +11,6 @@ A=/dev/ram1
 B=/dev/vda
 STORE=/dev/shm/snap21.diff
 
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
-wait_bdev() {
-	i=0
-	while [ ! -b "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	test -b "$1"
-}
-
 setup() {
 	mkfs.ext4 -q -F $A && mkfs.xfs -q -f -d size=320m $B || return 1
 	mkdir -p /mnt/a /mnt/b /mnt/ia /mnt/ib

@@ -10,23 +10,6 @@
 DEV=/dev/ram0
 STEP_BYTES=$((16384 * 512))
 
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
-wait_bdev() {
-	i=0
-	while [ ! -b "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	test -b "$1"
-}
-
 shm_used_kb() { df -k /dev/shm | awk 'NR==2 {print $3}'; }
 
 # snap STORAGE LIMIT GEN: fill, create, add, take; sets ID and IMG.

@@ -25,18 +25,6 @@ take() {
 	ID=$(snap_ctl create /dev/shm 1048576) && snap_ctl add "$ID" $DEV && snap_ctl take "$ID"
 }
 
-# step DESCRIPTION COMMAND...: like check, but in this shell (keeps variables).
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
 check "attach $DEV" snap_ctl attach $DEV
 BS=$(cbt_field block_size)
 check "tracking block size known ($BS)" test -n "$BS"

@@ -9,23 +9,6 @@
 
 A=/dev/ram1
 
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
-wait_bdev() {
-	i=0
-	while [ ! -b "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	test -b "$1"
-}
-
 take() { # DEV
 	ID=$(snap_ctl create /dev/shm 4194304) && snap_ctl add "$ID" "$1" &&
 		snap_ctl take "$ID" && IMG=$(snap_ctl image "$1") && wait_bdev "$IMG"

@@ -14,23 +14,6 @@ DEV=/dev/ram0
 DBG=/sys/kernel/debug
 mount -t debugfs none $DBG 2>/dev/null
 
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
-wait_bdev() {
-	i=0
-	while [ ! -b "$1" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	test -b "$1"
-}
-
 write_pattern() {
 	dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null &&
 		dd if=/tmp/pat of=$DEV bs=1M oflag=direct conv=notrunc 2>/dev/null

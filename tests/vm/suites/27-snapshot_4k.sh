@@ -22,18 +22,6 @@ mdev -s 2>/dev/null
 i=0
 while [ ! -b "$DEV" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 
-step() {
-	desc=$1
-	shift
-	if "$@" >/tmp/step.out 2>&1; then
-		tap_ok "$desc"
-		tail -n 1 /tmp/step.out | sed 's/^/# /'
-	else
-		tap_fail "$desc"
-		tail -n 20 /tmp/step.out | sed 's/^/#   /'
-	fi
-}
-
 take() {
 	snap_sectors fill $DEV "$1" >/dev/null || return 1
 	ID=$(snap_ctl create /dev/shm 1048576) && snap_ctl add "$ID" $DEV &&
