@@ -22,8 +22,13 @@
 
 import { createHash } from "node:crypto";
 import { BlksnapError, moduleVersion, Snapshot } from "../mod.ts";
-import { type Manifest, Repository, restore } from "../lib/backup/mod.ts";
-import { backupDevices, type TakenDevice } from "../lib/backup/snapshot_source.ts";
+import {
+  backupDevices,
+  type Manifest,
+  Repository,
+  restore,
+  type TakenDevice,
+} from "../lib/backup/mod.ts";
 
 const device = Deno.env.get("DEMO_DEVICE") ?? "/dev/ram0";
 const work = Deno.env.get("DEMO_DIR") ?? "/tmp/blksnap-demo";

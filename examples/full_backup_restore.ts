@@ -18,8 +18,7 @@
 
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
-import { RepoError, Repository, restore } from "../lib/backup/mod.ts";
-import { backupDevices } from "../lib/backup/snapshot_source.ts";
+import { backupDevices, RepoError, Repository, restore } from "../lib/backup/mod.ts";
 
 const { values: opt, positionals } = parseArgs({
   args: Deno.args,

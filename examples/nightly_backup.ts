@@ -19,8 +19,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { gc, prune, RepoError, Repository } from "../lib/backup/mod.ts";
-import { backupDevices } from "../lib/backup/snapshot_source.ts";
+import { backupDevices, gc, prune, RepoError, Repository } from "../lib/backup/mod.ts";
 
 const USAGE = "usage: nightly_backup.ts --repo DIR --diff-storage PATH [--limit BYTES] " +
   "[--keep-last N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] DEVICE...";

@@ -6,8 +6,13 @@
  */
 
 import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
-import { backup, type BackupResult, FileSource, Repository } from "../../lib/backup/mod.ts";
-import { backupDevices } from "../../lib/backup/snapshot_source.ts";
+import {
+  backup,
+  backupDevices,
+  type BackupResult,
+  FileSource,
+  Repository,
+} from "../../lib/backup/mod.ts";
 import { describeError, ExitCode, UsageError } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
