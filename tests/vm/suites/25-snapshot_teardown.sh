@@ -23,7 +23,8 @@ setup() {
 load_and_destroy() {
 	take $A || return 1
 	mount -o ro "$IMG" /mnt/i || return 1
-	(while :; do dd if=/dev/urandom of=/mnt/o/w bs=1M count=8 conv=fsync 2>/dev/null; done) &
+	# The writer stops between two dd runs, so nothing holds /mnt/o after wait.
+	(trap 'exit 0' TERM; while :; do dd if=/dev/urandom of=/mnt/o/w bs=1M count=8 conv=fsync 2>/dev/null; done) &
 	w1=$!
 	(while :; do dd if="$IMG" of=/dev/null bs=1M 2>/dev/null; done) &
 	r1=$!
@@ -45,7 +46,7 @@ check "the image is gone" sh -c "sleep 1; ! test -b /dev/blksnap-1-1"
 step "a new take works afterwards" take $A
 check "the new image mounts and has the file" sh -c "mount -o ro $IMG /mnt/i && test -s /mnt/i/data && umount /mnt/i"
 check "destroy" snap_ctl destroy "$ID"
-umount /mnt/o
+check "umount the original's filesystem" umount /mnt/o
 check "detach $A" snap_ctl detach $A
 
 # The original goes bad underneath (dm table swapped for error).

@@ -40,8 +40,10 @@ Deno.test("full + 3 incrementals of a live ext4 device under a running writer ea
   const writer = new Deno.Command("sh", {
     args: [
       "-c",
-      `i=0; while :; do dd if=/dev/urandom of=${mnt}/w$((i % 12)) bs=64k count=$((i % 6 + 1)) ` +
-      `conv=fsync 2>/dev/null; i=$((i + 1)); done`,
+      // On TERM the loop ends after the dd in progress: once `writer.status`
+      // resolves no file on the mount is open any more and umount succeeds.
+      `trap 'exit 0' TERM; i=0; while :; do dd if=/dev/urandom of=${mnt}/w$((i % 12)) ` +
+      `bs=64k count=$((i % 6 + 1)) conv=fsync 2>/dev/null; i=$((i + 1)); done`,
     ],
     stdout: "null",
     stderr: "null",
