@@ -54,37 +54,39 @@ MODULE_PARM_DESC(enable_test_ioctls,
 #define TRACKING_COUNT_MAX (1U << 30)
 
 /**
+ * param_clamp() - Bring one module parameter into [@lo, @hi], saying so.
+ * @name: the parameter's name, for the log.
+ * @value: the parameter.
+ * @lo: the smallest valid value.
+ * @hi: the largest valid value (@lo <= @hi).
+ *
+ * Shared by the tracker's and the snapshot code's parameter checks, which
+ * run once at load. Logs "NAME V out of [LO, HI], using W" on a change.
+ */
+void param_clamp(const char *name, unsigned int *value, unsigned int lo,
+		 unsigned int hi)
+{
+	unsigned int v = clamp_t(unsigned int, *value, lo, hi);
+
+	if (v == *value)
+		return;
+	pr_warn("%s %u out of [%u, %u], using %u\n", name, *value, lo, hi, v);
+	*value = v;
+}
+
+/**
  * params_validate() - Clamp the parameters to their valid ranges.
  *
  * Called once from module init, before anything reads them.
  */
 void params_validate(void)
 {
-	unsigned int v;
-
-	v = clamp_t(unsigned int, tracking_block_minimum_shift,
-		    TRACKING_SHIFT_MIN, TRACKING_SHIFT_MAX);
-	if (v != tracking_block_minimum_shift) {
-		pr_warn("tracking_block_minimum_shift %u out of [%u, %u], using %u\n",
-			tracking_block_minimum_shift, TRACKING_SHIFT_MIN,
-			TRACKING_SHIFT_MAX, v);
-		tracking_block_minimum_shift = v;
-	}
-
-	v = clamp_t(unsigned int, tracking_block_maximum_shift,
-		    tracking_block_minimum_shift, TRACKING_SHIFT_MAX);
-	if (v != tracking_block_maximum_shift) {
-		pr_warn("tracking_block_maximum_shift %u out of [%u, %u], using %u\n",
-			tracking_block_maximum_shift,
-			tracking_block_minimum_shift, TRACKING_SHIFT_MAX, v);
-		tracking_block_maximum_shift = v;
-	}
-
-	v = clamp_t(unsigned int, tracking_block_maximum_count, 1,
-		    TRACKING_COUNT_MAX);
-	if (v != tracking_block_maximum_count) {
-		pr_warn("tracking_block_maximum_count %u out of [1, %u], using %u\n",
-			tracking_block_maximum_count, TRACKING_COUNT_MAX, v);
-		tracking_block_maximum_count = v;
-	}
+	param_clamp("tracking_block_minimum_shift",
+		    &tracking_block_minimum_shift, TRACKING_SHIFT_MIN,
+		    TRACKING_SHIFT_MAX);
+	param_clamp("tracking_block_maximum_shift",
+		    &tracking_block_maximum_shift, tracking_block_minimum_shift,
+		    TRACKING_SHIFT_MAX);
+	param_clamp("tracking_block_maximum_count",
+		    &tracking_block_maximum_count, 1, TRACKING_COUNT_MAX);
 }

@@ -13,6 +13,8 @@ extern unsigned int tracking_block_maximum_count;
 extern unsigned int tracking_block_maximum_shift;
 extern bool enable_test_ioctls;
 
+void param_clamp(const char *name, unsigned int *value, unsigned int lo,
+		 unsigned int hi);
 void params_validate(void);
 
 #endif /* __BLKSNAP_PARAMS_H */

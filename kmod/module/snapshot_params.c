@@ -10,6 +10,7 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/blkdev.h>
+#include "params.h"
 #include "snapshot_params.h"
 
 /*
@@ -59,56 +60,33 @@ MODULE_PARM_DESC(diff_storage_minimum,
 		 "Difference storage growth step in sectors (default 2097152: 1 GiB)");
 
 #define CHUNK_SHIFT_LIMIT 30
+#define IN_QUEUE_LIMIT 65536
 
+/* Clamp one parameter, logging the change under the parameter's own name. */
+#define CLAMP_PARAM(param, lo, hi) param_clamp(#param, &(param), lo, hi)
+
+/**
+ * snapshot_params_check() - Clamp the snapshot parameters at load.
+ *
+ * The chunk shifts stay within [PAGE_SHIFT, 30] with the maximum at least
+ * the minimum; the count shift within [1, 40] (32 on 32-bit); the queue
+ * within [1, 65536]; the storage step is at least two of the smallest
+ * chunks and a multiple of one.
+ */
 void snapshot_params_check(void)
 {
 	unsigned int count_limit = BITS_PER_LONG == 64 ? 40 : 32;
 	unsigned int min_chunk_sect;
 
-	if (chunk_minimum_shift < PAGE_SHIFT) {
-		pr_warn("chunk_minimum_shift %u raised to %u\n",
-			chunk_minimum_shift, PAGE_SHIFT);
-		chunk_minimum_shift = PAGE_SHIFT;
-	}
-	if (chunk_minimum_shift > CHUNK_SHIFT_LIMIT) {
-		pr_warn("chunk_minimum_shift %u lowered to %u\n",
-			chunk_minimum_shift, CHUNK_SHIFT_LIMIT);
-		chunk_minimum_shift = CHUNK_SHIFT_LIMIT;
-	}
-	if (chunk_maximum_shift > CHUNK_SHIFT_LIMIT) {
-		pr_warn("chunk_maximum_shift %u lowered to %u\n",
-			chunk_maximum_shift, CHUNK_SHIFT_LIMIT);
-		chunk_maximum_shift = CHUNK_SHIFT_LIMIT;
-	}
-	if (chunk_maximum_shift < chunk_minimum_shift) {
-		pr_warn("chunk_maximum_shift %u raised to %u\n",
-			chunk_maximum_shift, chunk_minimum_shift);
-		chunk_maximum_shift = chunk_minimum_shift;
-	}
-	if (chunk_maximum_count_shift > count_limit) {
-		pr_warn("chunk_maximum_count_shift %u lowered to %u\n",
-			chunk_maximum_count_shift, count_limit);
-		chunk_maximum_count_shift = count_limit;
-	}
-	if (chunk_maximum_count_shift < 1) {
-		pr_warn("chunk_maximum_count_shift raised to 1\n");
-		chunk_maximum_count_shift = 1;
-	}
-	if (chunk_maximum_in_queue < 1) {
-		pr_warn("chunk_maximum_in_queue raised to 1\n");
-		chunk_maximum_in_queue = 1;
-	}
-	if (chunk_maximum_in_queue > 65536) {
-		pr_warn("chunk_maximum_in_queue %u lowered to 65536\n",
-			chunk_maximum_in_queue);
-		chunk_maximum_in_queue = 65536;
-	}
+	CLAMP_PARAM(chunk_minimum_shift, PAGE_SHIFT, CHUNK_SHIFT_LIMIT);
+	CLAMP_PARAM(chunk_maximum_shift, chunk_minimum_shift,
+		    CHUNK_SHIFT_LIMIT);
+	CLAMP_PARAM(chunk_maximum_count_shift, 1, count_limit);
+	CLAMP_PARAM(chunk_maximum_in_queue, 1, IN_QUEUE_LIMIT);
+
 	min_chunk_sect = 1U << (chunk_minimum_shift - SECTOR_SHIFT);
-	if (diff_storage_minimum < 2 * min_chunk_sect) {
-		pr_warn("diff_storage_minimum %u raised to %u\n",
-			diff_storage_minimum, 2 * min_chunk_sect);
-		diff_storage_minimum = 2 * min_chunk_sect;
-	}
+	CLAMP_PARAM(diff_storage_minimum, 2 * min_chunk_sect,
+		    round_down(UINT_MAX, min_chunk_sect));
 	if (diff_storage_minimum & (min_chunk_sect - 1)) {
 		unsigned int aligned = round_up(diff_storage_minimum,
 						min_chunk_sect);

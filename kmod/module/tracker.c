@@ -341,12 +341,15 @@ void tracker_release_snapshot(struct tracker *tracker)
 /* ---------------------------------------------------------------------- */
 
 /*
- * Copy and check a filter request: the name must be "blksnap" and the
- * device number valid. Return: 0, -EFAULT or -EINVAL.
+ * The common prologue of the control-device ioctls: the caller must have
+ * CAP_SYS_ADMIN; copy and check the request: the name must be "blksnap"
+ * and the device number valid. Return: 0, -EPERM, -EFAULT or -EINVAL.
  */
 static int request_get(struct blksnap_filter_request __user *uarg,
 		       struct blksnap_filter_request *req, dev_t *dev_id)
 {
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
 	if (copy_from_user(req, uarg, sizeof(*req)))
 		return -EFAULT;
 	if (strncmp(req->name, BLKSNAP_FILTER_NAME, sizeof(req->name)))
@@ -356,6 +359,26 @@ static int request_get(struct blksnap_filter_request __user *uarg,
 		return -EINVAL;
 	*dev_id = MKDEV(req->dev_major, req->dev_minor);
 	return 0;
+}
+
+/*
+ * request_get(), then a reference to the tracker of the named device.
+ * Return: the tracker (put it with tracker_put()) or ERR_PTR(-EPERM,
+ * -EFAULT, -EINVAL, or -ENOENT when the device has no tracker).
+ */
+static struct tracker *
+request_tracker(struct blksnap_filter_request __user *uarg,
+		struct blksnap_filter_request *req)
+{
+	struct tracker *tracker;
+	dev_t dev_id;
+	int ret;
+
+	ret = request_get(uarg, req, &dev_id);
+	if (ret)
+		return ERR_PTR(ret);
+	tracker = tracker_get_by_dev(dev_id);
+	return tracker ? tracker : ERR_PTR(-ENOENT);
 }
 
 static struct tracker *tracker_alloc(struct block_device *bdev)
@@ -459,8 +482,6 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 	dev_t dev_id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
 	ret = request_get(uarg, &req, &dev_id);
 	if (ret)
 		return ret;
@@ -544,17 +565,12 @@ int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
 	struct tracker *tracker;
 	bool unlinked = false;
 	dev_t dev_id;
-	int ret;
+	int ret = 0;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	ret = request_get(uarg, &req, &dev_id);
-	if (ret)
-		return ret;
-
-	tracker = tracker_get_by_dev(dev_id);
-	if (!tracker)
-		return -ENOENT;
+	tracker = request_tracker(uarg, &req);
+	if (IS_ERR(tracker))
+		return PTR_ERR(tracker);
+	dev_id = tracker->dev_id;
 
 	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
 	if (!IS_ERR(bdev) && tracker_freeze(bdev)) {
@@ -817,20 +833,11 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
 	struct blksnap_filter_request req;
 	struct tracker *tracker;
 	void __user *opt;
-	dev_t dev_id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	ret = request_get(uarg, &req, &dev_id);
-	if (ret)
-		return ret;
-	if (req.cmd > BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO)
-		return -ENOTTY;
-
-	tracker = tracker_get_by_dev(dev_id);
-	if (!tracker)
-		return -ENOENT;
+	tracker = request_tracker(uarg, &req);
+	if (IS_ERR(tracker))
+		return PTR_ERR(tracker);
 	opt = u64_to_user_ptr(req.opt);
 
 	mutex_lock(&tracker->ctl_lock);
@@ -872,17 +879,11 @@ int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 {
 	struct blksnap_filter_request req;
 	struct tracker *tracker;
-	dev_t dev_id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
-	ret = request_get(uarg, &req, &dev_id);
-	if (ret)
-		return ret;
-	tracker = tracker_get_by_dev(dev_id);
-	if (!tracker)
-		return -ENOENT;
+	tracker = request_tracker(uarg, &req);
+	if (IS_ERR(tracker))
+		return PTR_ERR(tracker);
 	ret = tracker_switch(tracker, false);
 	tracker_put(tracker);
 	return ret;

@@ -57,6 +57,18 @@ check_fails() {
 	tap_ok "$_ck_desc"
 }
 
+# log_mark: puts a unique marker line in the kernel log.
+# log_count_since_mark PATTERN: prints how many kernel log lines since the
+# last marker match PATTERN (a marker, since the ring buffer may be full and
+# line counts cannot be used).
+log_mark() {
+	mark="blksnap-test-mark-$$-$RANDOM-$RANDOM"
+	echo "$mark" >/dev/kmsg
+}
+log_count_since_mark() {
+	dmesg | sed -n "/$mark/,\$p" | grep -c "$1"
+}
+
 # wait_bdev PATH: waits up to 5 s for a block device node to appear.
 wait_bdev() {
 	_wb_i=0

@@ -166,7 +166,8 @@ do_build() {
 	for src in "$repo"/tests/vm/tools/*.c; do
 		[ -e "$src" ] || continue
 		out="$cache/tools-bin/$(basename "$src" .c)"
-		if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$repo/kmod/uapi/blksnap.h" -nt "$out" ]; then
+		if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$repo/tests/vm/tools/tool.h" -nt "$out" ] ||
+			[ "$repo/kmod/uapi/blksnap.h" -nt "$out" ]; then
 			gcc -O2 -g -Wall -Wextra -Werror -pthread -I"$repo/kmod/uapi" -o "$out" "$src" >&2 ||
 				die "failed to build the guest tool $src"
 		fi

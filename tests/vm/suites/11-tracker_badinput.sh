@@ -5,16 +5,6 @@
 # without enable_test_ioctls, and the module parameters' clamping.
 . /project/tests/vm/lib.sh
 
-# A marker in the kernel log, and what was logged since (the ring buffer
-# may be full, so line counts cannot be used).
-log_mark() {
-	mark="blksnap-test-mark-$$-$RANDOM-$RANDOM"
-	echo "$mark" >/dev/kmsg
-}
-log_count_since_mark() { # pattern
-	dmesg | sed -n "/$mark/,\$p" | grep -c "$1"
-}
-
 check "attach /dev/ram2" cbt_tool attach /dev/ram2
 dd if=/dev/urandom of=/dev/ram2 bs=64k count=3 seek=10 oflag=direct 2>/dev/null
 cbt_tool switch /dev/ram2

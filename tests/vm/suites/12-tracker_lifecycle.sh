@@ -6,16 +6,6 @@
 # trackers attached.
 . /project/tests/vm/lib.sh
 
-# A marker in the kernel log, and what was logged since (the ring buffer
-# may be full, so line counts cannot be used).
-log_mark() {
-	mark="blksnap-test-mark-$$-$RANDOM-$RANDOM"
-	echo "$mark" >/dev/kmsg
-}
-log_count_since_mark() { # pattern
-	dmesg | sed -n "/$mark/,\$p" | grep -c "$1"
-}
-
 # loop_setup [-P] FILE: bind FILE to the next free loop device, print it.
 loop_setup() {
 	_dev=$(losetup -f) || return 1

@@ -50,4 +50,29 @@ check "a corrupted event (ENODEV) follows" sh -c "snap_ctl wait $ID 2000 | grep 
 check_fails "the image read fails" dd if=/dev/blksnap-1-0 of=/dev/null bs=4096 count=1 iflag=direct
 check "destroy" snap_ctl destroy "$ID"
 check "collect is empty" sh -c "test -z \"\$(snap_ctl collect)\""
+
+# Out-of-range snapshot parameters are clamped at load, each with a warning.
+p=/sys/module/blksnap/parameters
+param_is() { [ "$(cat $p/$1)" = "$2" ]; }
+module_unload
+log_mark
+module_load chunk_minimum_shift=3 chunk_maximum_shift=99 chunk_maximum_count_shift=0 \
+	chunk_maximum_in_queue=0 diff_storage_minimum=1
+check "chunk_minimum_shift 3 is raised to the page shift (12)" param_is chunk_minimum_shift 12
+check "chunk_maximum_shift 99 is lowered to 30" param_is chunk_maximum_shift 30
+check "chunk_maximum_count_shift 0 is raised to 1" param_is chunk_maximum_count_shift 1
+check "chunk_maximum_in_queue 0 is raised to 1" param_is chunk_maximum_in_queue 1
+check "diff_storage_minimum 1 is raised to two 4 KiB chunks (16 sectors)" param_is diff_storage_minimum 16
+check "each clamp is logged" test "$(log_count_since_mark 'out of \[')" = 5
+module_unload
+log_mark
+module_load chunk_minimum_shift=16 diff_storage_minimum=300
+check "diff_storage_minimum 300 is aligned to 64 KiB chunks (384 sectors)" param_is diff_storage_minimum 384
+check "the alignment is logged" test "$(log_count_since_mark 'aligned to 384')" = 1
+module_unload
+module_load diff_storage_minimum=4294967295
+check "diff_storage_minimum 2^32-1 stays a whole number of chunks, without wrapping" \
+	param_is diff_storage_minimum 4294966784
+module_unload
+module_load diff_storage_minimum=16384
 tap_done

@@ -40,77 +40,8 @@
 #include <unistd.h>
 #include <blksnap.h>
 
-static int ctl_fd = -1;
-static int failures;
-
-static const struct {
-	int err;
-	const char *name;
-} errnames[] = {
-	{ 0, "OK" }, { EPERM, "EPERM" }, { ENOENT, "ENOENT" },
-	{ EFAULT, "EFAULT" }, { EINVAL, "EINVAL" }, { ENOTTY, "ENOTTY" },
-	{ EALREADY, "EALREADY" }, { ENODATA, "ENODATA" }, { ENXIO, "ENXIO" },
-	{ ENODEV, "ENODEV" }, { EBUSY, "EBUSY" }, { EACCES, "EACCES" },
-	{ ENOMEM, "ENOMEM" }, { EOPNOTSUPP, "EOPNOTSUPP" }, { ESRCH, "ESRCH" },
-	{ ENOSPC, "ENOSPC" }, { EINTR, "EINTR" }, { ENAMETOOLONG, "ENAMETOOLONG" },
-	{ EIO, "EIO" }, { EROFS, "EROFS" },
-};
-
-static const char *errname(int err)
-{
-	static char buf[32];
-	size_t i;
-
-	for (i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
-		if (errnames[i].err == err)
-			return errnames[i].name;
-	snprintf(buf, sizeof(buf), "E%d", err);
-	return buf;
-}
-
-static int errnum(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(errnames) / sizeof(errnames[0]); i++)
-		if (!strcmp(errnames[i].name, name))
-			return errnames[i].err;
-	return -1;
-}
-
-static void tap(int ok, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void tap(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s - ", ok ? "ok" : "not ok");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	fflush(stdout);
-	if (!ok)
-		failures++;
-}
-
-static void expect_rc(int rc, int want, const char *what)
-{
-	tap(rc == -want, "%s gives %s%s%s", what, errname(want),
-	    rc == -want ? "" : ", got ", rc == -want ? "" : errname(-rc));
-}
-
-static void open_ctl(void)
-{
-	if (ctl_fd >= 0)
-		return;
-	ctl_fd = open("/dev/" BLKSNAP_CTL, O_RDWR);
-	if (ctl_fd < 0) {
-		fprintf(stderr, "snap_ctl: /dev/%s: %s\n", BLKSNAP_CTL,
-			strerror(errno));
-		exit(1);
-	}
-}
+#define TOOL_NAME "snap_ctl"
+#include "tool.h"
 
 /* "faulty": /proc/self/make-it-fail is set around each ioctl only. */
 static int faulty_fd = -1;
