@@ -31,6 +31,18 @@ export interface BenchResult {
   ratio?: number;
 }
 
+/** The median of repeated measurements (the upper one of an even count). */
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** The relative spread (max - min) / median of repeated measurements. */
+export function spread(values: number[]): number {
+  const m = median(values);
+  return m > 0 ? (Math.max(...values) - Math.min(...values)) / m : 0;
+}
+
 /** Parses the `BENCH {...}` lines of a benchmark's output. */
 export function parseBenchLines(text: string, source: string): BenchResult[] {
   const out: BenchResult[] = [];

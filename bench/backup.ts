@@ -14,6 +14,7 @@
 
 import { backup, FileSource, Repository, restore, verify } from "../lib/backup/mod.ts";
 import { CbtMap } from "../lib/cbt_map.ts";
+import { median, spread } from "./_results.ts";
 
 const quick = Deno.args.includes("--quick");
 const MiB = 1024 * 1024;
@@ -23,15 +24,6 @@ const blockSize = 65536;
 const chunkSize = 4 * MiB;
 const root = await Deno.makeTempDir({ prefix: "blksnap-bench-" });
 const image = `${root}/disk.img`;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-function spread(xs: number[]): number {
-  const m = median(xs);
-  return m > 0 ? (Math.max(...xs) - Math.min(...xs)) / m : 0;
-}
 
 /** xorshift32: deterministic bytes. */
 function fillRandom(buf: Uint8Array, seed: number): void {

@@ -22,6 +22,7 @@
 
 import { CbtMap } from "../mod.ts";
 import { loadLibrary } from "../lib/ffi/library.ts";
+import { median, spread } from "./_results.ts";
 
 const quick = Deno.args.includes("--quick");
 const argValue = (name: string): string | undefined => {
@@ -31,16 +32,6 @@ const argValue = (name: string): string | undefined => {
 const repo = new URL("..", import.meta.url).pathname;
 const libPath = Deno.env.get("BLKSNAP_LIB") ?? `${repo}kmod/ctl/build/libblksnap.so.1`;
 const conditions = `kernel ${Deno.osRelease()}, Deno ${Deno.version.deno}`;
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function spread(values: number[]): number {
-  const m = median(values);
-  return m > 0 ? (Math.max(...values) - Math.min(...values)) / m : 0;
-}
 
 function report(metric: string, ours: number[], peer: number, extra: string): void {
   const line = {

@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import zlib from "node:zlib";
 import { digestOf, encodeChunk } from "../lib/backup/repository.ts";
 import { backup, FileSource, Repository } from "../lib/backup/mod.ts";
+import { median, spread } from "./_results.ts";
 
 const quick = Deno.args.includes("--quick");
 const MiB = 1024 * 1024;
@@ -28,15 +29,6 @@ const size = quick ? 32 * MiB : 256 * MiB;
 const chunkSize = 4 * MiB;
 const reps = quick ? 1 : 3;
 const cores = navigator.hardwareConcurrency;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-function spread(xs: number[]): number {
-  const m = median(xs);
-  return m > 0 ? (Math.max(...xs) - Math.min(...xs)) / m : 0;
-}
 
 function makeData(): Uint8Array {
   const buf = new Uint8Array(size);

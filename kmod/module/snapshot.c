@@ -109,10 +109,16 @@ static struct snapshot *snapshot_get_by_id(const uuid_t *id)
 	return snap;
 }
 
+/*
+ * The prologue of the ioctls that name a snapshot: the caller must have
+ * CAP_SYS_ADMIN, then the id is copied in. Return: 0, -EPERM or -EFAULT.
+ */
 static int snapshot_get_uuid(struct blksnap_uuid __user *uarg, uuid_t *id)
 {
 	struct blksnap_uuid arg;
 
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
 	import_uuid(id, arg.b);
@@ -435,8 +441,6 @@ int snapshot_ioctl_take(struct blksnap_uuid __user *uarg)
 	uuid_t id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
 	ret = snapshot_get_uuid(uarg, &id);
 	if (ret)
 		return ret;
@@ -521,8 +525,6 @@ int snapshot_ioctl_destroy(struct blksnap_uuid __user *uarg)
 	uuid_t id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
 	ret = snapshot_get_uuid(uarg, &id);
 	if (ret)
 		return ret;
@@ -597,8 +599,6 @@ int snapshot_ioctl_wait_event(struct blksnap_snapshot_event __user *uarg)
 	uuid_t id;
 	int ret;
 
-	if (!capable(CAP_SYS_ADMIN))
-		return -EPERM;
 	ret = snapshot_get_uuid(&uarg->id, &id);
 	if (ret)
 		return ret;

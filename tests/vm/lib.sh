@@ -69,6 +69,18 @@ log_count_since_mark() {
 	dmesg | sed -n "/$mark/,\$p" | grep -c "$1"
 }
 
+# loop_setup [-P] FILE: binds FILE to the next free loop device (-P: scan
+# its partitions) and prints the device.
+loop_setup() {
+	_dev=$(losetup -f) || return 1
+	if [ "$1" = -P ]; then
+		losetup -P "$_dev" "$2" || return 1
+	else
+		losetup "$_dev" "$1" || return 1
+	fi
+	echo "$_dev"
+}
+
 # wait_bdev PATH: waits up to 5 s for a block device node to appear.
 wait_bdev() {
 	_wb_i=0

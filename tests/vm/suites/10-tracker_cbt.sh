@@ -6,17 +6,6 @@
 # reads), cbtdirty, the 255 wrap, partitions, resize, attach/detach errors.
 . /project/tests/vm/lib.sh
 
-# loop_setup [-P] FILE: bind FILE to the next free loop device, print it.
-loop_setup() {
-	_dev=$(losetup -f) || return 1
-	if [ "$1" = -P ]; then
-		losetup -P "$_dev" "$2" || return 1
-	else
-		losetup "$_dev" "$1" || return 1
-	fi
-	echo "$_dev"
-}
-
 t=/tmp/10-cbt
 mkdir -p $t
 

@@ -6,17 +6,6 @@
 # trackers attached.
 . /project/tests/vm/lib.sh
 
-# loop_setup [-P] FILE: bind FILE to the next free loop device, print it.
-loop_setup() {
-	_dev=$(losetup -f) || return 1
-	if [ "$1" = -P ]; then
-		losetup -P "$_dev" "$2" || return 1
-	else
-		losetup "$_dev" "$1" || return 1
-	fi
-	echo "$_dev"
-}
-
 t=/tmp/12-life
 mkdir -p $t /mnt/12
 
