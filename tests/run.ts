@@ -102,7 +102,9 @@ const only = tierIdx >= 0
   : null;
 const want = (t: string): boolean => only === null || only.has(t);
 const deno = Deno.execPath();
-const debugKernel = existsSync(`${repo}../shared/vm/vmlinuz-6.1-blksnap-debug`);
+// Where tests/vm/vm.sh looks for the debug kernel, too.
+const sharedVm = Deno.env.get("BLKSNAP_SHARED_VM") ?? `${repo}../shared/vm`;
+const debugKernel = existsSync(`${sharedVm}/vmlinuz-6.1-blksnap-debug`);
 
 const started = Date.now();
 if (want("fmt")) await single("deno fmt --check", [deno, "fmt", "--check"]);
@@ -134,7 +136,7 @@ if (want("vm-debug")) {
       "suites",
     ]);
   } else {
-    console.log("\n== vm-debug: no debug kernel at ../shared/vm; skipped");
+    console.log(`\n== vm-debug: no debug kernel at ${sharedVm}; skipped`);
     record(true, "vm-debug", true);
   }
 }

@@ -548,11 +548,10 @@ export function maxChunkFileSize(chunkSize: number): number {
   return CHUNK_HEADER_SIZE + chunkSize;
 }
 
-/** Encode chunk bytes as a chunk file: zstd if it is smaller, raw otherwise. */
-export async function encodeChunk(data: Uint8Array, level: number): Promise<Uint8Array> {
-  const z = await zstdCompress(data, level);
-  const useZstd = z.length < data.length;
-  const payload = useZstd ? z : data;
+/** The chunk file of `data` given its zstd form: zstd if smaller, raw otherwise. */
+function chunkFileOf(data: Uint8Array, zstd: Uint8Array): Uint8Array {
+  const useZstd = zstd.length < data.length;
+  const payload = useZstd ? zstd : data;
   return encodeChunkFile({
     encoding: useZstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
     length: data.length,
@@ -561,19 +560,17 @@ export async function encodeChunk(data: Uint8Array, level: number): Promise<Uint
   }, payload);
 }
 
+/** Encode chunk bytes as a chunk file: zstd if it is smaller, raw otherwise. */
+export async function encodeChunk(data: Uint8Array, level: number): Promise<Uint8Array> {
+  return chunkFileOf(data, await zstdCompress(data, level));
+}
+
 /** Synchronous {@linkcode encodeChunk}: zstd on the calling thread. */
 export function encodeChunkSync(data: Uint8Array, level: number): Uint8Array {
   const z = zlib.zstdCompressSync(data, {
     params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
   });
-  const useZstd = z.length < data.length;
-  const payload = useZstd ? new Uint8Array(z.buffer, z.byteOffset, z.length) : data;
-  return encodeChunkFile({
-    encoding: useZstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-    length: data.length,
-    payloadLength: payload.length,
-    payloadCrc32: zlib.crc32(payload) >>> 0,
-  }, payload);
+  return chunkFileOf(data, new Uint8Array(z.buffer, z.byteOffset, z.length));
 }
 
 function badChunk(hex: string, path: string, problem: string, cause?: unknown): RepoError {
