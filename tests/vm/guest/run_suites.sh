@@ -47,6 +47,9 @@ for file in /project/tests/vm/suites/*; do
 	tailpid=$!
 	wait $pid
 	src=$?
+	# busybox tail -f looks for new data once a second: let it print the
+	# end of the output (a failure's details come last) before it goes.
+	sleep 1.2
 	kill $tailpid 2>/dev/null
 	# Top-level TAP results only (sub-steps are indented), renamed per suite.
 	sed -n -e 's/^not ok\( [0-9][0-9]*\)\{0,1\}\( -\)\{0,1\} \(.*\)$/not ok - ['"$name"'] \3/p' \
