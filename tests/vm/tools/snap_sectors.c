@@ -333,32 +333,46 @@ static void *img_reader(void *arg)
 	return NULL;
 }
 
+/*
+ * Open the device (read-write) and its image (read-only) for torture or
+ * boundary, and set up the expected generation of every sector (the fill's)
+ * and one lock per chunk. Returns the image's size in sectors.
+ */
+static uint64_t torture_open(struct torture *t, const char *dev,
+			     const char *img, uint64_t gen, uint64_t chunk)
+{
+	uint64_t nr_img, i;
+
+	t->fd = open_dev(dev, O_RDWR, &t->nr);
+	t->img = open_dev(img, O_RDONLY, &nr_img);
+	t->img_name = img;
+	t->gen = gen;
+	t->chunk = chunk;
+	t->nchunks = (t->nr + chunk - 1) / chunk;
+	t->expect = calloc(t->nr, sizeof(*t->expect));
+	t->locks = calloc(t->nchunks, sizeof(*t->locks));
+	for (i = 0; i < t->nr; i++)
+		t->expect[i] = gen & 0xff;
+	for (i = 0; i < t->nchunks; i++)
+		pthread_mutex_init(&t->locks[i], NULL);
+	return nr_img;
+}
+
 static int torture(const char *dev, const char *img, uint64_t gen,
 		   int seconds, int threads, uint64_t chunk)
 {
 	struct torture t = { 0 };
 	pthread_t *th = calloc(threads + 1, sizeof(*th));
 	struct sector *buf = xalloc(IO_MAX);
-	uint64_t nr_img, bad_img, bad_dev, i;
+	uint64_t nr_img, bad_img, bad_dev;
 	int k;
 
-	t.fd = open_dev(dev, O_RDWR, &t.nr);
-	t.img = open_dev(img, O_RDONLY, &nr_img);
-	t.img_name = img;
-	t.gen = gen;
-	t.chunk = chunk;
+	nr_img = torture_open(&t, dev, img, gen, chunk);
 	if (nr_img != t.nr) {
 		fprintf(stderr, "torture: image has %llu sectors, device %llu\n",
 			(unsigned long long)nr_img, (unsigned long long)t.nr);
 		return 1;
 	}
-	t.nchunks = (t.nr + chunk - 1) / chunk;
-	t.expect = calloc(t.nr, sizeof(*t.expect));
-	t.locks = calloc(t.nchunks, sizeof(*t.locks));
-	for (i = 0; i < t.nr; i++)
-		t.expect[i] = gen & 0xff;
-	for (i = 0; i < t.nchunks; i++)
-		pthread_mutex_init(&t.locks[i], NULL);
 
 	for (k = 0; k < threads; k++)
 		pthread_create(&th[k], NULL, writer, &t);
@@ -385,20 +399,10 @@ static int boundary(const char *dev, const char *img, uint64_t gen,
 {
 	struct torture t = { 0 };
 	struct sector *buf = xalloc(IO_MAX);
-	uint64_t nr_img, st = 0x5eed ^ time(NULL), i, bad_img, bad_dev;
+	uint64_t st = 0x5eed ^ time(NULL), bad_img, bad_dev;
 	int k;
 
-	t.fd = open_dev(dev, O_RDWR, &t.nr);
-	t.img = open_dev(img, O_RDONLY, &nr_img);
-	t.gen = gen;
-	t.chunk = chunk;
-	t.nchunks = (t.nr + chunk - 1) / chunk;
-	t.expect = calloc(t.nr, sizeof(*t.expect));
-	t.locks = calloc(t.nchunks, sizeof(*t.locks));
-	for (i = 0; i < t.nr; i++)
-		t.expect[i] = gen & 0xff;
-	for (i = 0; i < t.nchunks; i++)
-		pthread_mutex_init(&t.locks[i], NULL);
+	torture_open(&t, dev, img, gen, chunk);
 
 	/* The very first and last sectors, then random chunks. */
 	do_write(&t, 0, 1, buf);
