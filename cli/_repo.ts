@@ -10,7 +10,10 @@ import { UsageError } from "./_exit.ts";
 
 /** The `-r, --repo <path>` option. */
 export function repoOption(): Option<"-r, --repo <path>"> {
-  return new Option("-r, --repo <path>", "backup repository directory (default: $BLKSNAP_REPO)");
+  return new Option(
+    "-r, --repo <path>",
+    "backup repository: a directory or s3://bucket/prefix (default: $BLKSNAP_REPO)",
+  );
 }
 
 /** Read an environment variable; undefined if unset or not permitted. */

@@ -13,7 +13,9 @@ import { formatBytes, parseCount, parseSizeNumber } from "../_size.ts";
 /** The `init` command. */
 export function initCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("init")
-    .description("create a backup repository in an empty or missing directory")
+    .description(
+      "create a backup repository in an empty or missing directory, or at s3://bucket/prefix",
+    )
     .addOption(repoOption())
     .option(
       "-c, --chunk-size <size>",
@@ -25,11 +27,17 @@ export function initCommand(ctx: CliContext): CommandUnknownOpts {
       "zstd level of stored chunks, 1..19 (default: 1)",
       (v) => parseCount(v, 19),
     )
+    .option(
+      "--object-lock-days <n>",
+      "s3:// only: create the bucket with Object Lock and keep every object n days",
+      (v) => parseCount(v, 36500),
+    )
     .action(async (opts) => {
       const path = repoPath(opts.repo);
       const repo = await Repository.init(path, {
         chunkSize: opts.chunkSize,
         compressionLevel: opts.compressionLevel,
+        objectLockDays: opts.objectLockDays,
       });
       const c = repo.config;
       report(ctx, { path, ...c }, [
@@ -38,6 +46,7 @@ export function initCommand(ctx: CliContext): CommandUnknownOpts {
           id: c.id,
           chunk_size: `${c.chunkSize} (${formatBytes(c.chunkSize)})`,
           compression: `${c.compression.algorithm} level ${c.compression.level}`,
+          ...(c.objectLockDays ? { object_lock_days: c.objectLockDays } : {}),
         }),
       ]);
     });

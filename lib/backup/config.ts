@@ -28,6 +28,8 @@ export interface RepoConfig {
   compression: { algorithm: "zstd"; level: number };
   /** Creation time (ISO 8601 UTC). */
   created: string;
+  /** S3 only: every object is stored with Object Lock retention of this many days. */
+  objectLockDays?: number;
 }
 
 /** Encode a config as JSON bytes. */
@@ -71,5 +73,6 @@ export function parseConfig(bytes: Uint8Array, path: string): RepoConfig {
     chunkSize,
     compression: { algorithm: "zstd", level },
     created: r.time(o, "created"),
+    ...(o.objectLockDays === undefined ? {} : { objectLockDays: r.uint(o, "objectLockDays") }),
   };
 }

@@ -1,14 +1,15 @@
 /**
- * The local-directory backup repository: its layout and paths, crash-safe
- * writes, and the checked reads of config, manifests, indexes and chunks.
- * The formats are in `config.ts`, `chunk.ts`, `index_file.ts` and
- * `manifest.ts`, the writer lock in `lock.ts`. Layout and rules:
- * docs/repository-format.md.
+ * The backup repository: its layout over a storage {@linkcode Backend} (a
+ * local directory, or `s3://bucket/prefix`), and the checked reads and
+ * writes of config, manifests, indexes and chunks. The formats are in
+ * `config.ts`, `chunk.ts`, `index_file.ts` and `manifest.ts`, the writer
+ * lock in `lock.ts` (directory) and `storage/s3_lock.ts` (S3). Layout and
+ * rules: docs/repository-format.md.
  *
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { join, relative } from "node:path";
 import { decodeChunk, maxChunkFileSize } from "./chunk.ts";
 import { encodeConfig, parseConfig, type RepoConfig } from "./config.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
@@ -26,6 +27,17 @@ import {
   toHex,
 } from "./format.ts";
 import { DenoFs, type RepoFs } from "./fs.ts";
+import {
+  type Backend,
+  chunkName,
+  indexName,
+  manifestName,
+  runRecordName,
+} from "./storage/backend.ts";
+import { LocalBackend, readBounded } from "./storage/local.ts";
+import { S3Backend, type S3BackendOptions } from "./storage/s3.ts";
+import { acquireS3Lock, s3LockHolder } from "./storage/s3_lock.ts";
+import { isS3Url } from "./s3/config.ts";
 import { type BackupIndex, decodeIndex, indexFileSize } from "./index_file.ts";
 import {
   acquireLock,
@@ -35,8 +47,9 @@ import {
   type RepoLock,
 } from "./lock.ts";
 import { encodeManifest, type Manifest, parseManifest } from "./manifest.ts";
+import type { StoredObject } from "./storage/backend.ts";
 
-export { TEMP_PREFIX };
+export { readBounded, TEMP_PREFIX };
 
 /** Options of {@linkcode Repository.init}. */
 export interface InitOptions {
@@ -44,16 +57,36 @@ export interface InitOptions {
   chunkSize?: number;
   /** zstd compression level, 1..19. @default 1 */
   compressionLevel?: number;
-  /** File-system layer (tests inject faults here). @default new DenoFs() */
+  /** File-system layer of a local repository (tests inject faults here). @default new DenoFs() */
   fs?: RepoFs;
+  /** S3 settings and client options of an `s3://` repository. @default from the environment */
+  s3?: S3BackendOptions;
+  /** S3 only: create the bucket with Object Lock and keep every object this many days. */
+  objectLockDays?: number;
 }
 
 /** Options of {@linkcode Repository.open}. */
 export interface OpenOptions {
-  /** File-system layer (tests inject faults here). @default new DenoFs() */
+  /** File-system layer of a local repository (tests inject faults here). @default new DenoFs() */
   fs?: RepoFs;
+  /** S3 settings and client options of an `s3://` repository. @default from the environment */
+  s3?: S3BackendOptions;
   /** A lock older than this many milliseconds is stale. @default 3600000 */
   lockStaleMs?: number;
+}
+
+/** The backend of `location`: S3 for `s3://...`, else a local directory. */
+export function backendFor(
+  location: string,
+  options: { fs?: RepoFs; s3?: S3BackendOptions } = {},
+): Backend {
+  if (!isS3Url(location)) return new LocalBackend(location, options.fs ?? new DenoFs());
+  try {
+    return S3Backend.connect(location, options.s3);
+  } catch (e) {
+    // A bad s3:// name or missing credentials: a usage problem, said as one.
+    throw new RepoError("INVALID", (e as Error).message, { cause: e });
+  }
 }
 
 /**
@@ -68,27 +101,38 @@ export interface OpenOptions {
  * ```
  */
 export class Repository {
-  /** Repository directory. */
+  /** Where the repository is: its directory, or `s3://bucket/prefix`. */
   readonly path: string;
   /** Parsed `config.json`. */
   readonly config: RepoConfig;
-  /** The file-system layer every repository file operation goes through. */
-  readonly fs: RepoFs;
+  /** The storage every repository object goes through. */
+  readonly backend: Backend;
   /** Age after which a lock is stale, in milliseconds. */
   readonly lockStaleMs: number;
-  readonly #dirtyDirs = new Set<string>();
-  readonly #knownDirs = new Set<string>();
 
-  private constructor(path: string, config: RepoConfig, fs: RepoFs, lockStaleMs: number) {
-    this.path = path;
+  private constructor(backend: Backend, config: RepoConfig, lockStaleMs: number) {
+    this.path = backend.location;
+    this.backend = backend;
     this.config = config;
-    this.fs = fs;
     this.lockStaleMs = lockStaleMs;
   }
 
-  /** Create a repository in `path` (an empty or missing directory). */
+  /**
+   * The file-system layer of a local repository (the directory lock and the
+   * crash tests use it). Throws for an S3 repository, which has none.
+   */
+  get fs(): RepoFs {
+    if (this.backend instanceof LocalBackend) return this.backend.fs;
+    throw new RepoError("INVALID", `${this.path} is not a local directory`);
+  }
+
+  /**
+   * Create a repository in `path`: an empty or missing directory, or an
+   * `s3://bucket/prefix` with no repository in it (the bucket is created if
+   * missing).
+   */
   static async init(path: string, options: InitOptions = {}): Promise<Repository> {
-    const fs = options.fs ?? new DenoFs();
+    const backend = backendFor(path, options);
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isValidChunkSize(chunkSize)) {
       throw new RepoError(
@@ -100,14 +144,38 @@ export class Repository {
     if (!Number.isInteger(level) || level < 1 || level > 19) {
       throw new RepoError("INVALID", `Compression level ${level} must be 1..19`);
     }
+    const lockDays = options.objectLockDays ?? 0;
+    if (!Number.isInteger(lockDays) || lockDays < 0 || lockDays > 36500) {
+      throw new RepoError("INVALID", `Object Lock days ${lockDays} must be 0..36500`);
+    }
+    if (lockDays > 0 && !(backend instanceof S3Backend)) {
+      throw new RepoError("INVALID", "Object Lock needs an s3:// repository");
+    }
     try {
-      await fs.mkdir(path);
-      const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
-      if (existing.length > 0) {
-        throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
+      if (backend instanceof LocalBackend) {
+        const fs = backend.fs;
+        await fs.mkdir(path);
+        const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
+        if (existing.length > 0) {
+          throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
+        }
+        for (const sub of ["chunks", "backups", "runs"]) await fs.mkdir(join(path, sub));
+        await fs.syncDir(path);
+      } else if (backend instanceof S3Backend) {
+        if (!(await backend.client.bucketExists())) {
+          await backend.client.createBucket({ objectLock: lockDays > 0 });
+        } else if (lockDays > 0 && !(await backend.client.objectLockEnabled())) {
+          throw new RepoError(
+            "INVALID",
+            `Bucket ${backend.client.bucket} has no Object Lock; S3 can turn it on only when a ` +
+              "bucket is created: use a new bucket",
+          );
+        }
+        if ((await backend.stat("config.json")) !== null) {
+          throw new RepoError("INVALID", `There is a repository at ${path} already`, { path });
+        }
+        backend.objectLockDays = lockDays;
       }
-      for (const sub of ["chunks", "backups", "runs"]) await fs.mkdir(join(path, sub));
-      await fs.syncDir(path);
       const config: RepoConfig = {
         format: "blksnap-repository",
         version: FORMAT_VERSION,
@@ -115,141 +183,133 @@ export class Repository {
         chunkSize,
         compression: { algorithm: "zstd", level },
         created: new Date().toISOString(),
+        ...(lockDays > 0 ? { objectLockDays: lockDays } : {}),
       };
-      const repo = new Repository(path, config, fs, 3_600_000);
-      await repo.writeAtomic(join(path, "config.json"), encodeConfig(config));
+      const repo = new Repository(backend, config, 3_600_000);
+      await backend.put("config.json", encodeConfig(config));
       return repo;
     } catch (e) {
       throw ioError("init repository", path, e);
     }
   }
 
-  /** Open the repository in `path`, checking its config. */
+  /** Open the repository in `path` (a directory or `s3://bucket/prefix`), checking its config. */
   static async open(path: string, options: OpenOptions = {}): Promise<Repository> {
-    const fs = options.fs ?? new DenoFs();
-    const file = join(path, "config.json");
-    const bytes = await readBounded(fs, file, MAX_JSON_SIZE);
+    const backend = backendFor(path, options);
+    const file = backend.display("config.json");
+    const bytes = await backend.get("config.json", MAX_JSON_SIZE);
     if (bytes === null) {
       throw new RepoError("NOT_FOUND", `No repository at ${path} (missing config.json)`, {
         path: file,
       });
     }
-    return new Repository(path, parseConfig(bytes, file), fs, options.lockStaleMs ?? 3_600_000);
+    const config = parseConfig(bytes, file);
+    if (backend instanceof S3Backend) backend.objectLockDays = config.objectLockDays ?? 0;
+    return new Repository(backend, config, options.lockStaleMs ?? 3_600_000);
   }
 
-  /** Path of the lock file. */
+  /** Path (or URL) of the lock. */
   get lockPath(): string {
-    return join(this.path, "lock");
+    return this.backend.display("lock");
   }
-  /** Directory of the chunk store. */
+  /** Path (or URL) of the chunk store. */
   get chunksDir(): string {
-    return join(this.path, "chunks");
+    return this.backend.display("chunks");
   }
-  /** Directory of indexes and manifests. */
+  /** Path (or URL) of the indexes and manifests. */
   get backupsDir(): string {
-    return join(this.path, "backups");
+    return this.backend.display("backups");
   }
-  /** Directory of failed-run records. */
+  /** Path (or URL) of the failed-run records. */
   get runsDir(): string {
-    return join(this.path, "runs");
+    return this.backend.display("runs");
   }
 
-  /** Path of the chunk named by hex digest `hex`: `chunks/ab/abcdef...`. */
+  /** Path (or URL) of the chunk named by hex digest `hex`: `chunks/ab/abcdef...`. */
   chunkPath(hex: string): string {
-    return join(this.path, "chunks", hex.slice(0, 2), hex);
+    return this.backend.display(chunkName(hex));
   }
-  /** Path of the index of backup `id`. */
+  /** Path (or URL) of the index of backup `id`. */
   indexPath(id: string): string {
-    return join(this.backupsDir, `${id}.index`);
+    return this.backend.display(indexName(id));
   }
-  /** Path of the manifest of backup `id`. */
+  /** Path (or URL) of the manifest of backup `id`. */
   manifestPath(id: string): string {
-    return join(this.backupsDir, `${id}.json`);
+    return this.backend.display(manifestName(id));
   }
-  /** Path of the failed-run record of run `id`. */
+  /** Path (or URL) of the failed-run record of run `id`. */
   runRecordPath(id: string): string {
-    return join(this.runsDir, `${id}.json`);
+    return this.backend.display(runRecordName(id));
   }
 
   // ---------------------------------------------------------------- writes
 
   /**
-   * Write `data` to `path` crash-safely: a temp file in the same directory,
-   * `fsync`, rename over `path`, `fsync` of the directory. The temp file is
-   * removed on failure (best effort).
+   * Write `data` to the file `path` of a local repository crash-safely: a
+   * temp file in the same directory, `fsync`, rename over `path`, `fsync` of
+   * the directory (the directory lock uses it). Objects are written with
+   * {@linkcode Backend.put}.
    */
-  async writeAtomic(path: string, data: Uint8Array, syncDir = true): Promise<void> {
-    const dir = dirname(path);
-    const tmp = join(dir, `${TEMP_PREFIX}${randomHex(6)}-${path.slice(dir.length + 1)}`);
-    try {
-      await this.fs.writeFile(tmp, data, { createNew: true, sync: true });
-      await this.fs.rename(tmp, path);
-      if (syncDir) await this.fs.syncDir(dir);
-    } catch (e) {
-      await this.fs.remove(tmp).catch(() => {});
-      throw ioError("write", path, e);
-    }
+  async writeAtomic(path: string, data: Uint8Array): Promise<void> {
+    const local = this.backend as LocalBackend;
+    await local.put(relative(local.location, path), data);
   }
 
-  /** True if the chunk `hex` is stored. */
+  /** True if the chunk `hex` is stored (a stat or a HEAD: backups decide from the parent's index first). */
   async hasChunk(hex: string): Promise<boolean> {
-    return (await this.fs.stat(this.chunkPath(hex)))?.isFile ?? false;
+    return (await this.backend.stat(chunkName(hex))) !== null;
   }
 
   /**
    * Store a chunk file (see `encodeChunk` in chunk.ts) under `hex`. The file is durable when this
-   * returns; the rename becomes durable at {@linkcode Repository.syncChunkDirs}.
+   * returns; its directory entry becomes durable at {@linkcode Repository.syncChunkDirs}.
    */
   async putChunk(hex: string, file: Uint8Array): Promise<void> {
-    const path = this.chunkPath(hex);
-    const dir = dirname(path);
-    if (!this.#knownDirs.has(dir)) {
-      if (!(await this.fs.stat(dir))?.isDirectory) {
-        await this.fs.mkdir(dir).catch((e) => {
-          throw ioError("mkdir", dir, e);
-        });
-        this.#dirtyDirs.add(this.chunksDir);
-      }
-      this.#knownDirs.add(dir);
-    }
-    await this.writeAtomic(path, file, false);
-    this.#dirtyDirs.add(dir);
+    await this.backend.put(chunkName(hex), file, { deferSync: true });
   }
 
-  /** `fsync` every chunk directory changed since the last call. */
+  /** Make every chunk stored since the last call durable (directory `fsync`s; nothing on S3). */
   async syncChunkDirs(): Promise<void> {
-    const dirs = [...this.#dirtyDirs].sort((a, b) => b.length - a.length);
-    for (const dir of dirs) {
-      await this.fs.syncDir(dir).catch((e) => {
-        throw ioError("fsync", dir, e);
-      });
-      this.#dirtyDirs.delete(dir);
-    }
+    await this.backend.flush();
+  }
+
+  /** Write the index of backup `id` (before its manifest). */
+  async writeIndex(id: string, bytes: Uint8Array): Promise<void> {
+    await this.backend.put(indexName(id), bytes);
+  }
+
+  /** Write a failed-run record. */
+  async writeRunRecord(id: string, bytes: Uint8Array): Promise<void> {
+    await this.backend.put(runRecordName(id), bytes);
   }
 
   /** Write a manifest crash-safely (after its index). */
   async writeManifest(manifest: Manifest): Promise<void> {
-    await this.writeAtomic(this.manifestPath(manifest.id), encodeManifest(manifest));
+    await this.backend.put(manifestName(manifest.id), encodeManifest(manifest));
   }
 
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
   async removeBackup(id: string): Promise<void> {
     try {
-      await this.fs.remove(this.manifestPath(id));
-      await this.fs.syncDir(this.backupsDir);
-      await this.fs.remove(this.indexPath(id));
+      await this.backend.delete(manifestName(id));
+      await this.backend.flush();
+      await this.backend.delete(indexName(id));
     } catch (e) {
       throw ioError("remove backup", id, e);
     }
+  }
+
+  /** Names of every object under `prefix` (`backups/`, `runs/`, `chunks/`), with sizes where free. */
+  list(prefix: string): AsyncIterable<StoredObject> {
+    return this.backend.list(prefix);
   }
 
   // ---------------------------------------------------------------- reads
 
   /** Ids of backups that have a manifest, oldest first. */
   async listBackupIds(): Promise<string[]> {
-    const names = await this.fs.readDir(this.backupsDir).catch((e) => {
-      throw ioError("list", this.backupsDir, e);
-    });
+    const names: string[] = [];
+    for await (const o of this.backend.list("backups/")) names.push(o.name.slice(8));
     return backupIdsIn(names);
   }
 
@@ -257,7 +317,7 @@ export class Repository {
   async readManifest(id: string): Promise<Manifest> {
     if (!isBackupId(id)) throw new RepoError("INVALID", `Not a backup id: ${JSON.stringify(id)}`);
     const path = this.manifestPath(id);
-    const bytes = await readBounded(this.fs, path, MAX_JSON_SIZE);
+    const bytes = await this.backend.get(manifestName(id), MAX_JSON_SIZE);
     if (bytes === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
     const m = parseManifest(bytes, path);
     if (m.id !== id) throw new CorruptError(path, `manifest names backup ${m.id}`);
@@ -267,12 +327,15 @@ export class Repository {
   /**
    * Read and check the index of `manifest`'s backup: its own checksum, the
    * SHA-256 the manifest records, and chunk size and capacity against the
-   * manifest.
+   * manifest. An S3 repository keeps a checked copy in the local cache
+   * ({@linkcode cacheDir}) and reads that first unless `fresh` (verify reads
+   * the store itself).
    */
-  async readIndex(manifest: Manifest): Promise<BackupIndex> {
+  async readIndex(manifest: Manifest, options: { fresh?: boolean } = {}): Promise<BackupIndex> {
     const path = this.indexPath(manifest.id);
     if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const bytes = await readBounded(this.fs, path, indexFileSize(manifest.chunkCount));
+    const bytes = (options.fresh ? null : await readCachedIndex(this, manifest)) ??
+      await this.backend.get(indexName(manifest.id), indexFileSize(manifest.chunkCount));
     if (bytes === null) {
       throw new RepoError("NOT_FOUND", `Index of backup ${manifest.id} is missing`, { path });
     }
@@ -283,6 +346,7 @@ export class Repository {
     if (index.chunkSize !== manifest.chunkSize || index.capacity !== manifest.device.capacity) {
       throw new CorruptError(path, "index geometry differs from its manifest");
     }
+    await cacheIndex(this, manifest.id, bytes);
     return index;
   }
 
@@ -296,7 +360,7 @@ export class Repository {
     const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await readBounded(this.fs, path, maxChunkFileSize(maxLength));
+      file = await this.backend.get(chunkName(hex), maxChunkFileSize(maxLength));
     } catch (e) {
       if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
       throw e;
@@ -318,11 +382,13 @@ export class Repository {
    * refreshes the time every `lockStaleMs / 3`. See lock.ts.
    */
   lock(operation: string, options: LockOptions = {}): Promise<RepoLock> {
+    if (this.backend instanceof S3Backend) return acquireS3Lock(this, operation, options);
     return acquireLock(this, operation, options);
   }
 
   /** Who holds the lock, and whether it is stale. */
   lockHolder(): Promise<LockHolder> {
+    if (this.backend instanceof S3Backend) return s3LockHolder(this);
     return lockHolder(this);
   }
 }
@@ -338,30 +404,55 @@ function badChunk(hex: string, path: string, problem: string, cause?: unknown): 
 }
 
 /**
- * Read `path` if it exists and is at most `max` bytes; `null` if missing;
- * `CorruptError` if larger (checked before reading, so no huge allocation).
+ * Where S3 repositories keep copies of their indexes: `$BLKSNAP_CACHE`, else
+ * `$XDG_CACHE_HOME/blksnap`, else `~/.cache/blksnap`; `null` when none can be
+ * told (no `--allow-env`). An index never changes once written, and every
+ * read checks it against its manifest's SHA-256, so a stale or damaged copy
+ * is never used: it is fetched again.
  */
-export async function readBounded(
-  fs: RepoFs,
-  path: string,
-  max: number,
-): Promise<Uint8Array | null> {
-  let st;
+export function cacheDir(): string | null {
   try {
-    st = await fs.stat(path);
-  } catch (e) {
-    throw ioError("stat", path, e);
+    const explicit = Deno.env.get("BLKSNAP_CACHE");
+    if (explicit) return explicit;
+    const xdg = Deno.env.get("XDG_CACHE_HOME");
+    if (xdg) return join(xdg, "blksnap");
+    const home = Deno.env.get("HOME");
+    return home ? join(home, ".cache", "blksnap") : null;
+  } catch {
+    return null;
   }
-  if (st === null) return null;
-  if (!st.isFile) throw new CorruptError(path, "not a regular file");
-  if (st.size > max) throw new CorruptError(path, `${st.size} bytes, more than ${max}`);
+}
+
+function cachePath(repo: Repository, id: string): string | null {
+  const dir = repo.backend.kind === "s3" ? cacheDir() : null;
+  return dir && join(dir, repo.config.id, `${id}.index`);
+}
+
+async function readCachedIndex(repo: Repository, manifest: Manifest): Promise<Uint8Array | null> {
+  const path = cachePath(repo, manifest.id);
+  if (!path) return null;
   try {
-    const bytes = await fs.readFile(path);
-    if (bytes.length > max) throw new CorruptError(path, `grew past ${max} bytes`);
-    return bytes;
-  } catch (e) {
-    if (e instanceof CorruptError) throw e;
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw ioError("read", path, e);
+    const bytes = await Deno.readFile(path);
+    // Only a copy that matches the manifest is used; anything else is fetched again.
+    if (
+      bytes.length === indexFileSize(manifest.chunkCount) &&
+      toHex(sha256(bytes)) === manifest.indexSha256
+    ) return bytes;
+  } catch {
+    // no copy, or unreadable: fetch it
+  }
+  return null;
+}
+
+async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Promise<void> {
+  const path = cachePath(repo, id);
+  if (!path) return;
+  try {
+    await Deno.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.${randomHex(4)}.tmp`;
+    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+    await Deno.rename(tmp, path);
+  } catch {
+    // a cache that cannot be written only costs a download next time
   }
 }
