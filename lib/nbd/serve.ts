@@ -99,7 +99,7 @@ export async function serveBackupPoint(
     backup,
     overlay,
     uri: nbdUri(address),
-    close() {
+    close(): Promise<void> {
       closing ??= (async () => {
         await server.close();
         try {
