@@ -176,9 +176,17 @@ export async function transmit(
       payload.set(data, 8);
       return stream.send(...chunk(r, ReplyType.OffsetData, payload, true));
     }
+    // Neighbouring runs of zeros go out as one hole.
+    const merged: ReadPiece[] = [];
+    for (const p of pieces) {
+      const last = merged[merged.length - 1];
+      if (p.kind === "zero" && last?.kind === "zero") {
+        merged[merged.length - 1] = { ...last, length: last.length + p.length };
+      } else merged.push(p);
+    }
     const out: Uint8Array[][] = [];
-    pieces.forEach((p, i) => {
-      const done = i === pieces.length - 1;
+    merged.forEach((p, i) => {
+      const done = i === merged.length - 1;
       if (p.kind === "data") {
         const head = new Uint8Array(8);
         new DataView(head.buffer).setBigUint64(0, BigInt(p.offset));
