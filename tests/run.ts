@@ -1,7 +1,7 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
  * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
- * the VM suites (every suite on the debug kernel when `../shared/vm` has
+ * the host tests (real programs, no module: tests/host), the VM suites (every suite on the debug kernel when `../shared/vm` has
  * it, the smoke suites on Debian's cloud kernel always), and the benchmarks in
  * `--quick` mode (they must still run; no timing is asserted). Every tier reports
  * TAP; this script counts each test of each tier and ends with the line
@@ -9,7 +9,7 @@
  *
  * Usage: `deno task test [--tier NAME...] [--cloud-full]`
  *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
- *              vm-debug, vm-cloud, bench)
+ *              host, vm-debug, vm-cloud, bench)
  *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
  *
  * @module
@@ -123,6 +123,11 @@ if (want("unit")) {
 }
 if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
   await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
+}
+if (want("host")) {
+  // Real programs on the host, no kernel module: the NBD server against
+  // nbdinfo, nbdcopy, qemu-img and qemu-io (installed on demand as root).
+  await tapTier("host", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/host"]);
 }
 if (want("vm-debug")) {
   if (debugKernel) {
