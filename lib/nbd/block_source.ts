@@ -56,6 +56,7 @@ export interface BlockSource {
 
 /** An error with the NBD error value a request should be answered with. */
 export class BlockSourceError extends Error {
+  /** Always `"BlockSourceError"`. */
   override name = "BlockSourceError";
   /** The NBD error value (`EIO`, `ENOSPC`...). */
   readonly errno: NbdErrno;
