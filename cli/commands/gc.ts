@@ -5,9 +5,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { gc, Repository } from "../../lib/backup/mod.ts";
+import { gc } from "../../lib/backup/mod.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, parseCount } from "../_size.ts";
 
 /** The `gc` command. */
@@ -24,7 +24,7 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
       (v) => parseCount(v, 1_000_000),
     )
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await gc(repo, {
         dryRun: opts.dryRun,
         graceMs: opts.grace === undefined ? undefined : opts.grace * 60_000,

@@ -8,7 +8,7 @@
  */
 
 import { BoundedPool, concurrencyOf } from "./_pool.ts";
-import { digestOf, encodeChunk, encodeChunkSync } from "./chunk.ts";
+import { encodeChunkSync } from "./chunk.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
 import { ioError, RepoError } from "./errors.ts";
 import {
@@ -356,7 +356,7 @@ async function storeChunks(
       digest = ZERO_DIGEST;
       stats.chunksZero++;
     } else {
-      digest = offload ? await digestOf(data) : sha256(data);
+      digest = offload || repo.encrypted ? await repo.chunkDigest(data) : sha256(data);
       const hex = toHex(digest);
       const seen = pending.has(hex);
       pending.add(hex); // before any await, so a twin chunk in flight sees it
@@ -365,7 +365,9 @@ async function storeChunks(
       } else {
         let file: Uint8Array;
         try {
-          file = offload ? await encodeChunk(data, level) : encodeChunkSync(data, level);
+          file = offload || repo.encrypted
+            ? await repo.encodeChunk(data, digest)
+            : encodeChunkSync(data, level);
           await repo.putChunk(hex, file);
         } catch (e) {
           pending.delete(hex);

@@ -10,12 +10,48 @@
  */
 
 import { join, relative } from "node:path";
-import { decodeChunk, maxChunkFileSize } from "./chunk.ts";
-import { encodeConfig, parseConfig, type RepoConfig } from "./config.ts";
+import {
+  ChunkEncoding,
+  decodeChunk,
+  digestOf,
+  encodeChunk,
+  maxChunkFileSize,
+  zstdCompress,
+  zstdDecompressSync,
+} from "./chunk.ts";
+import {
+  configMacInput,
+  encodeConfig,
+  ENCRYPTED_FORMAT_VERSION,
+  parseConfig,
+  type RepoConfig,
+} from "./config.ts";
+import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
+import {
+  chunkId,
+  deriveKeys,
+  encodeSlot,
+  type KeySlot,
+  makeSlot,
+  newMaster,
+  openSlot,
+  parseSlot,
+  type RepoKeys,
+  type ScryptParams,
+} from "./crypto/keys.ts";
+import {
+  maxSealedChunkSize,
+  openChunk,
+  openObject,
+  sealChunk,
+  SEALED_OBJECT_HEADER_SIZE,
+  sealObject,
+} from "./crypto/sealed.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
+  fromHex,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
@@ -63,6 +99,15 @@ export interface InitOptions {
   s3?: S3BackendOptions;
   /** S3 only: create the bucket with Object Lock and keep every object this many days. */
   objectLockDays?: number;
+  /**
+   * Encrypt (format 2) with a key slot that opens with this passphrase. Absent: a plain
+   * (format 1) repository. The CLI encrypts unless `--no-encryption`.
+   */
+  passphrase?: string;
+  /** Label of the first key slot. @default "initial" */
+  keyLabel?: string;
+  /** scrypt cost of the key slot. @default DEFAULT_SCRYPT (2^17, 8, 1) */
+  scrypt?: ScryptParams;
 }
 
 /** Options of {@linkcode Repository.open}. */
@@ -73,6 +118,78 @@ export interface OpenOptions {
   s3?: S3BackendOptions;
   /** A lock older than this many milliseconds is stale. @default 3600000 */
   lockStaleMs?: number;
+  /**
+   * The passphrase of an encrypted repository, or a function asked for it
+   * (a terminal prompt). @default $BLKSNAP_PASSWORD
+   */
+  passphrase?: string | (() => string | Promise<string>);
+}
+
+/** Bytes a sealed index or manifest adds to its plaintext (header and tag). */
+const SEALED_OVERHEAD = SEALED_OBJECT_HEADER_SIZE + TAG_SIZE;
+
+/** A passphrase must not be empty. */
+function checkPassphrase(p: string): void {
+  if (p.length === 0) throw new RepoError("KEY", "The passphrase is empty");
+}
+
+async function readSlots(backend: Backend): Promise<KeySlot[]> {
+  const slots: KeySlot[] = [];
+  for await (const o of backend.list("keys/")) {
+    if (!o.name.endsWith(".json") || o.name.slice(5).startsWith(TEMP_PREFIX)) continue;
+    const bytes = await backend.get(o.name, 64 * 1024);
+    if (bytes === null) continue;
+    try {
+      slots.push(parseSlot(bytes, backend.display(o.name)));
+    } catch (e) {
+      throw new CorruptError(backend.display(o.name), (e as Error).message, e);
+    }
+  }
+  return slots;
+}
+
+/**
+ * The keys of an encrypted repository: the first slot that opens with the
+ * passphrase gives the master secret; then the config's MAC must match.
+ */
+async function unlock(
+  backend: Backend,
+  config: RepoConfig,
+  given: OpenOptions["passphrase"],
+): Promise<{ keys: RepoKeys; slot: string }> {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("BLKSNAP_PASSWORD");
+  } catch {
+    env = undefined;
+  }
+  const source = given ?? env;
+  if (source === undefined) {
+    throw new RepoError(
+      "KEY",
+      `Repository ${backend.location} is encrypted: give its passphrase (BLKSNAP_PASSWORD, ` +
+        "--password-file, or at the prompt)",
+    );
+  }
+  const passphrase = typeof source === "function" ? await source() : source;
+  const slots = await readSlots(backend);
+  if (slots.length === 0) {
+    throw new CorruptError(backend.display("keys"), "an encrypted repository without key slots");
+  }
+  for (const slot of slots) {
+    const master = openSlot(slot, config.id, passphrase);
+    if (master === null) continue;
+    const keys = deriveKeys(master, config.id);
+    const mac = toHex(hmacSha256(keys.metaKey, configMacInput(config)));
+    if (mac !== config.encryption!.mac) {
+      throw new CorruptError(backend.display("config.json"), "its MAC does not match (altered)");
+    }
+    return { keys, slot: slot.id };
+  }
+  throw new RepoError(
+    "KEY",
+    `Wrong passphrase: none of the ${slots.length} key slot(s) of ${backend.location} opens with it`,
+  );
 }
 
 /** The backend of `location`: S3 for `s3://...`, else a local directory. */
@@ -109,12 +226,22 @@ export class Repository {
   readonly backend: Backend;
   /** Age after which a lock is stale, in milliseconds. */
   readonly lockStaleMs: number;
+  /** The working keys of an encrypted repository, `null` for a plain one. */
+  readonly keys: RepoKeys | null;
+  /** The key slot the passphrase opened (`null`: plain, or just created). */
+  openedSlot: string | null = null;
 
-  private constructor(backend: Backend, config: RepoConfig, lockStaleMs: number) {
+  private constructor(
+    backend: Backend,
+    config: RepoConfig,
+    lockStaleMs: number,
+    keys: RepoKeys | null,
+  ) {
     this.path = backend.location;
     this.backend = backend;
     this.config = config;
     this.lockStaleMs = lockStaleMs;
+    this.keys = keys;
   }
 
   /**
@@ -159,7 +286,7 @@ export class Repository {
         if (existing.length > 0) {
           throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
         }
-        for (const sub of ["chunks", "backups", "runs"]) await fs.mkdir(join(path, sub));
+        for (const sub of ["chunks", "backups", "runs", "keys"]) await fs.mkdir(join(path, sub));
         await fs.syncDir(path);
       } else if (backend instanceof S3Backend) {
         if (!(await backend.client.bucketExists())) {
@@ -178,14 +305,28 @@ export class Repository {
       }
       const config: RepoConfig = {
         format: "blksnap-repository",
-        version: FORMAT_VERSION,
+        version: options.passphrase === undefined ? FORMAT_VERSION : ENCRYPTED_FORMAT_VERSION,
         id: randomHex(16),
         chunkSize,
         compression: { algorithm: "zstd", level },
         created: new Date().toISOString(),
         ...(lockDays > 0 ? { objectLockDays: lockDays } : {}),
       };
-      const repo = new Repository(backend, config, 3_600_000);
+      let keys: RepoKeys | null = null;
+      if (options.passphrase !== undefined) {
+        checkPassphrase(options.passphrase);
+        const master = newMaster();
+        keys = deriveKeys(master, config.id);
+        config.encryption = { aead: "chacha20-poly1305", mac: "0".repeat(64) };
+        config.encryption.mac = toHex(hmacSha256(keys.metaKey, configMacInput(config)));
+        const slot = makeSlot(master, config.id, options.passphrase, {
+          label: options.keyLabel ?? "initial",
+          scrypt: options.scrypt,
+        });
+        // The key slot first: a config that names an encryption without any key is useless.
+        await backend.put(`keys/${slot.id}.json`, encodeSlot(slot));
+      }
+      const repo = new Repository(backend, config, 3_600_000, keys);
       await backend.put("config.json", encodeConfig(config));
       return repo;
     } catch (e) {
@@ -205,7 +346,15 @@ export class Repository {
     }
     const config = parseConfig(bytes, file);
     if (backend instanceof S3Backend) backend.objectLockDays = config.objectLockDays ?? 0;
-    return new Repository(backend, config, options.lockStaleMs ?? 3_600_000);
+    const unlocked = config.encryption ? await unlock(backend, config, options.passphrase) : null;
+    const repo = new Repository(
+      backend,
+      config,
+      options.lockStaleMs ?? 3_600_000,
+      unlocked?.keys ?? null,
+    );
+    repo.openedSlot = unlocked?.slot ?? null;
+    return repo;
   }
 
   /** Path (or URL) of the lock. */
@@ -275,7 +424,7 @@ export class Repository {
 
   /** Write the index of backup `id` (before its manifest). */
   async writeIndex(id: string, bytes: Uint8Array): Promise<void> {
-    await this.backend.put(indexName(id), bytes);
+    await this.backend.put(indexName(id), this.#seal(indexName(id), bytes));
   }
 
   /** Write a failed-run record. */
@@ -285,7 +434,8 @@ export class Repository {
 
   /** Write a manifest crash-safely (after its index). */
   async writeManifest(manifest: Manifest): Promise<void> {
-    await this.backend.put(manifestName(manifest.id), encodeManifest(manifest));
+    const name = manifestName(manifest.id);
+    await this.backend.put(name, this.#seal(name, encodeManifest(manifest)));
   }
 
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
@@ -317,9 +467,9 @@ export class Repository {
   async readManifest(id: string): Promise<Manifest> {
     if (!isBackupId(id)) throw new RepoError("INVALID", `Not a backup id: ${JSON.stringify(id)}`);
     const path = this.manifestPath(id);
-    const bytes = await this.backend.get(manifestName(id), MAX_JSON_SIZE);
-    if (bytes === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
-    const m = parseManifest(bytes, path);
+    const stored = await this.backend.get(manifestName(id), MAX_JSON_SIZE + SEALED_OVERHEAD);
+    if (stored === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
+    const m = parseManifest(this.#unseal(manifestName(id), stored), path);
     if (m.id !== id) throw new CorruptError(path, `manifest names backup ${m.id}`);
     return m;
   }
@@ -334,11 +484,27 @@ export class Repository {
   async readIndex(manifest: Manifest, options: { fresh?: boolean } = {}): Promise<BackupIndex> {
     const path = this.indexPath(manifest.id);
     if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const bytes = (options.fresh ? null : await readCachedIndex(this, manifest)) ??
-      await this.backend.get(indexName(manifest.id), indexFileSize(manifest.chunkCount));
-    if (bytes === null) {
+    const size = indexFileSize(manifest.chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
+    const cached = options.fresh ? null : await readCachedIndex(this, manifest, size);
+    if (cached) {
+      try {
+        return this.#checkIndex(manifest, cached);
+      } catch {
+        // a stale or damaged copy: fetched again below
+      }
+    }
+    const stored = await this.backend.get(indexName(manifest.id), size);
+    if (stored === null) {
       throw new RepoError("NOT_FOUND", `Index of backup ${manifest.id} is missing`, { path });
     }
+    const index = this.#checkIndex(manifest, stored);
+    await cacheIndex(this, manifest.id, stored);
+    return index;
+  }
+
+  #checkIndex(manifest: Manifest, stored: Uint8Array): BackupIndex {
+    const path = this.indexPath(manifest.id);
+    const bytes = this.#unseal(indexName(manifest.id), stored);
     const index = decodeIndex(bytes, path);
     if (toHex(sha256(bytes)) !== manifest.indexSha256) {
       throw new CorruptError(path, `index does not match manifest of backup ${manifest.id}`);
@@ -346,7 +512,6 @@ export class Repository {
     if (index.chunkSize !== manifest.chunkSize || index.capacity !== manifest.device.capacity) {
       throw new CorruptError(path, "index geometry differs from its manifest");
     }
-    await cacheIndex(this, manifest.id, bytes);
     return index;
   }
 
@@ -360,17 +525,93 @@ export class Repository {
     const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await this.backend.get(chunkName(hex), maxChunkFileSize(maxLength));
+      file = await this.backend.get(
+        chunkName(hex),
+        this.keys ? maxSealedChunkSize(maxLength) : maxChunkFileSize(maxLength),
+      );
     } catch (e) {
       if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
       throw e;
     }
     if (file === null) throw badChunk(hex, path, "missing");
     try {
-      return decodeChunk(file, hex, maxLength, exactLength);
+      if (!this.keys) return decodeChunk(file, hex, maxLength, exactLength);
+      return decodeSealedChunk(this.keys, hex, file, maxLength, exactLength);
     } catch (e) {
       throw badChunk(hex, path, (e as Error).message, e);
     }
+  }
+
+  // ---------------------------------------------------------------- encryption
+
+  /** True for a format-2 (encrypted) repository. */
+  get encrypted(): boolean {
+    return this.keys !== null;
+  }
+
+  /**
+   * The id of a chunk's bytes: SHA-256 (on Deno's thread pool) in a plain
+   * repository, HMAC-SHA256 under the id key in an encrypted one.
+   */
+  async chunkDigest(data: Uint8Array): Promise<Uint8Array> {
+    return this.keys ? chunkId(this.keys, data) : await digestOf(data);
+  }
+
+  /** The stored object of a chunk: zstd or raw, sealed in an encrypted repository. */
+  async encodeChunk(data: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
+    const level = this.config.compression.level;
+    if (!this.keys) return await encodeChunk(data, level);
+    const z = await zstdCompress(data, level);
+    const zstd = z.length < data.length;
+    const payload = zstd ? z : data;
+    return sealChunk(this.keys, digest, {
+      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
+      length: data.length,
+      payloadLength: payload.length,
+    }, payload);
+  }
+
+  /** Seal `plain` for object `name` in an encrypted repository; as is in a plain one. */
+  #seal(name: string, plain: Uint8Array): Uint8Array {
+    return this.keys ? sealObject(this.keys, name, plain) : plain;
+  }
+
+  #unseal(name: string, stored: Uint8Array): Uint8Array {
+    if (!this.keys) return stored;
+    try {
+      return openObject(this.keys, name, stored);
+    } catch (e) {
+      throw new CorruptError(this.backend.display(name), (e as Error).message, e);
+    }
+  }
+
+  /** The key slots (`keys/<slot>.json`) of an encrypted repository. */
+  async keySlots(): Promise<KeySlot[]> {
+    return await readSlots(this.backend);
+  }
+
+  /** Add a key slot opening with `passphrase`; returns it. */
+  async addKey(
+    passphrase: string,
+    options: { label?: string; scrypt?: ScryptParams } = {},
+  ): Promise<KeySlot> {
+    if (!this.keys) throw new RepoError("INVALID", `${this.path} is not encrypted`);
+    checkPassphrase(passphrase);
+    const slot = makeSlot(this.keys.master, this.config.id, passphrase, options);
+    await this.backend.put(`keys/${slot.id}.json`, encodeSlot(slot));
+    return slot;
+  }
+
+  /** Remove key slot `id`; the last one is refused (the data would be lost for good). */
+  async removeKey(id: string): Promise<void> {
+    const slots = await this.keySlots();
+    if (!slots.some((s) => s.id === id)) {
+      throw new RepoError("NOT_FOUND", `No key slot ${id} in ${this.path}`);
+    }
+    if (slots.length === 1) {
+      throw new RepoError("INVALID", `Key slot ${id} is the last one: add another key first`);
+    }
+    await this.backend.delete(`keys/${id}.json`);
   }
 
   // ---------------------------------------------------------------- lock
@@ -428,16 +669,18 @@ function cachePath(repo: Repository, id: string): string | null {
   return dir && join(dir, repo.config.id, `${id}.index`);
 }
 
-async function readCachedIndex(repo: Repository, manifest: Manifest): Promise<Uint8Array | null> {
+async function readCachedIndex(
+  repo: Repository,
+  manifest: Manifest,
+  max: number,
+): Promise<Uint8Array | null> {
   const path = cachePath(repo, manifest.id);
   if (!path) return null;
   try {
     const bytes = await Deno.readFile(path);
-    // Only a copy that matches the manifest is used; anything else is fetched again.
-    if (
-      bytes.length === indexFileSize(manifest.chunkCount) &&
-      toHex(sha256(bytes)) === manifest.indexSha256
-    ) return bytes;
+    // The copy is the stored object (sealed when encrypted); readIndex checks it against the
+    // manifest like a download, and a copy that fails is fetched again (below).
+    if (bytes.length <= max) return bytes;
   } catch {
     // no copy, or unreadable: fetch it
   }
@@ -455,4 +698,32 @@ async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Prom
   } catch {
     // a cache that cannot be written only costs a download next time
   }
+}
+
+/**
+ * A format-2 chunk's data: tag (the object was not altered and is stored
+ * under its own id), decompression bounded by the header's length, the
+ * length (`exactLength` when given) and the keyed id against the name.
+ * Throws a plain `Error` saying what is wrong.
+ */
+function decodeSealedChunk(
+  keys: RepoKeys,
+  hex: string,
+  file: Uint8Array,
+  maxLength: number,
+  exactLength?: number,
+): Uint8Array {
+  const id = fromHex(hex);
+  const { header, payload } = openChunk(keys, id, file, maxLength);
+  const data = header.encoding === ChunkEncoding.Raw
+    ? payload
+    : zstdDecompressSync(payload, header.length);
+  if (data.length !== header.length) {
+    throw new Error(`decompresses to ${data.length} bytes, header says ${header.length}`);
+  }
+  if (exactLength !== undefined && data.length !== exactLength) {
+    throw new Error(`is ${data.length} bytes, expected ${exactLength}`);
+  }
+  if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
+  return data;
 }

@@ -3,10 +3,18 @@
 // the server gone mid-backup; throttling; gc's grace and running-backup rules; Object Lock.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { backup, gc, prune, Repository, restore, verify } from "../../lib/backup/mod.ts";
+import { backup, copy, gc, prune, Repository, restore, verify } from "../../lib/backup/mod.ts";
 import { newBackupId } from "../../lib/backup/format.ts";
 import { S3Client } from "../../lib/backup/s3/client.ts";
-import { FakeCbt, MemSource, pseudoRandom, sha256Hex, tempDir } from "../unit/backup/_helpers.ts";
+import {
+  FakeCbt,
+  MemSource,
+  plaintextHits,
+  pseudoRandom,
+  sha256Hex,
+  tempDir,
+  textImage,
+} from "../unit/backup/_helpers.ts";
 import { emptyAndDelete, ignore, server } from "./_server.ts";
 import { startProxy } from "./_proxy.ts";
 
@@ -275,4 +283,106 @@ Deno.test({
     Repository.init(q.url, { objectLockDays: 1 }),
     /has no Object Lock/,
   );
+});
+
+Deno.test({
+  name: "s3 repo: encrypted: no object holds plaintext; copy local <-> S3 across keys",
+  ignore,
+}, async () => {
+  await using p = place("enc");
+  await using dir = await tempDir();
+  const FAST = { N: 1 << 10, r: 8, p: 1 };
+  const img = new Uint8Array(4 * MiB);
+  img.set(textImage(2 * MiB, 5));
+  img.set(pseudoRandom(2 * MiB, 6), 2 * MiB);
+  // A fast local plain backup, shipped to an encrypted S3 repository afterwards.
+  const local = await Repository.init(join(dir.path, "local"), { chunkSize: 256 * KiB });
+  const { manifest } = await backup(new MemSource(img, { name: "/dev/vault" }), local);
+  const remote = await Repository.init(p.url, {
+    chunkSize: 256 * KiB,
+    passphrase: "s3 secret",
+    scrypt: FAST,
+  });
+  const c1 = await copy(local, remote, [manifest.id]);
+  assert.deepEqual(c1.copied, [manifest.id]);
+  assert.equal(c1.reencrypted, true);
+  assert.equal(c1.chunksCopied, manifest.stats.chunksNew);
+  const again = await copy(local, remote, [manifest.id]);
+  assert.deepEqual(again.skipped, [manifest.id]);
+  assert.equal(again.chunksCopied, 0);
+  // Not one object of the bucket holds 24 bytes of the source, nor the device name.
+  const raw = new S3Client({ ...server!, bucket: p.bucket });
+  let hits = 0;
+  for (const k of await keys(p.bucket)) {
+    const body = (await raw.getObject(k))!;
+    hits += plaintextHits(body, img);
+    if (!k.includes("/runs/")) {
+      assert.ok(!new TextDecoder("latin1").decode(body).includes("/dev/vault"), k);
+    }
+  }
+  assert.equal(hits, 0);
+  // Restore from the S3 copy, byte-equal; deep verify passes; then copy back to a new plain
+  // local repository and restore from there too.
+  const opened = await Repository.open(p.url, { passphrase: "s3 secret" });
+  await restore(opened, manifest.id, join(dir.path, "a.img"));
+  assert.equal(sha256Hex(await Deno.readFile(join(dir.path, "a.img"))), sha256Hex(img));
+  assert.ok((await verify(opened, { deep: true })).ok);
+  const back = await Repository.init(join(dir.path, "back"), { chunkSize: 256 * KiB });
+  const c2 = await copy(opened, back, [manifest.id]);
+  assert.equal(c2.reencrypted, true);
+  await restore(back, manifest.id, join(dir.path, "b.img"));
+  assert.equal(sha256Hex(await Deno.readFile(join(dir.path, "b.img"))), sha256Hex(img));
+  // A wrong passphrase is one clear error.
+  await assert.rejects(
+    Repository.open(p.url, { passphrase: "nope" }),
+    /^RepoError: Wrong passphrase/,
+  );
+});
+
+Deno.test({
+  name: "s3 repo: the CLI end to end: init (encrypted), backup, list, key, copy, restore",
+  ignore,
+}, async () => {
+  await using p = place("cli");
+  await using dir = await tempDir();
+  const img = pseudoRandom(3 * MiB, 31);
+  const file = join(dir.path, "disk.img");
+  await Deno.writeFile(file, img);
+  const pwFile = join(dir.path, "pw");
+  await Deno.writeTextFile(pwFile, "first passphrase\n");
+  const run = async (args: string[], env: Record<string, string> = {}) => {
+    const r = await cli(args, env);
+    assert.equal(r.code, 0, `blksnap ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+    return r.stdout;
+  };
+  const pw = ["--password-file", pwFile];
+  // scrypt at 2^12 (the default 2^17 costs seconds a command on this shared machine).
+  await run([...pw, "init", "-r", p.url, "--chunk-size", "256K", "--kdf-log2n", "12"]);
+  await run([...pw, "backup", "-r", p.url, "--image", file, "--name", "disk"]);
+  const listed = JSON.parse(await run([...pw, "--json", "list", "-r", p.url]));
+  const id = listed.backups[0].id;
+  // A second passphrase, then the first one removed: only the second opens it.
+  await run([...pw, "key", "add", "-r", p.url, "--label", "ops", "--kdf-log2n", "12"], {
+    BLKSNAP_NEW_PASSWORD: "second",
+  });
+  const slots = JSON.parse(
+    await run(["--json", "key", "list", "-r", p.url], { BLKSNAP_PASSWORD: "second" }),
+  );
+  assert.equal(slots.slots.length, 2);
+  const first = slots.slots.find((s: { label: string }) => s.label === "initial").id;
+  await run(["key", "remove", "-r", p.url, first], { BLKSNAP_PASSWORD: "second" });
+  const refused = await cli([...pw, "list", "-r", p.url]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /KEY: Wrong passphrase/);
+  // Copy to a plain local repository made with --no-encryption, restore from both.
+  const local = join(dir.path, "local");
+  await run(["init", "-r", local, "--no-encryption", "--chunk-size", "256K"]);
+  await run(["copy", "--from", p.url, "--to", local, "--latest"], { BLKSNAP_PASSWORD: "second" });
+  await run(["restore", "-r", local, id, join(dir.path, "l.img")]);
+  await run(["restore", "-r", p.url, id, join(dir.path, "s.img")], { BLKSNAP_PASSWORD: "second" });
+  for (const f of ["l.img", "s.img"]) {
+    assert.equal(sha256Hex(await Deno.readFile(join(dir.path, f))), sha256Hex(img), f);
+  }
+  await run(["verify", "-r", p.url, "--deep"], { BLKSNAP_PASSWORD: "second" });
+  await run(["gc", "-r", p.url, "--grace", "0"], { BLKSNAP_PASSWORD: "second" });
 });
