@@ -46,7 +46,7 @@ export function initCommand(ctx: CliContext): CommandUnknownOpts {
       const path = repoPath(opts.repo);
       const passphrase = opts.encryption === false
         ? undefined
-        : await readPassphrase("New repository passphrase", { confirm: true });
+        : () => readPassphrase("New repository passphrase", { confirm: true });
       const repo = await Repository.init(path, {
         passphrase,
         scrypt: scryptOf(opts.kdfLog2n),

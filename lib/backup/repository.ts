@@ -100,10 +100,11 @@ export interface InitOptions {
   /** S3 only: create the bucket with Object Lock and keep every object this many days. */
   objectLockDays?: number;
   /**
-   * Encrypt (format 2) with a key slot that opens with this passphrase. Absent: a plain
-   * (format 1) repository. The CLI encrypts unless `--no-encryption`.
+   * Encrypt (format 2) with a key slot that opens with this passphrase (or the one a function
+   * returns, asked only once the location is known to be usable). Absent: a plain (format 1)
+   * repository. The CLI encrypts unless `--no-encryption`.
    */
-  passphrase?: string;
+  passphrase?: string | (() => string | Promise<string>);
   /** Label of the first key slot. @default "initial" */
   keyLabel?: string;
   /** scrypt cost of the key slot. @default DEFAULT_SCRYPT (2^17, 8, 1) */
@@ -278,29 +279,40 @@ export class Repository {
     if (lockDays > 0 && !(backend instanceof S3Backend)) {
       throw new RepoError("INVALID", "Object Lock needs an s3:// repository");
     }
+    // The passphrase is asked once the location is known to be usable, before anything is made.
+    let passphrase: string | undefined;
+    const ask = async (): Promise<void> => {
+      if (options.passphrase === undefined) return;
+      passphrase = typeof options.passphrase === "function"
+        ? await options.passphrase()
+        : options.passphrase;
+      checkPassphrase(passphrase);
+    };
     try {
       if (backend instanceof LocalBackend) {
         const fs = backend.fs;
-        await fs.mkdir(path);
         const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
         if (existing.length > 0) {
           throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
         }
+        await ask();
+        await fs.mkdir(path);
         for (const sub of ["chunks", "backups", "runs", "keys"]) await fs.mkdir(join(path, sub));
         await fs.syncDir(path);
       } else if (backend instanceof S3Backend) {
-        if (!(await backend.client.bucketExists())) {
-          await backend.client.createBucket({ objectLock: lockDays > 0 });
-        } else if (lockDays > 0 && !(await backend.client.objectLockEnabled())) {
+        const exists = await backend.client.bucketExists();
+        if (exists && lockDays > 0 && !(await backend.client.objectLockEnabled())) {
           throw new RepoError(
             "INVALID",
             `Bucket ${backend.client.bucket} has no Object Lock; S3 can turn it on only when a ` +
               "bucket is created: use a new bucket",
           );
         }
-        if ((await backend.stat("config.json")) !== null) {
+        if (exists && (await backend.stat("config.json")) !== null) {
           throw new RepoError("INVALID", `There is a repository at ${path} already`, { path });
         }
+        await ask();
+        if (!exists) await backend.client.createBucket({ objectLock: lockDays > 0 });
         backend.objectLockDays = lockDays;
       }
       const config: RepoConfig = {
@@ -313,13 +325,12 @@ export class Repository {
         ...(lockDays > 0 ? { objectLockDays: lockDays } : {}),
       };
       let keys: RepoKeys | null = null;
-      if (options.passphrase !== undefined) {
-        checkPassphrase(options.passphrase);
+      if (passphrase !== undefined) {
         const master = newMaster();
         keys = deriveKeys(master, config.id);
         config.encryption = { aead: "chacha20-poly1305", mac: "0".repeat(64) };
         config.encryption.mac = toHex(hmacSha256(keys.metaKey, configMacInput(config)));
-        const slot = makeSlot(master, config.id, options.passphrase, {
+        const slot = makeSlot(master, config.id, passphrase, {
           label: options.keyLabel ?? "initial",
           scrypt: options.scrypt,
         });
