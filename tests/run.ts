@@ -1,6 +1,7 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
- * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests, the S3
+ * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests, the
+ * host tests (real programs, no module: tests/host), the S3
  * tests against a real Ceph RGW that this script starts and stops (tests/s3/server.sh),
  * the VM suites (every suite on the debug kernel when `../shared/vm` has
  * it, the smoke suites on Debian's cloud kernel always), and the benchmarks in
@@ -10,7 +11,7 @@
  *
  * Usage: `deno task test [--tier NAME...] [--cloud-full]`
  *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
- *              s3, vm-debug, vm-cloud, bench)
+ *              host, s3, vm-debug, vm-cloud, bench)
  *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
  *
  * @module
@@ -124,6 +125,11 @@ if (want("unit")) {
 }
 if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
   await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
+}
+if (want("host")) {
+  // Real programs on the host, no kernel module: the NBD server against
+  // nbdinfo, nbdcopy, qemu-img and qemu-io (installed on demand as root).
+  await tapTier("host", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/host"]);
 }
 if (want("s3")) await s3Tier();
 if (want("vm-debug")) {
