@@ -139,19 +139,33 @@ report(
 
 // The whole chunk step, encrypted (format 2) against plain (format 1).
 const keys = deriveKeys(newMaster(), "bench");
-const plainStep = await mibPerSec((b) => {
-  createHash("sha256").update(b).digest();
-  const z = zlib.zstdCompressSync(b, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } });
-  zlib.crc32(z);
-});
-const sealedStep = await mibPerSec((b) => {
-  const id = chunkId(keys, b);
-  const z = zlib.zstdCompressSync(b, { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } });
-  const zb = new Uint8Array(z.buffer, z.byteOffset, z.length);
-  sealChunk(keys, id, { encoding: 1, length: b.length, payloadLength: zb.length }, zb);
-});
-const o = median(sealedStep);
-const p = median(plainStep);
+// Interleaved, best of the repetitions: these steps allocate chunk-sized buffers, and a
+// garbage collection landing in one repetition would otherwise decide the ratio.
+const plainStep: number[] = [];
+const sealedStep: number[] = [];
+for (let r = 0; r < reps; r++) {
+  plainStep.push(
+    ...await mibPerSec((b) => {
+      createHash("sha256").update(b).digest();
+      const z = zlib.zstdCompressSync(b, {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 },
+      });
+      zlib.crc32(z);
+    }),
+  );
+  sealedStep.push(
+    ...await mibPerSec((b) => {
+      const id = chunkId(keys, b);
+      const z = zlib.zstdCompressSync(b, {
+        params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 },
+      });
+      const zb = new Uint8Array(z.buffer, z.byteOffset, z.length);
+      sealChunk(keys, id, { encoding: 1, length: b.length, payloadLength: zb.length }, zb);
+    }),
+  );
+}
+const o = Math.max(...sealedStep);
+const p = Math.max(...plainStep);
 console.log(`BENCH ${
   JSON.stringify({
     metric: `cipher: chunk step encrypted (${aeadImplementation()}) vs plain`,

@@ -13,11 +13,11 @@ import { join, relative } from "node:path";
 import {
   ChunkEncoding,
   decodeChunk,
+  decodePayload,
   digestOf,
   encodeChunk,
   maxChunkFileSize,
   zstdCompress,
-  zstdDecompressSync,
 } from "./chunk.ts";
 import {
   configMacInput,
@@ -726,15 +726,7 @@ function decodeSealedChunk(
 ): Uint8Array {
   const id = fromHex(hex);
   const { header, payload } = openChunk(keys, id, file, maxLength);
-  const data = header.encoding === ChunkEncoding.Raw
-    ? payload
-    : zstdDecompressSync(payload, header.length);
-  if (data.length !== header.length) {
-    throw new Error(`decompresses to ${data.length} bytes, header says ${header.length}`);
-  }
-  if (exactLength !== undefined && data.length !== exactLength) {
-    throw new Error(`is ${data.length} bytes, expected ${exactLength}`);
-  }
+  const data = decodePayload(header.encoding, payload, header.length, exactLength);
   if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
   return data;
 }

@@ -15,7 +15,16 @@
 
 import { RepoError } from "../errors.ts";
 import type { RepoFs, RepoStat } from "../fs.ts";
-import { hostname, type LockHolder, type LockInfo, type LockOptions, RepoLock } from "../lock.ts";
+import {
+  hostname,
+  lockBytes,
+  type LockHolder,
+  type LockInfo,
+  type LockOptions,
+  parseLockInfo,
+  pidAlive,
+  RepoLock,
+} from "../lock.ts";
 import { randomHex } from "../format.ts";
 import type { Backend } from "./backend.ts";
 
@@ -35,18 +44,7 @@ export interface S3Lockable {
 const SETTLE_MS = 300;
 
 function parse(bytes: Uint8Array | null): LockInfo | null {
-  if (bytes === null) return null;
-  try {
-    const o = JSON.parse(new TextDecoder().decode(bytes));
-    if (
-      typeof o === "object" && o !== null && Number.isSafeInteger(o.pid) &&
-      typeof o.host === "string" && typeof o.time === "string" && !isNaN(Date.parse(o.time)) &&
-      typeof o.operation === "string" && typeof o.token === "string"
-    ) return o as LockInfo;
-  } catch {
-    // unreadable: judged by age
-  }
-  return null;
+  return bytes === null ? null : parseLockInfo(bytes);
 }
 
 /**
@@ -91,14 +89,8 @@ export async function s3LockHolder(repo: S3Lockable): Promise<LockHolder> {
   const info = parse(await repo.backend.get("lock", 64 * 1024));
   const time = info ? Date.parse(info.time) : st.mtimeMs;
   const old = Date.now() - time > repo.lockStaleMs;
-  let dead = false;
-  if (info && info.host === hostname() && info.pid !== Deno.pid) {
-    try {
-      Deno.statSync(`/proc/${info.pid}`);
-    } catch (e) {
-      dead = e instanceof Deno.errors.NotFound;
-    }
-  }
+  const dead = info !== null && info.host === hostname() && info.pid !== Deno.pid &&
+    !pidAlive(info.pid);
   return { exists: true, info, stale: old || dead };
 }
 
@@ -116,7 +108,7 @@ export async function acquireS3Lock(
     operation,
     token: randomHex(8),
   };
-  const bytes = () => new TextEncoder().encode(JSON.stringify(info) + "\n");
+  const bytes = () => lockBytes(info);
   for (;;) {
     const holder = await s3LockHolder(repo);
     if (!holder.exists || (holder.stale && (options.breakStale ?? true))) {
