@@ -41,6 +41,7 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
             ? { chunks_spared: `${r.chunksSpared} (written after ${r.sparedBefore})` }
             : {}),
           ...(r.chunksRetained ? { chunks_retained_by_object_lock: r.chunksRetained } : {}),
+          ...(r.sparedBecause ? { all_unreferenced_spared: r.sparedBecause } : {}),
         }),
       ]);
     });

@@ -35,6 +35,7 @@ import {
   parseFailedRun,
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { markRunning } from "./running.ts";
 import { indexName, runningName } from "./storage/backend.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
 import type { Progress } from "./types.ts";
@@ -173,15 +174,9 @@ export async function backup(
   const chunkCount = chunkCountOf(capacity, chunkSize);
   const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
   let indexWritten = false;
-  // On S3 the lock is advisory: gc spares every chunk younger than a running backup's marker.
+  // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
-    if (marker) {
-      await repo.backend.put(
-        marker,
-        encodeJson({ id, device: key, start: startTime.toISOString() }),
-      );
-    }
     // ---- decide
     const found = await findParent(repo, key, options.parent);
     let parentIndex: BackupIndex | null = null;
@@ -242,6 +237,9 @@ export async function backup(
       decision.reason = parentProblem ?? "CBT changes could not be read";
     }
     options.onDecision?.(decision);
+    // Before the first chunk: gc spares what is younger than this run and what the parent
+    // (whose index decides what is not uploaded) references; prune keeps the parent.
+    if (marker) await markRunning(repo, id, key, pm?.id ?? null);
 
     // ---- read, hash, compress, store
     const digests = new Uint8Array(chunkCount * DIGEST_SIZE);

@@ -6,11 +6,12 @@
  */
 
 import { RepoError } from "./errors.ts";
-import { backupIdTime, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts";
+import { isDigestHex, TEMP_PREFIX } from "./format.ts";
 import { referencedDigests } from "./index_file.ts";
 import { deviceKey, MAX_RUN_RECORD_SIZE, parseFailedRun } from "./manifest.ts";
 import { backupIdsIn, type Repository } from "./repository.ts";
-import { RUNNING_MAX_AGE_MS, RUNNING_SUFFIX } from "./storage/backend.ts";
+import { runningBackups } from "./running.ts";
+import { RUNNING_SUFFIX } from "./storage/backend.ts";
 
 /** The default grace period on S3: chunks written in the last hour are never removed. */
 export const DEFAULT_S3_GRACE_MS = 3_600_000;
@@ -50,6 +51,8 @@ export interface GcResult {
   chunksRetained: number;
   /** Unreferenced chunks written at or after this time were spared (`null`: no cut-off). */
   sparedBefore: string | null;
+  /** Why every unreferenced chunk was spared this time, or `null`. */
+  sparedBecause: string | null;
 }
 
 /**
@@ -84,6 +87,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       chunksSpared: 0,
       chunksRetained: 0,
       sparedBefore: null,
+      sparedBecause: null,
     };
     // Chunks a running backup may be about to reference are spared: on S3 the lock is only
     // advisory, so gc keeps every chunk written after the grace cut-off and after the start
@@ -118,6 +122,16 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       }
       for (const hex of referencedDigests(index).keys()) referenced.add(hex);
     }
+    // A running backup reuses its parent's chunks: if the parent is gone (pruned meanwhile, or
+    // unknown), nothing unreferenced can be known safe to delete this time.
+    let parentGone: string | null = null;
+    for (const r of running) {
+      if (r.parent === null || ids.has(r.parent)) continue;
+      parentGone = r.parent === "?"
+        ? `backup ${r.id} runs with an unknown parent`
+        : `parent ${r.parent} of running backup ${r.id} is gone`;
+    }
+    if (parentGone) result.sparedBecause = parentGone;
     for (const n of names) {
       if (n.startsWith(TEMP_PREFIX)) {
         doomed.push(`backups/${n}`);
@@ -142,7 +156,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
         const st = o.mtimeMs === undefined ? await repo.backend.stat(o.name) : null;
         const mtime = o.mtimeMs ?? st?.mtimeMs ?? now;
         const size = o.size ?? st?.size ?? 0;
-        if (mtime >= cutoff) {
+        if (mtime >= cutoff || parentGone) {
           result.chunksSpared++;
         } else if (lockDays > 0 && mtime + lockDays * 86_400_000 > now) {
           result.chunksRetained++; // Object Lock refuses its deletion until then
@@ -193,28 +207,4 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
   } finally {
     await lock.release().catch(() => {});
   }
-}
-
-/** A backup in progress, from its `runs/<id>.running` marker. */
-interface RunningBackup {
-  /** Object name of the marker. */
-  name: string;
-  /** When it started. */
-  startMs: number;
-}
-
-/**
- * Backups in progress: markers younger than {@linkcode RUNNING_MAX_AGE_MS}
- * (an older one is left by a backup that died).
- */
-async function runningBackups(repo: Repository, now: number): Promise<RunningBackup[]> {
-  const out: RunningBackup[] = [];
-  for await (const { name } of repo.list("runs/")) {
-    if (!name.endsWith(RUNNING_SUFFIX)) continue;
-    const id = name.slice("runs/".length, -RUNNING_SUFFIX.length);
-    if (!isBackupId(id)) continue;
-    const startMs = backupIdTime(id);
-    if (now - startMs < RUNNING_MAX_AGE_MS) out.push({ name, startMs });
-  }
-  return out;
 }

@@ -257,6 +257,38 @@ Deno.test(
 );
 
 Deno.test({
+  name: "s3 repo: a running backup's parent is kept by prune and its chunks by gc",
+  ignore,
+}, async () => {
+  await using p = place("parent");
+  const repo = await Repository.init(p.url, { chunkSize: 256 * KiB });
+  const a = await backup(new MemSource(image(2 * MiB, 40), { id: "d" }), repo);
+  const b = await backup(new MemSource(image(2 * MiB, 41), { id: "d" }), repo);
+  // Another host's backup runs with A as its parent (the S3 lock does not stop it).
+  const running = newBackupId(new Date(Date.now() - 1000));
+  await repo.backend.put(
+    `runs/${running}.running`,
+    new TextEncoder().encode(JSON.stringify({ id: running, device: "d", parent: a.manifest.id })),
+  );
+  const pr = await prune(repo, { keepLast: 1 });
+  assert.deepEqual(pr.removed, []);
+  assert.deepEqual(pr.kept.find((k) => k.id === a.manifest.id)?.reasons, [
+    `parent of running backup ${running}`,
+  ]);
+  // A removed anyway (by hand, or by a prune that did not see the marker): gc deletes nothing.
+  await repo.removeBackup(a.manifest.id);
+  const g = await gc(repo, { graceMs: 0 });
+  assert.equal(g.chunksRemoved, 0);
+  assert.match(g.sparedBecause ?? "", new RegExp(`parent ${a.manifest.id} of running backup`));
+  // The run ended: its marker is gone, A's own chunks go.
+  await repo.backend.delete(`runs/${running}.running`);
+  const after = await gc(repo, { graceMs: 0 });
+  assert.ok(after.chunksRemoved > 0);
+  assert.ok((await verify(repo, { deep: true })).ok);
+  assert.deepEqual(await repo.listBackupIds(), [b.manifest.id]);
+});
+
+Deno.test({
   name: "s3 repo: Object Lock retention on every object; gc keeps retained chunks",
   ignore,
 }, async () => {
