@@ -30,6 +30,9 @@ const image = `${root}/disk.img`;
 const FAST_KDF = { N: 1 << 12, r: 8, p: 1 }; // the key slot's cost is not what is measured
 
 let started = false;
+const running = (await new Deno.Command("bash", {
+  args: [`${repoRoot}tests/s3/server.sh`, "status"],
+}).output()).success;
 if (!Deno.env.get("BLKSNAP_S3_ENDPOINT")) {
   const out = await new Deno.Command("bash", {
     args: [`${repoRoot}tests/s3/server.sh`, "start"],
@@ -40,7 +43,7 @@ if (!Deno.env.get("BLKSNAP_S3_ENDPOINT")) {
   for (const m of new TextDecoder().decode(out.stdout).matchAll(/^export (\w+)=(.*)$/gm)) {
     Deno.env.set(m[1], m[2]);
   }
-  started = true;
+  started = !running; // a server someone else started is left running
 }
 
 async function makeImage(): Promise<void> {
