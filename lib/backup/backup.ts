@@ -15,7 +15,6 @@ import {
   chunkCountOf,
   chunkLengthOf,
   DIGEST_SIZE,
-  encodeJson,
   FORMAT_VERSION,
   isAllZero,
   newBackupId,
