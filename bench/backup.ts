@@ -23,7 +23,7 @@
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { backup, FileSource, Repository, restore, verify } from "../lib/backup/mod.ts";
-import { CHUNK_HEADER_SIZE, ChunkEncoding, decodeChunkHeader } from "../lib/backup/format.ts";
+import { CHUNK_HEADER_SIZE, ChunkEncoding, decodeChunkHeader } from "../lib/backup/chunk.ts";
 import { CpuFloor, type FloorJob, JobKind, shared } from "./_floor.ts";
 import { type Image, realImage, syntheticImage } from "./_images.ts";
 import {
