@@ -1,6 +1,8 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
- * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
+ * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests, the
+ * host tests (real programs, no module: tests/host), the S3
+ * tests against a real Ceph RGW that this script starts and stops (tests/s3/server.sh),
  * the VM suites (every suite on the debug kernel when `../shared/vm` has
  * it, the smoke suites on Debian's cloud kernel always), and the benchmarks in
  * `--quick` mode (they must still run; no timing is asserted). Every tier reports
@@ -9,7 +11,7 @@
  *
  * Usage: `deno task test [--tier NAME...] [--cloud-full]`
  *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
- *              vm-debug, vm-cloud, bench)
+ *              host, s3, vm-debug, vm-cloud, bench)
  *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
  *
  * @module
@@ -124,6 +126,12 @@ if (want("unit")) {
 if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
   await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
 }
+if (want("host")) {
+  // Real programs on the host, no kernel module: the NBD server against
+  // nbdinfo, nbdcopy, qemu-img and qemu-io (installed on demand as root).
+  await tapTier("host", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/host"]);
+}
+if (want("s3")) await s3Tier();
 if (want("vm-debug")) {
   if (debugKernel) {
     await tapTier("vm-debug", [
@@ -162,6 +170,31 @@ if (want("bench")) {
     "bench",
     "--quick",
   ]);
+}
+
+/**
+ * The S3 tier: start the real Ceph RGW (tests/s3/server.sh installs what is missing), run
+ * tests/s3 against it, stop it whatever happened. Its time is printed in the summary.
+ */
+async function s3Tier(): Promise<void> {
+  const t0 = Date.now();
+  console.log("\n== s3: bash tests/s3/server.sh start");
+  const start = await run(["bash", "tests/s3/server.sh", "start"]);
+  const env: Record<string, string> = {};
+  for (const m of start.stdout.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  try {
+    if (start.code !== 0 || !env.BLKSNAP_S3_ENDPOINT) {
+      record(false, `s3: the Ceph server did not start (exit ${start.code})`);
+      tierSummaries.push("s3: server did not start");
+      return;
+    }
+    await tapTier("s3", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/s3"], env);
+  } finally {
+    await run(["bash", "tests/s3/server.sh", "stop"]);
+    tierSummaries.push(
+      `s3 tier (server start, tests, stop): ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    );
+  }
 }
 
 const minutes = ((Date.now() - started) / 60000).toFixed(1);

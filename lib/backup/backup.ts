@@ -7,39 +7,37 @@
  * @module
  */
 
-import { join } from "node:path";
+import { BoundedPool, concurrencyOf } from "./_pool.ts";
+import { encodeChunkSync } from "./chunk.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
 import { ioError, RepoError } from "./errors.ts";
 import {
-  type BackupIndex,
-  type BackupStats,
   chunkCountOf,
   chunkLengthOf,
   DIGEST_SIZE,
-  encodeIndex,
+  FORMAT_VERSION,
   isAllZero,
-  type Manifest,
   newBackupId,
   sha256,
+  TEMP_PREFIX,
   toHex,
   ZERO_DIGEST,
 } from "./format.ts";
+import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
-  digestOf,
-  encodeChunk,
-  encodeChunkSync,
-  readBounded,
-  type Repository,
-} from "./repository.ts";
+  type BackupStats,
+  deviceKey,
+  encodeFailedRun,
+  type FailedRun,
+  type Manifest,
+  MAX_RUN_RECORD_SIZE,
+  parseFailedRun,
+} from "./manifest.ts";
+import type { Repository } from "./repository.ts";
+import { markRunning } from "./running.ts";
+import { indexName, runningName } from "./storage/backend.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
-
-/** Progress of a running flow, for progress bars. */
-export interface Progress {
-  /** Bytes processed so far. */
-  bytesDone: number;
-  /** Bytes to process in total. */
-  bytesTotal: number;
-}
+import type { Progress } from "./types.ts";
 
 /** Options of {@linkcode backup}. */
 export interface BackupOptions {
@@ -77,23 +75,6 @@ export interface BackupResult {
   manifest: Manifest;
   /** Full or incremental, and why. */
   decision: Decision;
-}
-
-/** A failed-run record (`runs/<id>.json`). */
-export interface FailedRun {
-  /** Id the backup would have had. */
-  id: string;
-  /** Device key (`identity.id ?? identity.name`). */
-  device: string;
-  /** Start of the run. */
-  startTime: string;
-  /** Error message. */
-  error: string;
-}
-
-/** The key backups of one device chain by. */
-export function deviceKey(identity: { name: string; id?: string | null }): string {
-  return identity.id ?? identity.name;
 }
 
 /** Sorted, de-duplicated chunk numbers overlapping `extents` (clipped to capacity). */
@@ -146,13 +127,13 @@ async function lastFailedRun(
   after: string,
 ): Promise<FailedRun | null> {
   let last: FailedRun | null = null;
-  for (const name of await repo.fs.readDir(repo.runsDir)) {
-    if (!name.endsWith(".json")) continue;
+  for await (const { name } of repo.list("runs/")) {
+    if (!name.endsWith(".json") || name.slice(5).startsWith(TEMP_PREFIX)) continue;
     try {
-      const bytes = await readBounded(repo.fs, join(repo.runsDir, name), 64 * 1024);
+      const path = repo.backend.display(name);
+      const bytes = await repo.backend.get(name, MAX_RUN_RECORD_SIZE);
       if (bytes === null) continue;
-      const r = JSON.parse(new TextDecoder().decode(bytes)) as FailedRun;
-      if (typeof r.device !== "string" || typeof r.startTime !== "string") continue;
+      const r = parseFailedRun(bytes, path);
       if (r.device === key && r.startTime > after && (!last || r.startTime > last.startTime)) {
         last = r;
       }
@@ -192,6 +173,8 @@ export async function backup(
   const chunkCount = chunkCountOf(capacity, chunkSize);
   const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
   let indexWritten = false;
+  // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
+  const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
     // ---- decide
     const found = await findParent(repo, key, options.parent);
@@ -253,6 +236,9 @@ export async function backup(
       decision.reason = parentProblem ?? "CBT changes could not be read";
     }
     options.onDecision?.(decision);
+    // Before the first chunk: gc spares what is younger than this run and what the parent
+    // (whose index decides what is not uploaded) references; prune keeps the parent.
+    if (marker) await markRunning(repo, id, key, pm?.id ?? null);
 
     // ---- read, hash, compress, store
     const digests = new Uint8Array(chunkCount * DIGEST_SIZE);
@@ -274,16 +260,21 @@ export async function backup(
       chunksReused: chunkCount - toRead.length,
       chunksZero: 0,
     };
-    await storeChunks(source, repo, toRead, digests, stats, options);
+    // On S3 the parent's index says what is stored (no HEAD per chunk): a chunk it does not
+    // name is uploaded, even if another backup stored it already. Locally a stat is cheap.
+    const known = repo.backend.kind === "s3"
+      ? new Set(parentIndex ? referencedDigests(parentIndex).keys() : [])
+      : null;
+    await storeChunks(source, repo, toRead, digests, stats, options, known);
 
     // ---- chunks are durable; then index; then manifest
     await repo.syncChunkDirs();
     const indexBytes = encodeIndex(chunkSize, capacity, digests);
     indexWritten = true;
-    await repo.writeAtomic(repo.indexPath(id), indexBytes);
+    await repo.writeIndex(id, indexBytes);
     const manifest: Manifest = {
       format: "blksnap-backup",
-      version: 1,
+      version: FORMAT_VERSION,
       id,
       device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
       chunkSize,
@@ -308,19 +299,17 @@ export async function backup(
     await repo.writeManifest(manifest);
     return { manifest, decision };
   } catch (e) {
-    if (indexWritten) await repo.fs.remove(repo.indexPath(id)).catch(() => {});
+    if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {
       id,
       device: key,
       startTime: startTime.toISOString(),
       error: e instanceof Error ? e.message : String(e),
     };
-    await repo.writeAtomic(
-      join(repo.runsDir, `${id}.json`),
-      new TextEncoder().encode(JSON.stringify(record) + "\n"),
-    ).catch(() => {});
+    await repo.writeRunRecord(id, encodeFailedRun(record)).catch(() => {});
     throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
   } finally {
+    if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});
   }
 }
@@ -345,6 +334,7 @@ async function storeChunks(
   digests: Uint8Array,
   stats: BackupStats,
   options: BackupOptions,
+  known: Set<string> | null,
 ): Promise<void> {
   const { chunkSize } = repo.config;
   const level = repo.config.compression.level;
@@ -352,15 +342,10 @@ async function storeChunks(
   const offload = options.offload ?? true;
   const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
   const perRead = Math.max(1, Math.floor(readSize / chunkSize));
-  const concurrency = Math.max(
-    1,
-    options.concurrency ?? Math.max(2, navigator.hardwareConcurrency),
-  );
+  const pool = new BoundedPool(concurrencyOf(options.concurrency ?? repo.backend.parallelism));
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
   let bytesDone = 0;
-  const inFlight = new Set<Promise<void>>();
   const pending = new Set<string>(); // digests being stored by this run
-  let failure: unknown = null;
 
   const processChunk = async (i: number, data: Uint8Array): Promise<void> => {
     let digest: Uint8Array;
@@ -368,16 +353,18 @@ async function storeChunks(
       digest = ZERO_DIGEST;
       stats.chunksZero++;
     } else {
-      digest = offload ? await digestOf(data) : sha256(data);
+      digest = offload || repo.encrypted ? await repo.chunkDigest(data) : sha256(data);
       const hex = toHex(digest);
       const seen = pending.has(hex);
       pending.add(hex); // before any await, so a twin chunk in flight sees it
-      if (seen || await repo.hasChunk(hex)) {
+      if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
         stats.chunksDeduplicated++;
       } else {
         let file: Uint8Array;
         try {
-          file = offload ? await encodeChunk(data, level) : encodeChunkSync(data, level);
+          file = offload || repo.encrypted
+            ? await repo.encodeChunk(data, digest)
+            : encodeChunkSync(data, level);
           await repo.putChunk(hex, file);
         } catch (e) {
           pending.delete(hex);
@@ -434,22 +421,16 @@ async function storeChunks(
       next = prefetch(r + 1);
       const [first, count] = runs[r];
       for (let k = 0; k < count; k++) {
-        while (inFlight.size >= concurrency) await Promise.race(inFlight);
-        if (failure) break outer;
         const start = k * chunkSize;
         const len = chunkLengthOf(first + k, capacity, chunkSize);
-        const p: Promise<void> = processChunk(first + k, buf.subarray(start, start + len))
-          .catch((e) => {
-            failure ??= e;
-          })
-          .finally(() => inFlight.delete(p));
-        inFlight.add(p);
+        const chunk = buf.subarray(start, start + len);
+        if (!(await pool.run(() => processChunk(first + k, chunk)))) break outer;
       }
     }
   } catch (e) {
-    failure ??= e;
+    pool.fail(e);
   }
   await next?.catch(() => {}); // a read still in flight must end before the lock is released
-  await Promise.all(inFlight);
-  if (failure) throw failure;
+  await pool.drain();
+  pool.throwIfFailed();
 }

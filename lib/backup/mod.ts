@@ -1,11 +1,12 @@
 /**
- * Block-level backups of Linux block devices into a local-directory
- * repository: content-addressed, zstd-compressed, fixed-size chunks named by
- * SHA-256, one index and one manifest per backup, incrementals driven by the
- * CBT cursor. Each flow is a function: {@linkcode backup},
- * {@linkcode restore}, {@linkcode verify}, {@linkcode list},
- * {@linkcode prune}, {@linkcode gc}. The format is in
- * docs/repository-format.md.
+ * Block-level backups of Linux block devices into a repository in a local
+ * directory or on S3 (`s3://bucket/prefix`): content-addressed,
+ * zstd-compressed, fixed-size chunks (named by SHA-256, or by a keyed HMAC
+ * and sealed with ChaCha20-Poly1305 in an encrypted repository), one index
+ * and one manifest per backup, incrementals driven by the CBT cursor. Each
+ * flow is a function: {@linkcode backup}, {@linkcode restore},
+ * {@linkcode verify}, {@linkcode list}, {@linkcode prune}, {@linkcode gc},
+ * {@linkcode copy}. The format is in docs/repository-format.md.
  *
  * @example Full backup of an image file, then restore and verify
  * ```ts ignore
@@ -21,15 +22,21 @@
  * @module
  */
 
+export { backup, type BackupOptions, type BackupResult, chunksOfExtents } from "./backup.ts";
 export {
-  backup,
-  type BackupOptions,
-  type BackupResult,
-  chunksOfExtents,
-  deviceKey,
-  type FailedRun,
-  type Progress,
-} from "./backup.ts";
+  backupDevices,
+  type BackupDevicesOptions,
+  type BackupDevicesResult,
+  type DeviceBackupOutcome,
+  type TakenDevice,
+} from "./backup_devices.ts";
+export { parseConfig, type RepoConfig } from "./config.ts";
+export { copy, type CopyOptions, type CopyResult } from "./copy.ts";
+export { DEFAULT_SCRYPT, type KeySlot, type ScryptParams } from "./crypto/keys.ts";
+export type { Backend, PutOptions, StoredObject } from "./storage/backend.ts";
+export { LocalBackend } from "./storage/local.ts";
+export { S3Backend, type S3BackendOptions } from "./storage/s3.ts";
+export type { S3Settings } from "./s3/config.ts";
 export {
   decideBackupMode,
   type Decision,
@@ -37,52 +44,30 @@ export {
   type DecisionParent,
 } from "./decision.ts";
 export { CorruptError, RepoError, RepoErrorCode, type RepoErrorOptions } from "./errors.ts";
+export { DEFAULT_CHUNK_SIZE, DIGEST_SIZE, FORMAT_VERSION, ZERO_DIGEST } from "./format.ts";
+export { DenoFs, type RepoFs, type RepoStat, type RepoWriteOptions } from "./fs.ts";
+export { gc, type GcOptions, type GcResult } from "./gc.ts";
+export { type BackupIndex, decodeIndex, encodeIndex } from "./index_file.ts";
+export { list, type ListResult } from "./list.ts";
+export { type LockHolder, type LockInfo, type LockOptions, RepoLock } from "./lock.ts";
 export {
-  type BackupIndex,
   type BackupStats,
   type CbtCursor,
-  decodeIndex,
-  DEFAULT_CHUNK_SIZE,
   type DeviceIdentity,
-  DIGEST_SIZE,
-  encodeIndex,
-  FORMAT_VERSION,
+  deviceKey,
+  type FailedRun,
   type Manifest,
-  parseConfig,
   parseManifest,
-  type RepoConfig,
   type VerificationState,
-  ZERO_DIGEST,
-} from "./format.ts";
-export {
-  DenoFs,
-  enospcError,
-  FaultFs,
-  type FaultFsOptions,
-  type FaultMode,
-  InjectedFault,
-  type RepoFs,
-  type RepoStat,
-  type RepoWriteOptions,
-} from "./fs.ts";
-export { gc, type GcOptions, type GcResult } from "./gc.ts";
+} from "./manifest.ts";
 export {
   applyRetention,
-  list,
-  type ListResult,
   prune,
   type PruneOptions,
   type PruneResult,
   type RetentionPolicy,
 } from "./prune.ts";
-export {
-  type InitOptions,
-  type LockInfo,
-  type LockOptions,
-  type OpenOptions,
-  RepoLock,
-  Repository,
-} from "./repository.ts";
+export { cacheDir, type InitOptions, type OpenOptions, Repository } from "./repository.ts";
 export {
   devNumbers,
   mountedDevices,
@@ -90,14 +75,7 @@ export {
   type RestoreOptions,
   type RestoreResult,
 } from "./restore.ts";
-export {
-  backupDevices,
-  type BackupDevicesOptions,
-  type BackupDevicesResult,
-  type DeviceBackupOutcome,
-  SnapshotSource,
-  type TakenDevice,
-} from "./snapshot_source.ts";
+export { SnapshotSource } from "./snapshot_source.ts";
 export {
   type BackupSource,
   type CbtMapLike,
@@ -105,10 +83,5 @@ export {
   FileSource,
   type FileSourceOptions,
 } from "./source.ts";
-export {
-  type BadBackup,
-  type BadChunk,
-  verify,
-  type VerifyOptions,
-  type VerifyReport,
-} from "./verify.ts";
+export type { BadBackup, Progress } from "./types.ts";
+export { type BadChunk, verify, type VerifyOptions, type VerifyReport } from "./verify.ts";

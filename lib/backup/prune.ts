@@ -1,47 +1,15 @@
 /**
- * Listing backups and removing them by retention policy.
+ * Removing backups by retention policy.
  *
  * @module
  */
 
 import { RepoError } from "./errors.ts";
-import type { Manifest } from "./format.ts";
+import { list } from "./list.ts";
+import { deviceKey, type Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
-import { deviceKey } from "./backup.ts";
-import type { BadBackup } from "./verify.ts";
-
-/** The result of {@linkcode list}. */
-export interface ListResult {
-  /** Manifests, oldest first. */
-  backups: Manifest[];
-  /** Manifests that could not be read. */
-  problems: BadBackup[];
-}
-
-/**
- * Every backup in the repository, oldest first, with unreadable manifests
- * reported rather than thrown.
- *
- * @example Print id, mode and device of each backup
- * ```ts ignore
- * import { list, Repository } from "./mod.ts";
- * const { backups } = await list(await Repository.open("/backup/repo"));
- * for (const b of backups) console.log(b.id, b.mode, b.device.name);
- * ```
- */
-export async function list(repo: Repository): Promise<ListResult> {
-  const out: ListResult = { backups: [], problems: [] };
-  for (const id of await repo.listBackupIds()) {
-    try {
-      out.backups.push(await repo.readManifest(id));
-    } catch (e) {
-      if (e instanceof RepoError && e.code === "NOT_FOUND") continue; // removed meanwhile
-      out.problems.push({ id, path: repo.manifestPath(id), error: (e as Error).message });
-    }
-  }
-  out.backups.sort((a, b) => a.startTime.localeCompare(b.startTime) || a.id.localeCompare(b.id));
-  return out;
-}
+import { runningBackups } from "./running.ts";
+import type { BadBackup } from "./types.ts";
 
 /** How many backups to keep, per device. Each rule keeps the newest backup of its period. */
 export interface RetentionPolicy {
@@ -154,10 +122,16 @@ export async function prune(
       groups.set(key, [...(groups.get(key) ?? []), b]);
     }
     const result: PruneResult = { kept: [], removed: [], problems };
+    // On S3 a running backup (another host: the lock is advisory) reuses its parent's chunks.
+    const parents = new Map<string, string>();
+    if (repo.backend.kind === "s3") {
+      for (const r of await runningBackups(repo)) if (r.parent) parents.set(r.parent, r.id);
+    }
     for (const group of groups.values()) {
       const keep = applyRetention(group, retention);
       for (const b of group) {
-        const reasons = keep.get(b.id);
+        const reasons = keep.get(b.id) ??
+          (parents.has(b.id) ? [`parent of running backup ${parents.get(b.id)}`] : undefined);
         if (reasons) result.kept.push({ id: b.id, reasons });
         else result.removed.push(b.id);
       }

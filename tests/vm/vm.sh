@@ -75,7 +75,7 @@ if [ -z "$work" ]; then
 	# Logs of runs older than a day go.
 	find "$work_root" -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 fi
-mkdir -p "$work"
+mkdir -p "$work" "$work_root"
 ln -sfn "$work" "$work_root/last"
 
 # ---------------------------------------------------------------------------

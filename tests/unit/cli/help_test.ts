@@ -20,7 +20,18 @@ const COMMANDS: Record<string, string[]> = {
   "snapshot info": ["-d, --device <path>", "--field <name>"],
   "snapshot wait-event": ["-i, --id <uuid>", "-t, --timeout <ms>"],
   "snapshot watch": ["-i, --id <uuid>", "--interval <ms>"],
-  "init": ["-r, --repo <path>", "-c, --chunk-size <size>", "--compression-level <n>"],
+  "init": [
+    "-r, --repo <path>",
+    "-c, --chunk-size <size>",
+    "--compression-level <n>",
+    "--no-encryption",
+    "--object-lock-days <n>",
+  ],
+  "copy": ["--from <repo>", "--to <repo>", "--latest", "[ids...]"],
+  "key list": ["-r, --repo <path>"],
+  "key add": ["-r, --repo <path>", "--label <text>", "--new-password-file <file>"],
+  "key remove": ["<id>", "-r, --repo <path>"],
+  "key passwd": ["-r, --repo <path>", "--new-password-file <file>"],
   "backup": [
     "-r, --repo <path>",
     "-d, --device <path...>",
@@ -31,6 +42,15 @@ const COMMANDS: Record<string, string[]> = {
     "--require-verified-parent",
   ],
   "restore": ["<id>", "<target>", "-r, --repo <path>", "--resize", "--verify-first"],
+  "serve": [
+    "<id>",
+    "-r, --repo <path>",
+    "--socket <path>",
+    "--port <n>",
+    "--overlay <file>",
+    "--cache <size>",
+    "--read-ahead <chunks>",
+  ],
   "verify": ["-r, --repo <path>", "--deep", "--no-mark"],
   "list": ["-r, --repo <path>", "-d, --device <key>"],
   "prune": [
@@ -74,10 +94,13 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "init",
     "backup",
     "restore",
+    "serve",
     "verify",
     "list",
     "prune",
     "gc",
+    "copy",
+    "key(list add remove passwd)",
   ]);
 });
 
