@@ -19,7 +19,10 @@
  *   limit: 4n << 30n,
  * });
  * const map = session.cbtMap("/dev/vdb");
- * const since = map.generationId === saved.generationId ? saved.changesNumber : -1;
+ * // Same generation and a number not gone back (the map restarts at 1 in a
+ * // new generation after 255): the blocks above the saved number changed.
+ * const since = map.generationId === saved.generationId &&
+ *     map.changesNumber >= saved.changesNumber ? saved.changesNumber : -1;
  * const extents = since < 0 ? [{ offset: 0n, length: map.info.deviceCapacity }]
  *   : map.changedExtents(since);
  * console.log(session.imagePath("/dev/vdb"), extents.length, map.changesNumber);

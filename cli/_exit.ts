@@ -99,11 +99,30 @@ export function exitCodeOf(error: unknown): ExitCode {
 }
 
 /**
+ * What a snapshot request's errno means for the operator, where the errno's
+ * own text does not say it (docs/kernel-abi.md, "Snapshots").
+ */
+const SNAPSHOT_HINTS: Record<string, string> = {
+  EDEADLK: "the difference storage rests on a device of this snapshot (through LVM, " +
+    "dm-crypt, md or a loop device's backing file), or on a device of another snapshot " +
+    "that stores on this one's devices; copy-on-write would wait for itself: put the " +
+    "storage on a disk the snapshots do not include",
+  EBUSY: "the device is in another snapshot, overlaps a device in a snapshot (a " +
+    "partition and its whole disk), or holds this snapshot's difference storage",
+  EEXIST: "an image of this device from an earlier snapshot still exists (the device " +
+    "was detached and attached again): destroy that snapshot first",
+};
+
+/**
  * One line for the operator describing `error`, without the program name.
- * A `BlksnapError` shows its operation, symbolic code and errno.
+ * A `BlksnapError` shows its operation, symbolic code and errno, and for a
+ * snapshot request whose errno needs it, what it means.
  */
 export function describeError(error: unknown): string {
-  if (isBlksnapError(error)) return `${error.message} [errno ${error.errno}]`;
+  if (isBlksnapError(error)) {
+    const hint = error.op.startsWith("Snapshot.") ? SNAPSHOT_HINTS[error.code] : undefined;
+    return `${error.message} [errno ${error.errno}]${hint ? `: ${hint}` : ""}`;
+  }
   const rc = repoCode(error);
   if (rc !== undefined) return `${rc}: ${(error as Error).message}`;
   if (error instanceof Error) {

@@ -19,7 +19,13 @@
 
 import { parseArgs } from "node:util";
 import { Session } from "../mod.ts";
-import { chunksOfExtents, deviceKey, list, Repository } from "../lib/backup/mod.ts";
+import {
+  chunksOfExtents,
+  decideBackupMode,
+  deviceKey,
+  list,
+  Repository,
+} from "../lib/backup/mod.ts";
 
 const { values: opt, positionals } = parseArgs({
   args: Deno.args,
@@ -52,11 +58,29 @@ await using session = await Session.start({
   limit: BigInt(opt.limit),
 });
 const map = session.cbtMap(device);
-if (map.info.generationId !== base.cbt.generationId) {
-  console.log(
-    `the CBT generation changed (${base.cbt.generationId} -> ` +
-      `${map.info.generationId}): the next backup is full`,
-  );
+// The backup flows' own rule: a new generation, a changes number that went
+// back (the map wrapped at 255: after it the numbers restart at 1 in a new
+// generation's map, and "above the cursor" would select nothing), another
+// block size or capacity all mean a full backup.
+const decision = decideBackupMode({
+  chunkSize: base.chunkSize,
+  capacity: map.info.deviceCapacity,
+  cbt: {
+    generationId: map.info.generationId,
+    changesNumber: map.info.changesNumber,
+    blockSize: map.info.blockSize,
+    deviceCapacity: map.info.deviceCapacity,
+  },
+  parent: {
+    id: base.id,
+    capacity: base.device.capacity,
+    chunkSize: base.chunkSize,
+    cbt: base.cbt,
+    verification: base.verification,
+  },
+});
+if (decision.mode === "full") {
+  console.log(`${decision.reason}: the next backup is full`);
   Deno.exitCode = 3; // not Deno.exit(): the session must be closed first
 } else {
   const since = base.cbt.changesNumber;

@@ -26,7 +26,6 @@
 #include "filter.h"
 #include "snapshot_compat.h"
 #include "snapshot_params.h"
-#include "tracker.h"
 
 /* Largest chunk buffers we allow per device, all workers together. */
 #define DIFF_AREA_BUF_BUDGET (16UL << 20)
@@ -220,9 +219,17 @@ static void diff_area_cow_work(struct work_struct *work)
 						  work);
 	struct diff_area *da = w->da;
 	unsigned int noio = memalloc_noio_save();
+	unsigned int local_throttle = current->flags & PF_LOCAL_THROTTLE;
 	struct cow_req *req;
 	unsigned long flags;
 
+	/*
+	 * Buffered storage writes (no O_DIRECT, or a file system that falls
+	 * back to buffered I/O) must not wait in balance_dirty_pages() for
+	 * dirty pages of the snapshotted device: their writeback waits for
+	 * this worker. As loop does, be throttled by our own dirty pages only.
+	 */
+	current->flags |= PF_LOCAL_THROTTLE;
 	while ((req = diff_area_cow_dequeue(da))) {
 		unsigned long idx = req->sector >> da->chunk_shift;
 		unsigned long last = (req->sector + req->nr_sect - 1) >>
@@ -246,6 +253,7 @@ static void diff_area_cow_work(struct work_struct *work)
 		wake_up(&da->cow_wait);
 		cond_resched();
 	}
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) | local_throttle;
 	memalloc_noio_restore(noio);
 }
 
@@ -263,22 +271,21 @@ static bool diff_area_room(struct diff_area *da)
 	       READ_ONCE(da->error) || READ_ONCE(da->stopping);
 }
 
-bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
-		       struct bvec_iter *iter)
+enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
+				     sector_t sector, sector_t count,
+				     bool may_block)
 {
-	sector_t sector = iter->bi_sector;
-	sector_t end = sector + (iter->bi_size >> SECTOR_SHIFT);
+	sector_t end = sector + count;
 	unsigned long idx, last;
 	struct cow_req *req;
 	unsigned long flags;
-	bool can_sleep;
 
 	if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-		return false;
+		return DIFF_AREA_PASS;
 	if (end > da->capacity)
 		end = da->capacity;
 	if (sector >= end)
-		return false;
+		return DIFF_AREA_PASS;
 
 	last = (end - 1) >> da->chunk_shift;
 	/* Lockless: pairs with the release in diff_area_copy_chunk(). */
@@ -286,22 +293,20 @@ bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 		if (!smp_load_acquire(&da->chunk_map[idx]))
 			break;
 	if (idx > last)
-		return false;	/* every chunk saved: no need to wait */
+		return DIFF_AREA_PASS;	/* every chunk saved: no need to wait */
 
-	can_sleep = !(bio->bi_opf & REQ_NOWAIT) && !in_interrupt() &&
-		    !irqs_disabled();
-	if (can_sleep) {
+	if (may_block) {
 		/* A bounded queue: the writer waits, memory does not grow. */
 		wait_event(da->cow_wait, diff_area_room(da));
 		if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-			return false;
+			return DIFF_AREA_PASS;
 		req = mempool_alloc(da->req_pool, GFP_NOIO);
 	} else {
-		req = mempool_alloc(da->req_pool, GFP_ATOMIC);
-	}
-	if (!req) {
-		diff_area_set_corrupted(da, -ENOMEM);
-		return false;
+		if (!diff_area_room(da))
+			return DIFF_AREA_AGAIN;
+		req = mempool_alloc(da->req_pool, GFP_NOWAIT);
+		if (!req)
+			return DIFF_AREA_AGAIN;
 	}
 	INIT_LIST_HEAD(&req->link);
 	req->bio = bio;
@@ -314,7 +319,7 @@ bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 	spin_unlock_irqrestore(&da->queue_lock, flags);
 
 	diff_area_kick(da->cow_workers, da->nr_workers);
-	return true;
+	return DIFF_AREA_HELD;
 }
 
 static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
@@ -372,6 +377,13 @@ static void diff_area_image_read(struct diff_area *da, struct cow_buf *buf,
 			err = diff_area_read_orig(da, pos, buf, 0,
 						  nr << SECTOR_SHIFT);
 			src = buf->data;
+			/*
+			 * Once the image is corrupted (overflow, detach),
+			 * writes skip copy-on-write and the chunk locks: one
+			 * may have landed under this read. Decide after it.
+			 */
+			if (!err && READ_ONCE(da->error))
+				err = -EIO;
 		}
 		mutex_unlock(lock);
 		if (err)
@@ -451,8 +463,7 @@ static void diff_area_close_bdev(struct block_device *bdev)
 #error "blksnap: opening a block device is written for kernels before 6.5"
 #endif
 
-struct diff_area *diff_area_new(struct tracker *tracker,
-				struct diff_storage *storage,
+struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events)
 {
 	struct diff_area *da;
@@ -464,8 +475,7 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 	da = kzalloc(sizeof(*da), GFP_KERNEL);
 	if (!da)
 		return ERR_PTR(-ENOMEM);
-	da->tracker = tracker;
-	da->dev_id = tracker->dev_id;
+	da->dev_id = dev_id;
 	da->events = events;
 	for (i = 0; i < DIFF_AREA_LOCKS; i++)
 		mutex_init(&da->chunk_locks[i]);
@@ -484,12 +494,6 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 	if (IS_ERR(da->bdev)) {
 		err = PTR_ERR(da->bdev);
 		da->bdev = NULL;
-		goto fail;
-	}
-	if (diff_storage_on_bdev(storage, da->bdev)) {
-		pr_err("the difference storage lives on [%u:%u], a device of the snapshot\n",
-		       MAJOR(da->dev_id), MINOR(da->dev_id));
-		err = -EBUSY;
 		goto fail;
 	}
 	diff_storage_get(storage);

@@ -16,7 +16,6 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
-struct tracker;
 struct diff_storage;
 struct event_queue;
 struct cow_buf;
@@ -40,7 +39,6 @@ struct diff_area_worker {
 
 /**
  * struct diff_area - Copy-on-write state of one device.
- * @tracker: The device's tracker (the snapshot holds the reference).
  * @dev_id: The device. Immutable.
  * @bdev: The device opened for reading (our own open). Immutable.
  * @storage: The snapshot's difference storage (a reference). Immutable.
@@ -71,7 +69,6 @@ struct diff_area_worker {
  * @stopping: Set at destroy: queued writes go through without copies.
  */
 struct diff_area {
-	struct tracker *tracker;
 	dev_t dev_id;
 	struct block_device *bdev;
 	struct diff_storage *storage;
@@ -101,11 +98,10 @@ int diff_area_wq_init(void);
 void diff_area_wq_done(void);
 
 /*
- * Makes the copy-on-write state of the tracker's device. May sleep.
- * Returns -EBUSY when the storage lives on that device.
+ * Makes the copy-on-write state of the device @dev_id (opened for reading
+ * for the copies and the image). May sleep.
  */
-struct diff_area *diff_area_new(struct tracker *tracker,
-				struct diff_storage *storage,
+struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events);
 /* Stops copy-on-write: queued writes pass without copies from now on. */
 void diff_area_stop(struct diff_area *da);
@@ -120,9 +116,24 @@ static inline bool diff_area_is_corrupted(struct diff_area *da)
 	return READ_ONCE(da->error) != 0;
 }
 
-/* The I/O path: see snapshot_cow_bio(). */
-bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
-		       struct bvec_iter *iter);
+/* What diff_area_cow_bio() did with a write. */
+enum diff_area_cow {
+	DIFF_AREA_PASS,		/* nothing to copy: submit the write now */
+	DIFF_AREA_HELD,		/* held; a worker submits it after the copy */
+	DIFF_AREA_AGAIN,	/* would have to wait, and may not: nothing done */
+};
+
+/*
+ * The I/O path (see snapshot_cow_bio()): the write @bio changes sectors
+ * [@sector, @sector + @count) of the device. Holds it if a chunk it
+ * touches is not copied yet. A writer that may block waits for room in the
+ * bounded queue; one that may not (REQ_NOWAIT) gets DIFF_AREA_AGAIN when
+ * the queue is full or no request can be allocated at once: a transient
+ * shortage never marks the image corrupted.
+ */
+enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
+				     sector_t sector, sector_t count,
+				     bool may_block);
 /* An image read: queued to a worker. */
 void diff_area_image_bio(struct diff_area *da, struct bio *bio);
 

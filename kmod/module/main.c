@@ -12,6 +12,7 @@
 #include "params.h"
 #include "filter.h"
 #include "tracker.h"
+#include "tracker_ctl.h"
 #include "snapshot.h"
 
 static const struct blksnap_version version = {
@@ -80,7 +81,7 @@ static int __init blksnap_init(void)
 	ret = snapshot_init();
 	if (ret)
 		goto fail_tracker_done;
-	ret = filter_init();
+	ret = filter_init(&tracker_filter_ops);
 	if (ret)
 		goto fail_snapshot_done;
 	ret = misc_register(&ctrl_dev);

@@ -52,3 +52,15 @@ Deno.test("describeError() shows a BlksnapError's operation, code and errno", ()
   assert.deepEqual(errorCodeOf(new RepoError("LOCKED", "x")), "LOCKED");
   assert.deepEqual(errorCodeOf(new Error("x")), null);
 });
+
+Deno.test("describeError() explains a snapshot request's EDEADLK, EBUSY and EEXIST in a sentence", () => {
+  assert.match(
+    describeError(new BlksnapError(35, "Snapshot.add")),
+    /EDEADLK.*errno 35.*rests on a device of this snapshot/,
+  );
+  assert.match(describeError(new BlksnapError(35, "Snapshot.take")), /copy-on-write would wait/);
+  assert.match(describeError(new BlksnapError(16, "Snapshot.add")), /partition and its whole disk/);
+  assert.match(describeError(new BlksnapError(17, "Snapshot.add")), /destroy that snapshot first/);
+  // Not a snapshot request: the errno's own text only.
+  assert.doesNotMatch(describeError(new BlksnapError(16, "Tracker.attach")), /partition/);
+});

@@ -40,6 +40,12 @@ check "the image has the original's logical block size" \
 check "the image has the original's physical block size" \
 	test "$(blockdev --getpbsz $IMG)" = "$(blockdev --getpbsz $DEV)"
 check "the image is read-only (BLKROGET)" test "$(blockdev --getro $IMG)" = 1
+image_mode_narrower() {
+	i=$(stat -c '%a %u %g' "$IMG") && o=$(stat -c '%a' $DEV) || return 1
+	echo "image $i, original mode $o"
+	[ "$i" = "600 0 0" ] && [ $((0$(echo "$i" | cut -d' ' -f1) & ~0$o)) = 0 ]
+}
+step "the image node is root:root 0600, no wider than the original's" image_mode_narrower
 check "snapshotinfo names the image, error 0" \
 	sh -c "snap_ctl info $DEV | grep -qx 'error_code=0 image=blksnap-1-0'"
 check "a second take gives EALREADY" snap_ctl expect EALREADY take "$ID"

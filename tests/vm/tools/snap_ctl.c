@@ -363,6 +363,7 @@ static void badinput(const char *dir)
 static void nobody(const char *ids, const char *dev)
 {
 	static struct blksnap_snapshot_event ev;
+	struct blksnap_snapshot_collect col = { 0 };
 	struct blksnap_snapshotadd add;
 	struct blksnap_uuid id;
 
@@ -377,6 +378,8 @@ static void nobody(const char *ids, const char *dev)
 	expect_rc(do_ioctl(IOCTL_BLKSNAP_SNAPSHOT_DESTROY, &id), EPERM,
 		  "destroy as nobody");
 	expect_rc(cmd_wait(&id, 10, &ev), EPERM, "wait-event as nobody");
+	expect_rc(do_ioctl(IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &col), EPERM,
+		  "collect as nobody");
 	add.id = id;
 	expect_rc(filter(IOCTL_BLKSNAP_FILTER_CTL, dev,
 			 BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD, &add, sizeof(add)),
