@@ -1,16 +1,20 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
  * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
- * the VM suites (every suite on the debug kernel when `../shared/vm` has
- * it, the smoke suites on Debian's cloud kernel always), and the benchmarks in
- * `--quick` mode (they must still run; no timing is asserted). Every tier reports
- * TAP; this script counts each test of each tier and ends with the line
+ * the module built with DKMS (and signed) for every kernel series, the VM
+ * suites (every suite on the debug kernel when `../shared/vm` has it, else on
+ * Debian's 6.1 cloud kernel; on every other kernel the suites tagged `smoke`
+ * or `kernels`), and the benchmarks in `--quick` mode (they must still run;
+ * no timing is asserted). Every tier reports TAP; this script counts each
+ * test of each tier and ends with the line
  * `tests: N passed, M failed[, K skipped]`. It exits 1 when anything failed.
  *
- * Usage: `deno task test [--tier NAME...] [--cloud-full]`
- *   --tier     run only the named tiers (fmt, lint, check, doc, unit, native,
- *              vm-debug, vm-cloud, bench)
- *   --cloud-full  run every VM suite on the cloud kernel, not just smoke
+ * Usage: `deno task test [--tier NAME...] [--cloud-full] [--all-kernels]`
+ *   --tier         run only the named tiers (fmt, lint, check, doc, unit,
+ *                  native, kbuild, vm-debug, vm-cloud, vm-debug-6.12, vm-6.12,
+ *                  vm-7.x, bench)
+ *   --cloud-full   run every VM suite on the 6.1 cloud kernel
+ *   --all-kernels  run every VM suite on every kernel
  *
  * @module
  */
@@ -95,7 +99,8 @@ async function tapTier(
 }
 
 const args = [...Deno.args];
-const cloudFull = args.includes("--cloud-full");
+const allKernels = args.includes("--all-kernels");
+const cloudFull = allKernels || args.includes("--cloud-full");
 const tierIdx = args.indexOf("--tier");
 const only = tierIdx >= 0
   ? new Set(args.slice(tierIdx + 1).filter((a) => !a.startsWith("--")))
@@ -105,6 +110,14 @@ const deno = Deno.execPath();
 // Where tests/vm/vm.sh looks for the debug kernel, too.
 const sharedVm = Deno.env.get("BLKSNAP_SHARED_VM") ?? `${repo}../shared/vm`;
 const debugKernel = existsSync(`${sharedVm}/vmlinuz-6.1-blksnap-debug`);
+const debugKernel612 = existsSync(`${sharedVm}/vmlinuz-6.12-blksnap-debug`);
+// Suites every kernel runs (all of them with --all-kernels).
+const kernelSuites = allKernels ? [] : ["--tags", "smoke,kernels"];
+
+/** One VM tier: `tests/vm/vm.sh --kernel KERNEL ... suites`. */
+async function vmTier(name: string, kernel: string, opts: string[]): Promise<void> {
+  await tapTier(name, ["bash", "tests/vm/vm.sh", "--kernel", kernel, ...opts, "suites"]);
+}
 
 const started = Date.now();
 if (want("fmt")) await single("deno fmt --check", [deno, "fmt", "--check"]);
@@ -124,34 +137,36 @@ if (want("unit")) {
 if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
   await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
 }
+if (want("kbuild")) {
+  // DKMS build and signature for 5.10, 6.1, 6.12 (backports and trixie) and
+  // 7.x; the compile-only check of the newest kernel (Debian sid's).
+  await tapTier("kbuild", ["bash", "tests/kbuild/run.sh"]);
+}
 if (want("vm-debug")) {
   if (debugKernel) {
-    await tapTier("vm-debug", [
-      "bash",
-      "tests/vm/vm.sh",
-      "--kernel",
-      "debug",
-      "--timeout",
-      "3600",
-      "suites",
-    ]);
+    await vmTier("vm-debug", "debug-6.1", ["--timeout", "3600"]);
   } else {
     console.log(`\n== vm-debug: no debug kernel at ${sharedVm}; skipped`);
     record(true, "vm-debug", true);
   }
 }
 if (want("vm-cloud")) {
-  const smoke = cloudFull || !debugKernel ? [] : ["--smoke"];
-  await tapTier("vm-cloud", [
-    "bash",
-    "tests/vm/vm.sh",
-    "--kernel",
-    "cloud",
-    "--timeout",
-    "1800",
-    ...smoke,
-    "suites",
-  ]);
+  const suites = cloudFull || !debugKernel ? [] : kernelSuites;
+  await vmTier("vm-cloud", "6.1", ["--timeout", "2400", ...suites]);
+}
+if (want("vm-debug-6.12")) {
+  if (debugKernel612) {
+    await vmTier("vm-debug-6.12", "debug-6.12", ["--timeout", "3600", ...kernelSuites]);
+  } else {
+    console.log(`\n== vm-debug-6.12: no 6.12 debug kernel at ${sharedVm}; skipped`);
+    record(true, "vm-debug-6.12", true);
+  }
+}
+// Debian's other cloud kernels: backports' 6.12 and sid's 7.x.
+for (const kernel of ["6.12", "7.x"]) {
+  if (want(`vm-${kernel}`)) {
+    await vmTier(`vm-${kernel}`, kernel, ["--timeout", "2400", ...kernelSuites]);
+  }
 }
 
 if (want("bench")) {

@@ -16,6 +16,7 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 #include <linux/overflow.h>
+#include "compat.h"
 #include "tracker.h"
 #include "cbt_map.h"
 #include "filter.h"
@@ -277,7 +278,7 @@ static int tracker_switch(struct tracker *tracker, bool set_taken)
 	struct block_device *bdev = tracker->orig_bdev;
 	struct request_queue *q = bdev_get_queue(bdev);
 	struct cbt_map *cbt_map, *old_map = NULL;
-	unsigned int noio_flags;
+	unsigned int memflags;
 	sector_t capacity;
 	int ret = 0;
 
@@ -286,8 +287,8 @@ static int tracker_switch(struct tracker *tracker, bool set_taken)
 		return -ENODEV;
 
 	percpu_down_write(&tracker->submit_lock);
-	blk_mq_freeze_queue(q);
-	noio_flags = memalloc_noio_save();
+	/* Also a no-I/O allocation scope: the new map is allocated below. */
+	memflags = compat_freeze_queue(q);
 
 	cbt_map = rcu_dereference_protected(tracker->cbt_map, 1);
 	capacity = bdev_nr_sectors(bdev);
@@ -312,8 +313,7 @@ static int tracker_switch(struct tracker *tracker, bool set_taken)
 	if (set_taken)
 		atomic_set(&tracker->snapshot_is_taken, 1);
 out:
-	memalloc_noio_restore(noio_flags);
-	blk_mq_unfreeze_queue(q);
+	compat_unfreeze_queue(q, memflags);
 	percpu_up_write(&tracker->submit_lock);
 
 	if (old_map) {
@@ -445,21 +445,24 @@ static void tracker_finish(struct tracker *tracker)
 	tracker_put(tracker);
 }
 
-/* Freeze the file system (if any) and the queue, around attach/detach. */
-static int tracker_freeze(struct block_device *bdev)
+/*
+ * Freeze the file system (if any) and the queue, around attach/detach;
+ * @memflags keeps what tracker_thaw() needs back.
+ */
+static int tracker_freeze(struct block_device *bdev, unsigned int *memflags)
 {
-	int ret = freeze_bdev(bdev);
+	int ret = bdev_freeze(bdev);
 
 	if (ret)
 		return ret;
-	blk_mq_freeze_queue(bdev_get_queue(bdev));
+	*memflags = compat_freeze_queue(bdev_get_queue(bdev));
 	return 0;
 }
 
-static void tracker_thaw(struct block_device *bdev)
+static void tracker_thaw(struct block_device *bdev, unsigned int memflags)
 {
-	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
-	thaw_bdev(bdev);
+	compat_unfreeze_queue(bdev_get_queue(bdev), memflags);
+	bdev_thaw(bdev);
 }
 
 /**
@@ -477,8 +480,10 @@ static void tracker_thaw(struct block_device *bdev)
 int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 {
 	struct blksnap_filter_request req;
+	struct compat_bdev ob;
 	struct block_device *bdev;
 	struct tracker *tracker, *other;
+	unsigned int memflags;
 	dev_t dev_id;
 	int ret;
 
@@ -486,9 +491,10 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 	if (ret)
 		return ret;
 
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
-		return PTR_ERR(bdev);
+	ret = compat_bdev_open(&ob, dev_id);
+	if (ret)
+		return ret;
+	bdev = ob.bdev;
 	if (bdev_is_zoned(bdev)) {
 		ret = -EOPNOTSUPP;
 		goto out_put_bdev;
@@ -518,7 +524,7 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 		goto out_put_bdev;
 	}
 
-	ret = tracker_freeze(bdev);
+	ret = tracker_freeze(bdev, &memflags);
 	if (ret)
 		goto out_put_tracker;
 
@@ -536,7 +542,7 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 	}
 	mutex_unlock(&tracker_mutex);
 
-	tracker_thaw(bdev);
+	tracker_thaw(bdev, memflags);
 	if (!ret) {
 		pr_info("[%u:%u] tracker attached\n", MAJOR(dev_id),
 			MINOR(dev_id));
@@ -545,7 +551,7 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
 out_put_tracker:
 	tracker_put(tracker);
 out_put_bdev:
-	blkdev_put(bdev, FMODE_READ);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
@@ -561,9 +567,10 @@ out_put_bdev:
 int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
 {
 	struct blksnap_filter_request req;
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	struct tracker *tracker;
-	bool unlinked = false;
+	unsigned int memflags;
+	bool unlinked = false, frozen = false;
 	dev_t dev_id;
 	int ret = 0;
 
@@ -572,10 +579,11 @@ int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
 		return PTR_ERR(tracker);
 	dev_id = tracker->dev_id;
 
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (!IS_ERR(bdev) && tracker_freeze(bdev)) {
-		blkdev_put(bdev, FMODE_READ);
-		bdev = ERR_PTR(-EBUSY);
+	/* A device that is gone, or cannot be frozen, is detached unfrozen. */
+	if (!compat_bdev_open(&ob, dev_id)) {
+		frozen = !tracker_freeze(ob.bdev, &memflags);
+		if (!frozen)
+			compat_bdev_close(&ob);
 	}
 
 	mutex_lock(&tracker_mutex);
@@ -585,9 +593,9 @@ int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
 	}
 	mutex_unlock(&tracker_mutex);
 
-	if (!IS_ERR(bdev)) {
-		tracker_thaw(bdev);
-		blkdev_put(bdev, FMODE_READ);
+	if (frozen) {
+		tracker_thaw(ob.bdev, memflags);
+		compat_bdev_close(&ob);
 	}
 
 	if (unlinked) {
@@ -895,7 +903,12 @@ int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 
 int tracker_init(void)
 {
-	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
+	/*
+	 * Unbound: a release runs on any CPU. (Kernels from 7.x on warn about
+	 * a workqueue that says neither WQ_UNBOUND nor WQ_PERCPU.)
+	 */
+	tracker_wq = alloc_workqueue("blksnap-tracker",
+				     WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!tracker_wq)
 		return -ENOMEM;
 	return 0;

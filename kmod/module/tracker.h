@@ -32,7 +32,7 @@ struct gendisk;
  * @dev_id: The device number. Immutable.
  * @orig_bdev: The tracked block device. Immutable. Its memory is pinned
  *	(a reference on bd_device) for the tracker's lifetime, but it is not
- *	opened: open it (blkdev_get_by_dev(@dev_id, ...)) before doing I/O.
+ *	opened: open it (compat_bdev_open(..., @dev_id)) before doing I/O.
  *	After the device is removed (@is_dead) its queue is gone.
  * @is_dead: Set once, when the device went away or the tracker was
  *	detached; written under tracker_mutex, read locklessly.
@@ -110,7 +110,7 @@ struct cbt_map *tracker_cbt_map_get(struct tracker *tracker);
  * makes a new CBT map if the device was resized or the map is corrupted,
  * performs the CBT switch and sets @snapshot_is_taken, then unfreezes.
  * The caller sets up @diff_area first, and may freeze the file system
- * (freeze_bdev) around the call; it must NOT hold the queue frozen, nor
+ * (bdev_freeze) around the call; it must NOT hold the queue frozen, nor
  * hold @ctl_lock (not needed). May sleep.
  *
  * Return: 0, or -ENOMEM (the map could not be re-created; nothing changed).
