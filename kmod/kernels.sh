@@ -131,6 +131,8 @@ apt_fetch() { # suite package...
 	local s=$1 p v f pool="$kcache/debs"
 	shift
 	mkdir -p "$pool"
+	# Packages not used for a month (older releases) go.
+	find "$pool" -name '*.deb' -mtime +30 -delete 2>/dev/null || true
 	for p in "$@"; do
 		v=$(apt_version "$s" "$p")
 		[ -n "$v" ] || die "$s has no package $p"
@@ -141,6 +143,7 @@ apt_fetch() { # suite package...
 				die "downloading $p from $s failed"
 			f=$(ls "$pool/${p}_${v//:/%3a}_"*.deb | head -n 1)
 		fi
+		touch "$f"
 		echo "$f"
 	done
 }
@@ -179,6 +182,19 @@ image_packages() { # suite release
 # ---------------------------------------------------------------------------
 # Extraction (host toolchain) and chroots (suite toolchain)
 # ---------------------------------------------------------------------------
+
+# Marks root as the series' current tree and removes the series' older
+# trees (an earlier release) beside it.
+claim_tree() { # root
+	local root=$1 other
+	echo "$series" >"$root/.series"
+	for other in "$(dirname "$root")"/*; do
+		[ "$other" = "$root" ] && continue
+		[ "$(cat "$other/.series" 2>/dev/null)" = "$series" ] || continue
+		log "removing $other (an older $series kernel)"
+		rm -rf "$other"
+	done
+}
 
 # Extracts debs into root once; the stamp lists what is there, so a new
 # package version re-extracts from scratch.
@@ -268,13 +284,6 @@ ensure_chroot() { # suite gcc-package
 	fi
 }
 
-# The compiler package the kernel's headers name (their .kernelvariables set
-# CC), e.g. x86_64-linux-gnu-gcc-14 -> gcc-14.
-headers_gcc() { # kdir
-	sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$1/.kernelvariables" 2>/dev/null | head -n 1 |
-		grep -o 'gcc-[0-9][0-9]*' || echo gcc
-}
-
 # ---------------------------------------------------------------------------
 # Resolving a series: sets rel, kdir (as the toolchain sees it), host_kdir,
 # and, with images, kimage and modroot.
@@ -306,9 +315,11 @@ resolve() { # series want-image(0|1)
 		root="$kcache/extract/$rel"
 		mkdir -p "$root"
 		extract_into "$root" headers "${debs[@]}"
+		claim_tree "$root"
 		relocate_headers "$root" "$rel"
 		kdir=$root/usr/src/linux-headers-$rel host_kdir=$kdir
-		cc=$(sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$kdir/.kernelvariables" | head -n 1 | grep -o '[^ ]*gcc[^ ]*$' || echo gcc)
+		cc=$(sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$kdir/.kernelvariables" | head -n 1 |
+			sed 's/\$([A-Z_]*)//' | grep -o '[^ ]*gcc[^ ]*$' || echo gcc)
 		# The kernel's compiler, or the host's gcc-12 where it is missing
 		# (5.10's gcc-10 is not in bookworm; gcc-12 builds it).
 		command -v "$cc" >/dev/null 2>&1 || cc=gcc-12
@@ -327,6 +338,7 @@ resolve() { # series want-image(0|1)
 		root="$kcache/image/$rel"
 		mkdir -p "$root"
 		extract_into "$root" image "${debs[@]}"
+		claim_tree "$root"
 		if [ -d "$root/usr/lib/modules/$rel" ] && [ ! -e "$root/lib" ]; then
 			ln -s usr/lib "$root/lib" # merged /usr: modprobe -d looks in lib/
 		fi

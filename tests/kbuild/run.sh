@@ -102,7 +102,7 @@ for s in "${series[@]}"; do
 		fi
 		# The kernel's compiler when the host has it, else the host's gcc-12
 		# (5.10 was built with gcc-10, which Debian 12 does not ship).
-		cc=$(sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$kdir/.kernelvariables" 2>/dev/null | grep -o '[^ ]*gcc[^ ]*$' || true)
+		cc=$(sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$kdir/.kernelvariables" 2>/dev/null | sed 's/\$([A-Z_]*)//' | grep -o '[^ ]*gcc[^ ]*$' || true)
 		[ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1 && margs="CC=gcc-12"
 		;;
 	esac
