@@ -18,7 +18,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "../deps.ts";
 import { describeError, errorCodeOf, ExitCode, exitCodeOf, isCommanderError } from "./_exit.ts";
 import { type CliContext, type CliIo, denoIo, newContext } from "./_output.ts";
 import { attachCommand, detachCommand } from "./commands/attach.ts";
@@ -31,6 +31,7 @@ import { markdirtyCommand } from "./commands/markdirty.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { readcbtmapCommand } from "./commands/readcbtmap.ts";
 import { restoreCommand } from "./commands/restore.ts";
+import { serveCommand } from "./commands/serve.ts";
 import { snapshotCommand } from "./commands/snapshot.ts";
 import { verifyCommand } from "./commands/verify.ts";
 import { versionCommand } from "./commands/version.ts";
@@ -104,6 +105,7 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     initCommand(ctx),
     backupCommand(ctx),
     restoreCommand(ctx),
+    serveCommand(ctx),
     verifyCommand(ctx),
     listCommand(ctx),
     pruneCommand(ctx),

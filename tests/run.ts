@@ -1,8 +1,10 @@
 /**
  * The whole test suite, in order: `deno fmt --check`, `deno lint`,
- * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests,
- * the module built with DKMS (and signed) for every kernel series, the VM
- * suites (every suite on the debug kernel when `../shared/vm` has it, else on
+ * `deno check`, `deno doc --lint`, the pure TypeScript tests, the C tests, the
+ * host tests (real programs, no module: tests/host), the S3 tests against a
+ * real Ceph RGW that this script starts and stops (tests/s3/server.sh), the
+ * module built with DKMS (and signed) for every kernel series, the VM suites
+ * (every suite on the debug kernel when `../shared/vm` has it, else on
  * Debian's 6.1 cloud kernel; on every other kernel the suites tagged `smoke`
  * or `kernels`), and the benchmarks in `--quick` mode (they must still run;
  * no timing is asserted). Every tier reports TAP; this script counts each
@@ -11,8 +13,8 @@
  *
  * Usage: `deno task test [--tier NAME...] [--cloud-full] [--all-kernels]`
  *   --tier         run only the named tiers (fmt, lint, check, doc, unit,
- *                  native, kbuild, vm-debug, vm-cloud, vm-debug-6.12, vm-6.12,
- *                  vm-7.x, bench)
+ *                  native, host, s3, kbuild, vm-debug, vm-cloud, vm-debug-6.12,
+ *                  vm-6.12, vm-7.x, bench)
  *   --cloud-full   run every VM suite on the 6.1 cloud kernel
  *   --all-kernels  run every VM suite on every kernel
  *
@@ -137,6 +139,12 @@ if (want("unit")) {
 if (want("native") && existsSync(`${repo}tests/native/Makefile`)) {
   await tapTier("native", ["make", "-s", "-C", "tests/native", "run"]);
 }
+if (want("host")) {
+  // Real programs on the host, no kernel module: the NBD server against
+  // nbdinfo, nbdcopy, qemu-img and qemu-io (installed on demand as root).
+  await tapTier("host", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/host"]);
+}
+if (want("s3")) await s3Tier();
 if (want("kbuild")) {
   // DKMS build and signature for 5.10, 6.1, 6.12 (backports and trixie) and
   // 7.x; the compile-only check of the newest kernel (Debian sid's).
@@ -177,6 +185,31 @@ if (want("bench")) {
     "bench",
     "--quick",
   ]);
+}
+
+/**
+ * The S3 tier: start the real Ceph RGW (tests/s3/server.sh installs what is missing), run
+ * tests/s3 against it, stop it whatever happened. Its time is printed in the summary.
+ */
+async function s3Tier(): Promise<void> {
+  const t0 = Date.now();
+  console.log("\n== s3: bash tests/s3/server.sh start");
+  const start = await run(["bash", "tests/s3/server.sh", "start"]);
+  const env: Record<string, string> = {};
+  for (const m of start.stdout.matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  try {
+    if (start.code !== 0 || !env.BLKSNAP_S3_ENDPOINT) {
+      record(false, `s3: the Ceph server did not start (exit ${start.code})`);
+      tierSummaries.push("s3: server did not start");
+      return;
+    }
+    await tapTier("s3", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/s3"], env);
+  } finally {
+    await run(["bash", "tests/s3/server.sh", "stop"]);
+    tierSummaries.push(
+      `s3 tier (server start, tests, stop): ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+    );
+  }
 }
 
 const minutes = ((Date.now() - started) / 60000).toFixed(1);

@@ -31,6 +31,15 @@ const COMMANDS: Record<string, string[]> = {
     "--require-verified-parent",
   ],
   "restore": ["<id>", "<target>", "-r, --repo <path>", "--resize", "--verify-first"],
+  "serve": [
+    "<id>",
+    "-r, --repo <path>",
+    "--socket <path>",
+    "--port <n>",
+    "--overlay <file>",
+    "--cache <size>",
+    "--read-ahead <chunks>",
+  ],
   "verify": ["-r, --repo <path>", "--deep", "--no-mark"],
   "list": ["-r, --repo <path>", "-d, --device <key>"],
   "prune": [
@@ -74,6 +83,7 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "init",
     "backup",
     "restore",
+    "serve",
     "verify",
     "list",
     "prune",
