@@ -181,14 +181,6 @@ resolve_kernel() {
 		build_cmd=(bash "$repo/kmod/kernels.sh" build "$kernel")
 		;;
 	esac
-	# bookworm-backports' 6.12 cloud kernel does not survive its CPU
-	# vulnerability mitigations under QEMU's emulation (7.2, -cpu max):
-	# before init, with no module of ours loaded, it warns of a debug trap
-	# in kernel mode (exc_debug_kernel), then corrupts lists or double
-	# faults; retbleed=off alone makes it worse. Without mitigations it
-	# boots. (The 6.12 debug build and 7.x boot with them.)
-	kernel_append=""
-	[ "$kernel" = 6.12 ] && kernel_append="mitigations=off"
 	krel=$(sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$kdir/include/generated/utsrelease.h")
 	[ -n "$krel" ] || die "no kernel release in the headers at $kdir"
 }
@@ -428,7 +420,6 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	[ -f "$kimg" ] || die "no kernel image at $kimg (run: tests/vm/vm.sh setup)"
 	append="console=ttyS0 panic=-1 loglevel=5 rdinit=/init brd.rd_nr=4 brd.rd_size=131072"
 	append+=" hung_task_timeout_secs=60 oops=panic panic_on_warn=0 blksnap.vmkernel=$kernel"
-	[ -n "$kernel_append" ] && append+=" $kernel_append"
 	[ -n "$extra_append" ] && append+=" $extra_append"
 	[ -n "$cpu" ] || cpu=max
 	started=$(date +%s)
