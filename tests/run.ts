@@ -165,7 +165,9 @@ if (want("vm-cloud")) {
   const suites = cloudFull || !debugKernel ? [] : kernelSuites;
   await vmTier("vm-cloud", "6.1", ["--timeout", "2400", ...suites]);
 }
-if (want("vm-debug-6.12")) {
+// The 6.12 debug kernel: with --all-kernels or --tier vm-debug-6.12 (it
+// roughly doubles the debug kernels' share of the run).
+if (only?.has("vm-debug-6.12") || allKernels) {
   if (debugKernel612) {
     await vmTier("vm-debug-6.12", "debug-6.12", ["--timeout", "3600", ...kernelSuites]);
   } else {
