@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, restore } from "../../lib/backup/mod.ts";
+import { restore } from "../../lib/backup/mod.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, formatDuration } from "../_size.ts";
 
 /** The `restore` command. */
@@ -24,7 +24,7 @@ export function restoreCommand(ctx: CliContext): CommandUnknownOpts {
     .option("--resize", "grow an existing regular file that is too small")
     .option("--verify-first", "check every chunk before the target is opened")
     .action(async (id, target, opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "restore");
       const started = performance.now();
       let r;

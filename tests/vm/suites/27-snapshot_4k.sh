@@ -6,7 +6,7 @@
 # threads, and chunk-boundary writes, storage in a directory.
 . /project/tests/vm/lib.sh
 
-# null_blk first: on kernels where configfs is a module, it comes with it.
+# null_blk loads configfs (a module on the cloud kernel): mount it after.
 modprobe null_blk nr_devices=0 2>/dev/null
 mount -t configfs none /sys/kernel/config 2>/dev/null
 N=/sys/kernel/config/nullb/snap27
