@@ -175,10 +175,13 @@ if (only?.has("vm-debug-6.12") || allKernels) {
     record(true, "vm-debug-6.12", true);
   }
 }
-// Debian's other cloud kernels: sid's 7.x. (bookworm-backports' 6.12 does
-// not boot under QEMU's emulation here: `vm.sh --kernel 6.12` shows it.)
+// Debian's other cloud kernels: sid's 7.x, with --all-kernels or --tier
+// until its time in CI is measured on a quiet machine (its CLI and backup
+// suites outlived the 900 s suite limit at a load average of 18).
+// (bookworm-backports' 6.12 does not boot under QEMU's emulation here:
+// `vm.sh --kernel 6.12` shows it.)
 for (const kernel of ["7.x"]) {
-  if (want(`vm-${kernel}`)) {
+  if (only?.has(`vm-${kernel}`) || allKernels) {
     await vmTier(`vm-${kernel}`, kernel, ["--timeout", "2400", ...kernelSuites]);
   }
 }
