@@ -3,6 +3,7 @@
 #
 #   kmod/kernels.sh list                      the series and what they are
 #   kmod/kernels.sh env SERIES [--image]      KEY=VALUE lines: release, headers,
+#                                             toolchain, the compiler of a host
 #                                             toolchain (--image: kernel image and
 #                                             modules for the test VM too)
 #   kmod/kernels.sh build SERIES [MAKEVAR=..] build kmod/module for SERIES
@@ -434,8 +435,8 @@ env)
 	img=0
 	[ "${2:-}" = --image ] && img=1
 	resolve "$1" "$img"
-	printf 'KSERIES=%q\nKSUITE=%q\nKREL=%q\nKDIR=%q\nKTOOLCHAIN=%q\nKIMAGE=%q\nKMODROOT=%q\n' \
-		"$series" "$suite" "$rel" "$host_kdir" "$toolchain" "$kimage" "$modroot"
+	printf 'KSERIES=%q\nKSUITE=%q\nKREL=%q\nKDIR=%q\nKTOOLCHAIN=%q\nKCC=%q\nKIMAGE=%q\nKMODROOT=%q\n' \
+		"$series" "$suite" "$rel" "$host_kdir" "$toolchain" "$cc" "$kimage" "$modroot"
 	;;
 build)
 	[ $# -ge 1 ] || die "build needs a series"

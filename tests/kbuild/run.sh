@@ -78,7 +78,7 @@ dkms_build() { # root-of-toolchain rel kdir extra-make-args -- runner...
 
 for s in "${series[@]}"; do
 	started=$SECONDS
-	unset KSERIES KSUITE KREL KDIR KTOOLCHAIN KIMAGE KMODROOT
+	unset KSERIES KSUITE KREL KDIR KTOOLCHAIN KCC KIMAGE KMODROOT
 	if ! env=$(bash "$kernels" env "$s" 2>"$work/env.log"); then
 		not_ok "kbuild($s): the headers and toolchain are ready (kmod/kernels.sh env $s)"
 		show <"$work/env.log"
@@ -100,10 +100,8 @@ for s in "${series[@]}"; do
 		if ! "$sign_file" 2>&1 | grep -q -i usage; then
 			sign_file=$(ls /usr/lib/linux-kbuild-*/scripts/sign-file 2>/dev/null | sort -V | tail -n 1)
 		fi
-		# The kernel's compiler when the host has it, else the host's gcc-12
-		# (5.10 was built with gcc-10, which Debian 12 does not ship).
-		cc=$(sed -n 's/^ *CC *:\{0,1\}= *\(.*\)$/\1/p' "$kdir/.kernelvariables" 2>/dev/null | sed 's/\$([A-Z_]*)//' | grep -o '[^ ]*gcc[^ ]*$' || true)
-		[ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1 && margs="CC=gcc-12"
+		# The compiler kernels.sh chose (the kernel's, or gcc-12 for 5.10).
+		[ -n "$KCC" ] && margs="CC=$KCC"
 		;;
 	esac
 	if dkms_build "$root" "$KREL" "$kdir" "$margs" -- "${runner[@]}"; then
