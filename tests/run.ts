@@ -150,8 +150,9 @@ if (want("s3")) await s3Tier();
 if (want("kbuild")) {
   // DKMS build and signature for 6.1, 6.12 (backports) and 7.x; the
   // compile-only check of the newest kernel (Debian sid's). 5.10 joins when
-  // the module is ported to it, 6.12-trixie (`tests/kbuild/run.sh
-  // 6.12-trixie`) when its whole check has passed here.
+  // the module is ported to it. 6.12-trixie passes too (`bash
+  // tests/kbuild/run.sh 6.12-trixie`) but is left out of CI for time: the
+  // same 6.12 source as backports' with gcc-14, about 5 minutes here.
   await tapTier("kbuild", ["bash", "tests/kbuild/run.sh", "6.1", "6.12", "7.x"]);
 }
 if (want("vm-debug")) {
