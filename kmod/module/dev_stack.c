@@ -16,67 +16,102 @@
 #include <linux/major.h>
 #include <linux/namei.h>
 #include <linux/slab.h>
+#include "compat.h"
 #include "dev_stack.h"
 
-#ifdef CONFIG_BLOCK_HOLDER_DEPRECATED
-/*
- * An entry of gendisk.slave_bdevs, private to block/holder.c (5.16 and
- * later; before, the links were kept on the lower bdev instead).
- */
-struct stack_holder_disk {
-	struct list_head list;
-	struct block_device *bdev;
-	int refcnt;
+/* A sysfs file of @dev, whose contents (up to @size bytes) go to @buf. */
+static ssize_t stack_read_sysfs(dev_t dev, const char *name, char *buf,
+				size_t size)
+{
+	struct file *file;
+	loff_t pos = 0;
+	ssize_t len;
+
+	snprintf(buf, size, "/sys/dev/block/%u:%u/%s", MAJOR(dev), MINOR(dev),
+		 name);
+	file = filp_open(buf, O_RDONLY, 0);
+	if (IS_ERR(file))
+		return PTR_ERR(file);	/* not there, or no sysfs here */
+	len = kernel_read(file, buf, size - 1, &pos);
+	filp_close(file, NULL);
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;	/* every sysfs value ends with one */
+	if (len >= 0)
+		buf[len] = '\0';
+	return len;
+}
+
+/* The names in a device's slaves directory, gathered by stack_name(). */
+struct stack_names {
+	struct dir_context ctx;
+	char name[DEV_STACK_MAX][BDEVNAME_SIZE];
+	unsigned int count;
 };
 
-/* Add the devices @disk rests on (its slaves) to @lower. */
-static unsigned int stack_slaves(struct gendisk *disk, dev_t *lower,
-				 unsigned int max)
+static COMPAT_FILLDIR_T stack_name(struct dir_context *ctx, const char *name,
+				   int len, loff_t pos, u64 ino,
+				   unsigned int type)
 {
-	struct stack_holder_disk *holder;
-	unsigned int n = 0;
+	struct stack_names *names = container_of(ctx, struct stack_names, ctx);
 
-	mutex_lock(&disk->open_mutex);
-	list_for_each_entry(holder, &disk->slave_bdevs, list) {
-		if (n == max)
-			break;
-		lower[n++] = holder->bdev->bd_dev;
+	if (name[0] == '.' || len >= BDEVNAME_SIZE)
+		return COMPAT_FILLDIR_NEXT;
+	if (names->count == DEV_STACK_MAX)
+		return COMPAT_FILLDIR_STOP;
+	memcpy(names->name[names->count], name, len);
+	names->name[names->count++][len] = '\0';
+	return COMPAT_FILLDIR_NEXT;
+}
+
+/*
+ * Add the devices @dev rests on (its holder links: /sys/block/<disk>/slaves,
+ * each entry's dev file) to @lower. Read through sysfs, the one interface
+ * to them that is the same on every kernel (block/holder.c keeps the links
+ * in a private structure, whose layout and lock changed after 6.1).
+ */
+static unsigned int stack_slaves(dev_t dev, dev_t *lower, unsigned int max)
+{
+	struct stack_names *names = kzalloc(sizeof(*names), GFP_KERNEL);
+	char *buf = kmalloc(PATH_MAX, GFP_KERNEL);
+	unsigned int major, minor, n = 0, i;
+	struct file *dir;
+
+	if (!names || !buf)
+		goto out;
+	snprintf(buf, PATH_MAX, "/sys/dev/block/%u:%u/slaves", MAJOR(dev),
+		 MINOR(dev));
+	dir = filp_open(buf, O_RDONLY | O_DIRECTORY, 0);
+	if (IS_ERR(dir))
+		goto out;	/* a partition, or no sysfs here */
+	names->ctx.actor = stack_name;
+	iterate_dir(dir, &names->ctx);
+	filp_close(dir, NULL);
+	for (i = 0; i < names->count && n < max; i++) {
+		char rel[BDEVNAME_SIZE + 16];
+
+		snprintf(rel, sizeof(rel), "slaves/%s/dev", names->name[i]);
+		if (stack_read_sysfs(dev, rel, buf, PATH_MAX) > 0 &&
+		    sscanf(buf, "%u:%u", &major, &minor) == 2)
+			lower[n++] = MKDEV(major, minor);
 	}
-	mutex_unlock(&disk->open_mutex);
+out:
+	kfree(buf);
+	kfree(names);
 	return n;
 }
-#else
-static unsigned int stack_slaves(struct gendisk *disk, dev_t *lower,
-				 unsigned int max)
-{
-	return 0;
-}
-#endif
 
 /* The device holding the backing file of the loop device @dev, or 0. */
 static dev_t stack_loop_backing(dev_t dev)
 {
-	char *name, *buf = kmalloc(PATH_MAX + 16, GFP_KERNEL);
-	struct file *file;
+	char *buf = kmalloc(PATH_MAX + 16, GFP_KERNEL);
 	struct path path;
 	dev_t lower = 0;
-	loff_t pos = 0;
-	ssize_t len;
 
 	if (!buf)
 		return 0;
-	snprintf(buf, PATH_MAX, "/sys/dev/block/%u:%u/loop/backing_file",
-		 MAJOR(dev), MINOR(dev));
-	file = filp_open(buf, O_RDONLY, 0);
-	if (IS_ERR(file))
-		goto out;	/* unbound, or no sysfs here */
-	len = kernel_read(file, buf, PATH_MAX, &pos);
-	filp_close(file, NULL);
-	if (len <= 1)
-		goto out;
-	buf[len - 1] = '\0';	/* the newline */
-	name = buf;
-	if (!kern_path(name, LOOKUP_FOLLOW, &path)) {
+	/* Unbound: nothing under it. */
+	if (stack_read_sysfs(dev, "loop/backing_file", buf, PATH_MAX + 16) > 0 &&
+	    !kern_path(buf, LOOKUP_FOLLOW, &path)) {
 		struct inode *inode = d_inode(path.dentry);
 
 		if (S_ISBLK(inode->i_mode))
@@ -85,7 +120,6 @@ static dev_t stack_loop_backing(dev_t dev)
 			lower = inode->i_sb->s_bdev->bd_dev;
 		path_put(&path);
 	}
-out:
 	kfree(buf);
 	return lower;
 }
@@ -104,7 +138,8 @@ void dev_stack_build(dev_t dev, struct dev_stack *stack)
 {
 	dev_t lower[DEV_STACK_MAX];
 	unsigned int next = 0, n, i;
-	struct block_device *bdev;
+	struct compat_bdev ob;
+	struct gendisk *disk;
 
 	might_sleep();
 	stack->count = 0;
@@ -114,19 +149,19 @@ void dev_stack_build(dev_t dev, struct dev_stack *stack)
 	/* Breadth first; @next is the first device not looked under yet. */
 	while (next < stack->count) {
 		dev = stack->dev[next];
-		bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
-		if (IS_ERR(bdev)) {
+		if (compat_bdev_open(&ob, dev)) {
 			next++;
 			continue;
 		}
-		stack->whole[next++] = disk_devt(bdev->bd_disk);
-		n = stack_slaves(bdev->bd_disk, lower, DEV_STACK_MAX);
-		if (bdev->bd_disk->major == LOOP_MAJOR && n < DEV_STACK_MAX) {
+		disk = ob.bdev->bd_disk;
+		stack->whole[next++] = disk_devt(disk);
+		n = stack_slaves(disk_devt(disk), lower, DEV_STACK_MAX);
+		if (disk->major == LOOP_MAJOR && n < DEV_STACK_MAX) {
 			lower[n] = stack_loop_backing(dev);
 			if (lower[n])
 				n++;
 		}
-		blkdev_put(bdev, FMODE_READ);
+		compat_bdev_close(&ob);
 
 		for (i = 0; i < n; i++) {
 			if (stack_has(stack, lower[i]))

@@ -15,6 +15,7 @@
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include "compat.h"
 
 struct diff_storage;
 struct event_queue;
@@ -40,7 +41,7 @@ struct diff_area_worker {
 /**
  * struct diff_area - Copy-on-write state of one device.
  * @dev_id: The device. Immutable.
- * @bdev: The device opened for reading (our own open). Immutable.
+ * @orig: The device, opened for reading (our own open). Immutable.
  * @storage: The snapshot's difference storage (a reference). Immutable.
  * @events: The snapshot's event queue. Immutable.
  * @capacity: Device size in sectors at take. Immutable.
@@ -70,7 +71,7 @@ struct diff_area_worker {
  */
 struct diff_area {
 	dev_t dev_id;
-	struct block_device *bdev;
+	struct compat_bdev orig;
 	struct diff_storage *storage;
 	struct event_queue *events;
 	sector_t capacity;

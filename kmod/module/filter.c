@@ -34,20 +34,12 @@
 
 #include <linux/module.h>
 #include <linux/ftrace.h>
-#include <linux/version.h>
 #include <linux/blkdev.h>
 #include <linux/bio.h>
 #include <linux/wait.h>
 #include <linux/sched.h>
+#include "compat.h"
 #include "filter.h"
-
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
-#define FILTER_REGS struct pt_regs
-#define filter_get_regs(r) (r)
-#else
-#define FILTER_REGS struct ftrace_regs
-#define filter_get_regs(r) ftrace_get_regs(r)
-#endif
 
 /* Tasks inside a handler; filter_done() waits for zero. */
 static atomic_t filter_inflight = ATOMIC_INIT(0);
@@ -78,22 +70,13 @@ void filter_submit_bio_noacct(struct bio *bio)
 	submit_bio_noacct(bio);
 }
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 16, 0)
-static blk_qc_t filter_submit_bio_handler(struct bio *bio)
+static COMPAT_SUBMIT_BIO_T filter_submit_bio_handler(struct bio *bio)
 {
 	filter_enter();
 	filter_ops->submit_bio(bio);
 	filter_leave();
-	return BLK_QC_T_NONE;
+	return COMPAT_SUBMIT_BIO_DONE;
 }
-#else
-static void filter_submit_bio_handler(struct bio *bio)
-{
-	filter_enter();
-	filter_ops->submit_bio(bio);
-	filter_leave();
-}
-#endif
 
 static void filter_del_gendisk_handler(struct gendisk *disk)
 {
@@ -112,9 +95,9 @@ static void filter_del_gendisk_handler(struct gendisk *disk)
 static void notrace filter_submit_bio_cb(unsigned long ip,
 					 unsigned long parent_ip,
 					 struct ftrace_ops *ops,
-					 FILTER_REGS *fregs)
+					 compat_ftrace_regs_t *fregs)
 {
-	struct pt_regs *regs = filter_get_regs(fregs);
+	struct pt_regs *regs = compat_ftrace_get_regs(fregs);
 	struct bio *bio;
 
 	if (!regs || within_module(parent_ip, THIS_MODULE))
@@ -128,9 +111,9 @@ static void notrace filter_submit_bio_cb(unsigned long ip,
 static void notrace filter_del_gendisk_cb(unsigned long ip,
 					  unsigned long parent_ip,
 					  struct ftrace_ops *ops,
-					  FILTER_REGS *fregs)
+					  compat_ftrace_regs_t *fregs)
 {
-	struct pt_regs *regs = filter_get_regs(fregs);
+	struct pt_regs *regs = compat_ftrace_get_regs(fregs);
 
 	if (!regs || within_module(parent_ip, THIS_MODULE))
 		return;
@@ -157,16 +140,19 @@ static int filter_hook(struct ftrace_ops *ops, unsigned long addr,
 
 	ret = ftrace_set_filter_ip(ops, addr, 0, 0);
 	if (ret) {
-		pr_err("cannot trace %s (CONFIG_FUNCTION_TRACER?): %d\n",
+		pr_err("cannot trace %s: it has no ftrace site in this kernel: %d\n",
 		       name, ret);
 		return ret;
 	}
 	ret = register_ftrace_function(ops);
-	if (ret) {
-		pr_err("cannot hook %s (another IPMODIFY user?): %d\n",
+	if (ret == -EBUSY)
+		pr_err("cannot hook %s: ftrace is off (sysctl kernel.ftrace_enabled=0): %d\n",
 		       name, ret);
+	else if (ret)
+		pr_err("cannot hook %s: another module redirects it (livepatch?): %d\n",
+		       name, ret);
+	if (ret)
 		ftrace_set_filter_ip(ops, addr, 1, 0);
-	}
 	return ret;
 }
 
@@ -180,6 +166,15 @@ int filter_init(const struct filter_ops *ops)
 {
 	int ret;
 
+	/*
+	 * The hooks move the instruction pointer of the hooked function,
+	 * which needs ftrace with registers (some -kvm and embedded kernels
+	 * have no ftrace at all).
+	 */
+	if (!IS_ENABLED(CONFIG_DYNAMIC_FTRACE_WITH_REGS)) {
+		pr_err("this kernel has no ftrace with registers (CONFIG_FUNCTION_TRACER, CONFIG_DYNAMIC_FTRACE_WITH_REGS): cannot intercept I/O, not loading\n");
+		return -EOPNOTSUPP;
+	}
 	filter_ops = ops;
 
 	ret = filter_hook(&filter_del_gendisk_ops, (unsigned long)del_gendisk,

@@ -19,9 +19,8 @@
 #include <linux/uaccess.h>
 #include <linux/capability.h>
 #include <linux/limits.h>
-#include <linux/version.h>
 #include <linux/blkdev.h>
-#include <linux/blk-integrity.h>
+#include "compat.h"
 #include "snapshot.h"
 #include "snapshot_params.h"
 #include "tracker.h"
@@ -460,7 +459,7 @@ static int snapshot_ctl_add(struct tracker *tracker, void __user *opt,
 			    u32 optlen)
 {
 	struct blksnap_snapshotadd arg;
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	struct snapshot *snap;
 	uuid_t id;
 	int ret;
@@ -479,13 +478,12 @@ static int snapshot_ctl_add(struct tracker *tracker, void __user *opt,
 	if (ret)
 		return ret;
 
-	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
+	if (compat_bdev_open(&ob, tracker->dev_id))
 		return -ENODEV;
 	mutex_lock(&tracker->ctl_lock);
-	ret = snapshot_add_device(&id, tracker, bdev);
+	ret = snapshot_add_device(&id, tracker, ob.bdev);
 	mutex_unlock(&tracker->ctl_lock);
-	blkdev_put(bdev, FMODE_READ);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
@@ -575,30 +573,6 @@ enum diff_area_cow snapshot_cow_bio(struct snapshot_device *sd,
 /* ---------------------------------------------------------------------- */
 /* Take                                                                   */
 /* ---------------------------------------------------------------------- */
-
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
-static int snapshot_freeze(struct block_device *bdev)
-{
-	return bdev_freeze(bdev);
-}
-
-static void snapshot_thaw(struct block_device *bdev)
-{
-	bdev_thaw(bdev);
-}
-#elif LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0)
-static int snapshot_freeze(struct block_device *bdev)
-{
-	return freeze_bdev(bdev);
-}
-
-static void snapshot_thaw(struct block_device *bdev)
-{
-	thaw_bdev(bdev);
-}
-#else
-#error "blksnap: freeze_bdev() of kernels before 5.11 is not wired up"
-#endif
 
 static void snapshot_set_area(struct snapshot_device *sd,
 			      struct diff_area *da)
@@ -697,7 +671,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 
 	/* File systems first: they sync and stop writing. */
 	list_for_each_entry(sd, &snap->devices, link) {
-		ret = snapshot_freeze(sd->diff_area->bdev);
+		ret = bdev_freeze(sd->diff_area->orig.bdev);
 		if (ret) {
 			pr_err("[%u:%u] cannot be frozen: %d\n",
 			       MAJOR(sd->tracker->dev_id),
@@ -713,14 +687,14 @@ static int snapshot_take_devices(struct snapshot *snap)
 	list_for_each_entry(sd, &snap->devices, link) {
 		if (ret)
 			break;
-		ret = tracker_take_snapshot(sd->tracker, sd->diff_area->bdev);
+		ret = tracker_take_snapshot(sd->tracker, sd->diff_area->orig.bdev);
 		if (!ret)
 			taken++;
 	}
 	list_for_each_entry(sd, &snap->devices, link) {
 		if (n++ == frozen)
 			break;
-		snapshot_thaw(sd->diff_area->bdev);
+		bdev_thaw(sd->diff_area->orig.bdev);
 	}
 	if (ret)
 		goto undo;

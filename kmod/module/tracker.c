@@ -317,11 +317,14 @@ enum tracker_admission {
 /*
  * Admit the write [@start, @end) at the gate of every tracker of @tdisk it
  * touches; its records are the list of those trackers afterwards (see
- * for_each_admitting()). All or nothing. Any context (@gfp decides).
+ * for_each_admitting()). All or nothing. Any context: it never sleeps (the
+ * trackers' list is walked under RCU), so a record comes from the
+ * allocator without reclaim or from the gate's reserve; when both are out
+ * (NO_MEMORY) the caller waits for records to come back, if it may.
  */
 static enum tracker_admission tracker_admit(struct tracked_disk *tdisk,
 					    struct bio *bio, sector_t start,
-					    sector_t end, gfp_t gfp)
+					    sector_t end)
 {
 	dev_t dev_id = bio_dev_id(bio);
 	enum tracker_admission ret;
@@ -336,7 +339,8 @@ again:
 			continue;
 		switch (write_gate_enter(&tracker->gate)) {
 		case GATE_ENTERED:
-			if (!write_gate_track(&tracker->gate, bio, gfp))
+			if (!write_gate_track(&tracker->gate, bio,
+					      GFP_NOWAIT | __GFP_NOWARN))
 				continue;
 			write_gate_leave(&tracker->gate);
 			ret = NO_MEMORY;
@@ -537,7 +541,7 @@ static void tracker_submit_bio(struct bio *bio)
 	 */
 	gfp = may_block && !current->bio_list ? GFP_NOIO : GFP_NOWAIT;
 	for (;;) {
-		switch (tracker_admit(tdisk, bio, start, end, gfp)) {
+		switch (tracker_admit(tdisk, bio, start, end)) {
 		case ADMITTED:
 			break;
 		case DEFERRED:
@@ -545,6 +549,7 @@ static void tracker_submit_bio(struct bio *bio)
 		case NO_MEMORY:
 			if (gfp == GFP_NOIO) {
 				/* The reserves are in flight: wait for some. */
+				__set_current_state(TASK_UNINTERRUPTIBLE);
 				io_schedule_timeout(HZ / 50);
 				continue;
 			}
@@ -695,14 +700,13 @@ void tracker_release_snapshot(struct tracker *tracker)
 
 int tracker_test_switch(struct tracker *tracker)
 {
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	int ret;
 
-	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
+	if (compat_bdev_open(&ob, tracker->dev_id))
 		return -ENODEV;
-	ret = tracker_switch(tracker, bdev, false, true);
-	blkdev_put(bdev, FMODE_READ);
+	ret = tracker_switch(tracker, ob.bdev, false, true);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
@@ -843,34 +847,40 @@ static void tracker_finish(struct tracker *tracker)
 	tracker_put(tracker);
 }
 
-/* Freeze the file system (if any) and the queue, around attach/detach. */
-static int tracker_freeze(struct block_device *bdev)
+/*
+ * Freeze the file system (if any) and the queue, around attach/detach;
+ * @memflags keeps what tracker_thaw() needs back.
+ */
+static int tracker_freeze(struct block_device *bdev, unsigned int *memflags)
 {
-	int ret = freeze_bdev(bdev);
+	int ret = bdev_freeze(bdev);
 
 	if (ret)
 		return ret;
-	blk_mq_freeze_queue(bdev_get_queue(bdev));
+	*memflags = compat_freeze_queue(bdev_get_queue(bdev));
 	return 0;
 }
 
-static void tracker_thaw(struct block_device *bdev)
+static void tracker_thaw(struct block_device *bdev, unsigned int memflags)
 {
-	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
-	thaw_bdev(bdev);
+	compat_unfreeze_queue(bdev_get_queue(bdev), memflags);
+	bdev_thaw(bdev);
 }
 
 int tracker_attach(dev_t dev_id)
 {
 	struct tracked_disk *spare = NULL;
+	struct compat_bdev ob;
 	struct block_device *bdev;
 	struct tracker *tracker, *other;
+	unsigned int memflags;
 	bool need_tdisk;
 	int ret;
 
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
-		return PTR_ERR(bdev);
+	ret = compat_bdev_open(&ob, dev_id);
+	if (ret)
+		return ret;
+	bdev = ob.bdev;
 	if (bdev_is_zoned(bdev)) {
 		ret = -EOPNOTSUPP;
 		goto out_put_bdev;
@@ -917,7 +927,7 @@ again:
 		}
 	}
 
-	ret = tracker_freeze(bdev);
+	ret = tracker_freeze(bdev, &memflags);
 	if (ret)
 		goto out_free_tracker;
 
@@ -933,7 +943,7 @@ again:
 		ret = -EAGAIN;	/* the disk's last tracker left meanwhile */
 	mutex_unlock(&tracker_mutex);
 
-	tracker_thaw(bdev);
+	tracker_thaw(bdev, memflags);
 	if (ret == -EAGAIN)
 		goto again;
 	if (!ret) {
@@ -947,33 +957,34 @@ out_free_tracker:
 	/* Unused: another attach made the disk's meanwhile. */
 	kfree(spare);
 out_put_bdev:
-	blkdev_put(bdev, FMODE_READ);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
 int tracker_detach(struct tracker *tracker)
 {
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	dev_t dev_id = tracker->dev_id;
+	unsigned int memflags;
+	bool frozen = false;
+	int ret = 0;
 
 	/* A device that is gone, or cannot be frozen, is detached unfrozen. */
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (!IS_ERR(bdev) && tracker_freeze(bdev)) {
-		blkdev_put(bdev, FMODE_READ);
-		bdev = ERR_PTR(-EBUSY);
+	if (!compat_bdev_open(&ob, dev_id)) {
+		frozen = !tracker_freeze(ob.bdev, &memflags);
+		if (!frozen)
+			compat_bdev_close(&ob);
 	}
-	if (!tracker_claim(tracker)) {
-		if (!IS_ERR(bdev)) {
-			tracker_thaw(bdev);
-			blkdev_put(bdev, FMODE_READ);
-		}
-		return -ENOENT;
+	if (tracker_claim(tracker))
+		tracker_finish(tracker);
+	else
+		ret = -ENOENT;
+	if (frozen) {
+		tracker_thaw(ob.bdev, memflags);
+		compat_bdev_close(&ob);
 	}
-	tracker_finish(tracker);
-	if (!IS_ERR(bdev)) {
-		tracker_thaw(bdev);
-		blkdev_put(bdev, FMODE_READ);
-	}
+	if (ret)
+		return ret;
 	pr_info("[%u:%u] tracker detached\n", MAJOR(dev_id), MINOR(dev_id));
 	return 0;
 }
@@ -1043,7 +1054,12 @@ int tracker_init(void)
 					  sizeof(struct tracker), 0, 0, NULL);
 	if (!tracker_cache)
 		goto fail_gate;
-	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
+	/*
+	 * Unbound: a release runs on any CPU. (Kernels from 7.x on warn about
+	 * a workqueue that says neither WQ_UNBOUND nor WQ_PERCPU.)
+	 */
+	tracker_wq = alloc_workqueue("blksnap-tracker",
+				     WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!tracker_wq)
 		goto fail_cache;
 	ret = bioset_init(&tracker_bio_set, BIO_POOL_SIZE, 0, 0);

@@ -48,7 +48,8 @@ int write_gate_module_init(void)
 	record_cache = KMEM_CACHE(write_gate_record, 0);
 	if (!record_cache)
 		return -ENOMEM;
-	gate_wq = alloc_workqueue("blksnap-gate", WQ_MEM_RECLAIM, 0);
+	gate_wq = alloc_workqueue("blksnap-gate", WQ_UNBOUND | WQ_MEM_RECLAIM,
+				  0);
 	if (!gate_wq) {
 		kmem_cache_destroy(record_cache);
 		return -ENOMEM;
