@@ -84,7 +84,7 @@ ln -sfn "$work" "$work_root/last"
 
 # Debian packages the VM needs on the host, with the command each provides.
 host_packages=(qemu-system-x86 linux-image-cloud-amd64 linux-headers-cloud-amd64
-	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd gcc make)
+	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd gcc make nbd-client)
 
 missing_packages() {
 	local p
@@ -181,7 +181,7 @@ do_build() {
 
 # Host programs copied into the guest with the shared libraries they link.
 guest_programs=(mke2fs e2fsck tune2fs dumpe2fs debugfs mkfs.xfs xfs_repair xfs_db fio
-	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp)
+	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp nbd-client)
 
 copy_with_libs() { # root program-path
 	local root=$1 bin=$2 lib
@@ -195,7 +195,7 @@ copy_with_libs() { # root program-path
 }
 
 cloud_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	virtio_blk virtio_pci)
+	virtio_blk virtio_pci nbd)
 
 build_base() { # output
 	local out=$1 root deno_bin p mod f rel

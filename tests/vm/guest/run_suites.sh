@@ -12,7 +12,7 @@ bad=$(cat /project/tests/vm/guest/kernel_log_problems.ere)
 failed=0
 
 wanted() { # file
-	[ "$smoke" = 1 ] && ! grep -q '^# vm-tags:.*smoke' "$1" && return 1
+	[ "$smoke" = 1 ] && ! grep -E -q '^(#|//) vm-tags:.*smoke' "$1" && return 1
 	[ $# -eq 1 ] && [ -z "$FILTERS" ] && return 0
 	for f in $FILTERS; do
 		case "$1" in *"$f"*) return 0 ;; esac

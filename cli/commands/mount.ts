@@ -1,0 +1,73 @@
+/**
+ * `blksnap mount` and `blksnap umount`: a backup point mounted read-only
+ * through the kernel's NBD driver, served in the background, and taken down
+ * again leaving no device, socket or process.
+ *
+ * @module
+ */
+
+import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { mountBackupPoint, unmountBackupPoint } from "../../lib/nbd/mod.ts";
+import { type CliContext, keyValues, note, report } from "../_output.ts";
+import { repoOption, repoPath } from "../_repo.ts";
+import { parseCount } from "../_size.ts";
+
+/** The command line that runs this CLI's `serve` for `repo` and `id` (mount appends `--socket`). */
+export function serveCommandLine(repo: string, id: string): string[] {
+  const main = new URL("../main.ts", import.meta.url).href;
+  return [Deno.execPath(), "run", "-A", main, "serve", "-r", repo, id];
+}
+
+/** The `mount` command. */
+export function mountCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("mount")
+    .description(
+      "mount backup <id> read-only on <dir> through NBD (loads nbd, serves the backup in the " +
+        "background, connects /dev/nbdN with nbd-client, mounts ext4 with noload and XFS with " +
+        "norecovery,nouuid); undo with umount",
+    )
+    .argument("<id>", "backup id (see list)")
+    .argument("<dir>", "an existing directory to mount on")
+    .addOption(repoOption())
+    .addOption(
+      new Option("--partition <n>", "mount this partition (1-based) of the backed-up device")
+        .argParser((s) => parseCount(s, 255)),
+    )
+    .action(async (id, dir, opts) => {
+      const repo = repoPath(opts.repo);
+      const m = await mountBackupPoint(repo, id, dir, {
+        serveCommand: serveCommandLine(repo, id),
+        partition: opts.partition,
+        log: (line) => note(ctx, `blksnap mount: ${line}`),
+      });
+      report(ctx, m, [
+        `mounted backup ${id} on ${m.dir} (read-only)`,
+        ...keyValues({
+          device: m.mountedDevice,
+          filesystem: m.fsType ?? "detected by the kernel",
+          options: m.options.join(","),
+          server_pid: m.pid,
+          socket: m.socket,
+        }),
+        `unmount with: blksnap umount ${m.dir}`,
+      ]);
+    });
+}
+
+/** The `umount` command. */
+export function umountCommand(ctx: CliContext): CommandUnknownOpts {
+  return new Command("umount")
+    .description(
+      "unmount a backup point mounted with blksnap mount: unmount, disconnect the NBD device, " +
+        "stop its server, remove its socket",
+    )
+    .argument("<dir>", "the mount point")
+    .action(async (dir) => {
+      const m = await unmountBackupPoint(dir);
+      report(
+        ctx,
+        { ...m, unmounted: true },
+        `unmounted backup ${m.backupId} from ${m.dir}; ${m.nbdDevice} disconnected, server stopped`,
+      );
+    });
+}
