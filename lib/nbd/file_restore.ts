@@ -56,15 +56,6 @@ export function relativeInside(path: string): string {
   return rel.replace(/\/+$/, "");
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function tally(path: string): Promise<{ kind: string; files: number; bytes: number }> {
   const st = await Deno.lstat(path);
   if (st.isSymlink) return { kind: "symlink", files: 0, bytes: 0 };

@@ -128,7 +128,8 @@ async function readText(path: string): Promise<string | null> {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
+/** Whether `path` exists (without following a final symbolic link). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
     return true;
