@@ -8,7 +8,13 @@
  */
 
 import { dirname, join, normalize, resolve } from "node:path";
-import { DEFAULT_RUN_DIR, mountBackupPoint, MountError, unmountBackupPoint } from "./mount.ts";
+import {
+  DEFAULT_RUN_DIR,
+  exists,
+  mountBackupPoint,
+  MountError,
+  unmountBackupPoint,
+} from "./mount.ts";
 
 /** Options of {@linkcode restoreFiles}. */
 export interface RestoreFilesOptions {
