@@ -19,7 +19,7 @@
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { digestOf, encodeChunk } from "../lib/backup/repository.ts";
+import { digestOf, encodeChunk } from "../lib/backup/chunk.ts";
 import { backup, FileSource, Repository } from "../lib/backup/mod.ts";
 import { median, spread } from "./_results.ts";
 

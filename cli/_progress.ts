@@ -6,7 +6,7 @@
  * @module
  */
 
-import cliProgress from "cli-progress";
+import { cliProgress } from "../deps.ts";
 import type { CliContext } from "./_output.ts";
 import { formatBytes } from "./_size.ts";
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Option } from "@commander-js/extra-typings";
+import { Option } from "../deps.ts";
 import { UsageError } from "./_exit.ts";
 
 /** The `-r, --repo <path>` option. */

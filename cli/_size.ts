@@ -7,7 +7,7 @@
  * @module
  */
 
-import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { InvalidArgumentError } from "../deps.ts";
 
 const UNITS: Record<string, bigint> = {
   "": 1n,

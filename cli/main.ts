@@ -18,7 +18,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "../deps.ts";
 import { describeError, errorCodeOf, ExitCode, exitCodeOf, isCommanderError } from "./_exit.ts";
 import { type CliContext, type CliIo, denoIo, newContext } from "./_output.ts";
 import { attachCommand, detachCommand } from "./commands/attach.ts";

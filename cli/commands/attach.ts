@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { Tracker } from "../../lib/tracker.ts";
 import { type CliContext, report } from "../_output.ts";
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { deviceKey, list, Repository } from "../../lib/backup/mod.ts";
 import { type CliContext, report, table } from "../_output.ts";
 import { repoOption, repoPath } from "../_repo.ts";

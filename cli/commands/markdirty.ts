@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { Tracker } from "../../lib/tracker.ts";
 import { UsageError } from "../_exit.ts";
 import { fileSectors } from "../_fiemap.ts";

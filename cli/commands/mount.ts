@@ -6,7 +6,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
 import { mountBackupPoint, unmountBackupPoint } from "../../lib/nbd/mod.ts";
 import { type CliContext, keyValues, note, report } from "../_output.ts";
 import { repoOption, repoPath } from "../_repo.ts";

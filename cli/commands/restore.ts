@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
 import { Repository, restore } from "../../lib/backup/mod.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";

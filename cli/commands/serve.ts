@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts, Option } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
 import { Repository } from "../../lib/backup/mod.ts";
 import { type NbdListenAddress, serveBackupPoint } from "../../lib/nbd/mod.ts";
 import { UsageError } from "../_exit.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { BlksnapError } from "../../lib/errors.ts";
 import { Snapshot, type SnapshotEvent } from "../../lib/snapshot.ts";
 import { Tracker } from "../../lib/tracker.ts";

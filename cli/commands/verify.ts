@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { Repository, verify } from "../../lib/backup/mod.ts";
 import { ExitCode } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { Command, type CommandUnknownOpts } from "@commander-js/extra-typings";
+import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { moduleVersion } from "../../lib/module_version.ts";
 import { type CliContext, report } from "../_output.ts";
 

@@ -8,38 +8,34 @@
  */
 
 import { join } from "node:path";
+import { BoundedPool, concurrencyOf } from "./_pool.ts";
+import { digestOf, encodeChunk, encodeChunkSync } from "./chunk.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
 import { ioError, RepoError } from "./errors.ts";
 import {
-  type BackupIndex,
-  type BackupStats,
   chunkCountOf,
   chunkLengthOf,
   DIGEST_SIZE,
-  encodeIndex,
+  FORMAT_VERSION,
   isAllZero,
-  type Manifest,
   newBackupId,
   sha256,
   toHex,
   ZERO_DIGEST,
 } from "./format.ts";
+import { type BackupIndex, encodeIndex } from "./index_file.ts";
 import {
-  digestOf,
-  encodeChunk,
-  encodeChunkSync,
-  readBounded,
-  type Repository,
-} from "./repository.ts";
+  type BackupStats,
+  deviceKey,
+  encodeFailedRun,
+  type FailedRun,
+  type Manifest,
+  MAX_RUN_RECORD_SIZE,
+  parseFailedRun,
+} from "./manifest.ts";
+import { readBounded, type Repository } from "./repository.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
-
-/** Progress of a running flow, for progress bars. */
-export interface Progress {
-  /** Bytes processed so far. */
-  bytesDone: number;
-  /** Bytes to process in total. */
-  bytesTotal: number;
-}
+import type { Progress } from "./types.ts";
 
 /** Options of {@linkcode backup}. */
 export interface BackupOptions {
@@ -77,23 +73,6 @@ export interface BackupResult {
   manifest: Manifest;
   /** Full or incremental, and why. */
   decision: Decision;
-}
-
-/** A failed-run record (`runs/<id>.json`). */
-export interface FailedRun {
-  /** Id the backup would have had. */
-  id: string;
-  /** Device key (`identity.id ?? identity.name`). */
-  device: string;
-  /** Start of the run. */
-  startTime: string;
-  /** Error message. */
-  error: string;
-}
-
-/** The key backups of one device chain by. */
-export function deviceKey(identity: { name: string; id?: string | null }): string {
-  return identity.id ?? identity.name;
 }
 
 /** Sorted, de-duplicated chunk numbers overlapping `extents` (clipped to capacity). */
@@ -149,10 +128,10 @@ async function lastFailedRun(
   for (const name of await repo.fs.readDir(repo.runsDir)) {
     if (!name.endsWith(".json")) continue;
     try {
-      const bytes = await readBounded(repo.fs, join(repo.runsDir, name), 64 * 1024);
+      const path = join(repo.runsDir, name);
+      const bytes = await readBounded(repo.fs, path, MAX_RUN_RECORD_SIZE);
       if (bytes === null) continue;
-      const r = JSON.parse(new TextDecoder().decode(bytes)) as FailedRun;
-      if (typeof r.device !== "string" || typeof r.startTime !== "string") continue;
+      const r = parseFailedRun(bytes, path);
       if (r.device === key && r.startTime > after && (!last || r.startTime > last.startTime)) {
         last = r;
       }
@@ -283,7 +262,7 @@ export async function backup(
     await repo.writeAtomic(repo.indexPath(id), indexBytes);
     const manifest: Manifest = {
       format: "blksnap-backup",
-      version: 1,
+      version: FORMAT_VERSION,
       id,
       device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
       chunkSize,
@@ -315,10 +294,7 @@ export async function backup(
       startTime: startTime.toISOString(),
       error: e instanceof Error ? e.message : String(e),
     };
-    await repo.writeAtomic(
-      join(repo.runsDir, `${id}.json`),
-      new TextEncoder().encode(JSON.stringify(record) + "\n"),
-    ).catch(() => {});
+    await repo.writeAtomic(repo.runRecordPath(id), encodeFailedRun(record)).catch(() => {});
     throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
   } finally {
     await lock.release().catch(() => {});
@@ -352,15 +328,10 @@ async function storeChunks(
   const offload = options.offload ?? true;
   const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
   const perRead = Math.max(1, Math.floor(readSize / chunkSize));
-  const concurrency = Math.max(
-    1,
-    options.concurrency ?? Math.max(2, navigator.hardwareConcurrency),
-  );
+  const pool = new BoundedPool(concurrencyOf(options.concurrency));
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
   let bytesDone = 0;
-  const inFlight = new Set<Promise<void>>();
   const pending = new Set<string>(); // digests being stored by this run
-  let failure: unknown = null;
 
   const processChunk = async (i: number, data: Uint8Array): Promise<void> => {
     let digest: Uint8Array;
@@ -434,22 +405,16 @@ async function storeChunks(
       next = prefetch(r + 1);
       const [first, count] = runs[r];
       for (let k = 0; k < count; k++) {
-        while (inFlight.size >= concurrency) await Promise.race(inFlight);
-        if (failure) break outer;
         const start = k * chunkSize;
         const len = chunkLengthOf(first + k, capacity, chunkSize);
-        const p: Promise<void> = processChunk(first + k, buf.subarray(start, start + len))
-          .catch((e) => {
-            failure ??= e;
-          })
-          .finally(() => inFlight.delete(p));
-        inFlight.add(p);
+        const chunk = buf.subarray(start, start + len);
+        if (!(await pool.run(() => processChunk(first + k, chunk)))) break outer;
       }
     }
   } catch (e) {
-    failure ??= e;
+    pool.fail(e);
   }
   await next?.catch(() => {}); // a read still in flight must end before the lock is released
-  await Promise.all(inFlight);
-  if (failure) throw failure;
+  await pool.drain();
+  pool.throwIfFailed();
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { CbtCursor, VerificationState } from "./format.ts";
+import type { CbtCursor, VerificationState } from "./manifest.ts";
 
 /** The parent backup as the decision sees it. */
 export interface DecisionParent {

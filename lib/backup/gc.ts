@@ -7,8 +7,10 @@
 
 import { join } from "node:path";
 import { RepoError } from "./errors.ts";
-import { bytesEqual, DIGEST_SIZE, isBackupId, isDigestHex, toHex, ZERO_DIGEST } from "./format.ts";
-import { readBounded, type Repository, TEMP_PREFIX } from "./repository.ts";
+import { isDigestHex, TEMP_PREFIX } from "./format.ts";
+import { referencedDigests } from "./index_file.ts";
+import { deviceKey, MAX_RUN_RECORD_SIZE, parseFailedRun } from "./manifest.ts";
+import { backupIdsIn, readBounded, type Repository } from "./repository.ts";
 
 /** Options of {@linkcode gc}. */
 export interface GcOptions {
@@ -62,15 +64,13 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
     };
     const referenced = new Set<string>();
     const names = await repo.fs.readDir(repo.backupsDir);
-    const ids = new Set(
-      names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter(isBackupId),
-    );
+    const ids = new Set(backupIdsIn(names));
     const newestOf = new Map<string, string>(); // device key -> newest backup id
     for (const id of [...ids].sort()) {
       let index;
       try {
         const m = await repo.readManifest(id);
-        newestOf.set(m.device.id ?? m.device.name, id);
+        newestOf.set(deviceKey(m.device), id);
         index = await repo.readIndex(m);
       } catch (e) {
         throw new RepoError(
@@ -81,10 +81,7 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
           { path: repo.manifestPath(id), cause: e },
         );
       }
-      for (let i = 0; i < index.chunkCount; i++) {
-        const d = index.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
-        if (!bytesEqual(d, ZERO_DIGEST)) referenced.add(toHex(d));
-      }
+      for (const hex of referencedDigests(index).keys()) referenced.add(hex);
     }
     for (const n of names) {
       const p = join(repo.backupsDir, n);
@@ -128,9 +125,9 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       let obsolete = n.startsWith(TEMP_PREFIX);
       if (!obsolete && n.endsWith(".json")) {
         try {
-          const bytes = await readBounded(repo.fs, p, 64 * 1024);
-          const device = bytes && JSON.parse(new TextDecoder().decode(bytes)).device;
-          const newest = typeof device === "string" ? newestOf.get(device) : undefined;
+          const bytes = await readBounded(repo.fs, p, MAX_RUN_RECORD_SIZE);
+          const device = bytes && parseFailedRun(bytes, p).device;
+          const newest = device ? newestOf.get(device) : undefined;
           obsolete = newest !== undefined && n.slice(0, -5) < newest;
         } catch {
           obsolete = true; // unreadable record

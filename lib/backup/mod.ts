@@ -21,15 +21,15 @@
  * @module
  */
 
+export { backup, type BackupOptions, type BackupResult, chunksOfExtents } from "./backup.ts";
 export {
-  backup,
-  type BackupOptions,
-  type BackupResult,
-  chunksOfExtents,
-  deviceKey,
-  type FailedRun,
-  type Progress,
-} from "./backup.ts";
+  backupDevices,
+  type BackupDevicesOptions,
+  type BackupDevicesResult,
+  type DeviceBackupOutcome,
+  type TakenDevice,
+} from "./backup_devices.ts";
+export { parseConfig, type RepoConfig } from "./config.ts";
 export {
   decideBackupMode,
   type Decision,
@@ -37,52 +37,30 @@ export {
   type DecisionParent,
 } from "./decision.ts";
 export { CorruptError, RepoError, RepoErrorCode, type RepoErrorOptions } from "./errors.ts";
+export { DEFAULT_CHUNK_SIZE, DIGEST_SIZE, FORMAT_VERSION, ZERO_DIGEST } from "./format.ts";
+export { DenoFs, type RepoFs, type RepoStat, type RepoWriteOptions } from "./fs.ts";
+export { gc, type GcOptions, type GcResult } from "./gc.ts";
+export { type BackupIndex, decodeIndex, encodeIndex } from "./index_file.ts";
+export { list, type ListResult } from "./list.ts";
+export { type LockHolder, type LockInfo, type LockOptions, RepoLock } from "./lock.ts";
 export {
-  type BackupIndex,
   type BackupStats,
   type CbtCursor,
-  decodeIndex,
-  DEFAULT_CHUNK_SIZE,
   type DeviceIdentity,
-  DIGEST_SIZE,
-  encodeIndex,
-  FORMAT_VERSION,
+  deviceKey,
+  type FailedRun,
   type Manifest,
-  parseConfig,
   parseManifest,
-  type RepoConfig,
   type VerificationState,
-  ZERO_DIGEST,
-} from "./format.ts";
-export {
-  DenoFs,
-  enospcError,
-  FaultFs,
-  type FaultFsOptions,
-  type FaultMode,
-  InjectedFault,
-  type RepoFs,
-  type RepoStat,
-  type RepoWriteOptions,
-} from "./fs.ts";
-export { gc, type GcOptions, type GcResult } from "./gc.ts";
+} from "./manifest.ts";
 export {
   applyRetention,
-  list,
-  type ListResult,
   prune,
   type PruneOptions,
   type PruneResult,
   type RetentionPolicy,
 } from "./prune.ts";
-export {
-  type InitOptions,
-  type LockInfo,
-  type LockOptions,
-  type OpenOptions,
-  RepoLock,
-  Repository,
-} from "./repository.ts";
+export { type InitOptions, type OpenOptions, Repository } from "./repository.ts";
 export {
   devNumbers,
   mountedDevices,
@@ -90,14 +68,7 @@ export {
   type RestoreOptions,
   type RestoreResult,
 } from "./restore.ts";
-export {
-  backupDevices,
-  type BackupDevicesOptions,
-  type BackupDevicesResult,
-  type DeviceBackupOutcome,
-  SnapshotSource,
-  type TakenDevice,
-} from "./snapshot_source.ts";
+export { SnapshotSource } from "./snapshot_source.ts";
 export {
   type BackupSource,
   type CbtMapLike,
@@ -105,10 +76,5 @@ export {
   FileSource,
   type FileSourceOptions,
 } from "./source.ts";
-export {
-  type BadBackup,
-  type BadChunk,
-  verify,
-  type VerifyOptions,
-  type VerifyReport,
-} from "./verify.ts";
+export type { BadBackup, Progress } from "./types.ts";
+export { type BadChunk, verify, type VerifyOptions, type VerifyReport } from "./verify.ts";

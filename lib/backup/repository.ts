@@ -1,43 +1,42 @@
 /**
- * The local-directory backup repository: config, content-addressed chunk
- * store, backup indexes and manifests, crash-safe writes and the writer
- * lock. Layout and rules: docs/repository-format.md.
+ * The local-directory backup repository: its layout and paths, crash-safe
+ * writes, and the checked reads of config, manifests, indexes and chunks.
+ * The formats are in `config.ts`, `chunk.ts`, `index_file.ts` and
+ * `manifest.ts`, the writer lock in `lock.ts`. Layout and rules:
+ * docs/repository-format.md.
  *
  * @module
  */
 
 import { dirname, join } from "node:path";
-import zlib from "node:zlib";
-import { CorruptError, errnoOf, ioError, RepoError } from "./errors.ts";
+import { decodeChunk, maxChunkFileSize } from "./chunk.ts";
+import { encodeConfig, parseConfig, type RepoConfig } from "./config.ts";
+import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
-  type BackupIndex,
-  bytesEqual,
-  CHUNK_HEADER_SIZE,
-  ChunkEncoding,
-  decodeChunkHeader,
-  decodeIndex,
   DEFAULT_CHUNK_SIZE,
-  DIGEST_SIZE,
-  encodeChunkFile,
-  encodeConfig,
-  encodeManifest,
   FORMAT_VERSION,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
-  type Manifest,
   MAX_CHUNK_COUNT,
   MAX_JSON_SIZE,
-  parseConfig,
-  parseManifest,
-  type RepoConfig,
+  randomHex,
   sha256,
+  TEMP_PREFIX,
   toHex,
 } from "./format.ts";
 import { DenoFs, type RepoFs } from "./fs.ts";
+import { type BackupIndex, decodeIndex, indexFileSize } from "./index_file.ts";
+import {
+  acquireLock,
+  type LockHolder,
+  lockHolder,
+  type LockOptions,
+  type RepoLock,
+} from "./lock.ts";
+import { encodeManifest, type Manifest, parseManifest } from "./manifest.ts";
 
-/** Prefix of temporary files; never data, removed by `gc`. */
-export const TEMP_PREFIX = ".tmp-";
+export { TEMP_PREFIX };
 
 /** Options of {@linkcode Repository.init}. */
 export interface InitOptions {
@@ -55,144 +54,6 @@ export interface OpenOptions {
   fs?: RepoFs;
   /** A lock older than this many milliseconds is stale. @default 3600000 */
   lockStaleMs?: number;
-}
-
-/** Contents of the lock file. */
-export interface LockInfo {
-  /** Process id of the holder. */
-  pid: number;
-  /** Host name of the holder. */
-  host: string;
-  /** When the lock was taken or last refreshed (ISO 8601 UTC). */
-  time: string;
-  /** What the holder is doing (`backup`, `prune`, `gc`, `verify`). */
-  operation: string;
-  /** Random token identifying this acquisition. */
-  token: string;
-}
-
-/** Options of {@linkcode Repository.lock}. */
-export interface LockOptions {
-  /** Wait up to this many milliseconds for a held lock. @default 0 */
-  waitMs?: number;
-  /** Remove a stale lock (dead pid on this host, or older than `lockStaleMs`). @default true */
-  breakStale?: boolean;
-}
-
-/** This host's name: `Deno.hostname()` (needs `--allow-sys`), else /etc/hostname. */
-function hostname(): string {
-  try {
-    return Deno.hostname();
-  } catch {
-    try {
-      return Deno.readTextFileSync("/etc/hostname").trim() || "unknown";
-    } catch {
-      return "unknown";
-    }
-  }
-}
-
-/**
- * Whether process `pid` exists on this host: `/proc/<pid>` (Deno needs
- * `--allow-all` to read /proc), else `kill -0` (needs `--allow-run`); when
- * neither is permitted it answers true, so the lock is judged by age only.
- */
-function pidAlive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-  }
-  try {
-    const out = new Deno.Command("kill", {
-      args: ["-0", String(pid)],
-      stdout: "null",
-      stderr: "piped",
-    }).outputSync();
-    if (out.success) return true;
-    return !/no such process/i.test(new TextDecoder().decode(out.stderr));
-  } catch {
-    return true;
-  }
-}
-
-function randomHex(bytes: number): string {
-  const b = new Uint8Array(bytes);
-  crypto.getRandomValues(b);
-  return toHex(b);
-}
-
-function parseLockInfo(bytes: Uint8Array): LockInfo | null {
-  try {
-    const o = JSON.parse(new TextDecoder().decode(bytes));
-    if (
-      typeof o === "object" && o !== null && Number.isSafeInteger(o.pid) &&
-      typeof o.host === "string" && typeof o.time === "string" && !isNaN(Date.parse(o.time)) &&
-      typeof o.operation === "string" && typeof o.token === "string"
-    ) return o as LockInfo;
-  } catch {
-    // unreadable lock: judged by its mtime
-  }
-  return null;
-}
-
-/** A held repository lock; release it with {@linkcode RepoLock.release} or `await using`. */
-export class RepoLock implements AsyncDisposable {
-  readonly #repo: Repository;
-  readonly #info: LockInfo;
-  readonly #timer: ReturnType<typeof setInterval>;
-  #held = true;
-
-  /** @internal Use {@linkcode Repository.lock}. */
-  constructor(repo: Repository, info: LockInfo, refreshMs: number) {
-    this.#repo = repo;
-    this.#info = info;
-    this.#timer = setInterval(() => void this.#refresh(), refreshMs);
-    Deno.unrefTimer(this.#timer);
-  }
-
-  /** The lock file contents. */
-  get info(): LockInfo {
-    return this.#info;
-  }
-
-  async #refresh(): Promise<void> {
-    if (!this.#held) return;
-    try {
-      const current = parseLockInfo(await this.#repo.fs.readFile(this.#repo.lockPath));
-      if (current?.token !== this.#info.token) return; // taken over as stale: not ours any more
-      this.#info.time = new Date().toISOString();
-      await this.#repo.writeAtomic(this.#repo.lockPath, lockBytes(this.#info));
-    } catch {
-      // a failed refresh only makes the lock look older
-    }
-  }
-
-  /** Release the lock if this holder still owns it. Idempotent. */
-  async release(): Promise<void> {
-    if (!this.#held) return;
-    this.#held = false;
-    clearInterval(this.#timer);
-    const fs = this.#repo.fs;
-    try {
-      const current = parseLockInfo(await fs.readFile(this.#repo.lockPath));
-      if (current?.token === this.#info.token) await fs.remove(this.#repo.lockPath);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) {
-        throw ioError("release lock", this.#repo.lockPath, e);
-      }
-    }
-  }
-
-  /** Same as {@linkcode RepoLock.release}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.release();
-  }
-}
-
-function lockBytes(info: LockInfo): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(info) + "\n");
 }
 
 /**
@@ -305,6 +166,10 @@ export class Repository {
   manifestPath(id: string): string {
     return join(this.backupsDir, `${id}.json`);
   }
+  /** Path of the failed-run record of run `id`. */
+  runRecordPath(id: string): string {
+    return join(this.runsDir, `${id}.json`);
+  }
 
   // ---------------------------------------------------------------- writes
 
@@ -332,7 +197,7 @@ export class Repository {
   }
 
   /**
-   * Store a chunk file (see {@linkcode encodeChunk}) under `hex`. The file is durable when this
+   * Store a chunk file (see `encodeChunk` in chunk.ts) under `hex`. The file is durable when this
    * returns; the rename becomes durable at {@linkcode Repository.syncChunkDirs}.
    */
   async putChunk(hex: string, file: Uint8Array): Promise<void> {
@@ -385,8 +250,7 @@ export class Repository {
     const names = await this.fs.readDir(this.backupsDir).catch((e) => {
       throw ioError("list", this.backupsDir, e);
     });
-    return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter(isBackupId)
-      .sort();
+    return backupIdsIn(names);
   }
 
   /** Read and check the manifest of backup `id`. */
@@ -407,9 +271,8 @@ export class Repository {
    */
   async readIndex(manifest: Manifest): Promise<BackupIndex> {
     const path = this.indexPath(manifest.id);
-    const expected = 64 + manifest.chunkCount * DIGEST_SIZE;
     if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const bytes = await readBounded(this.fs, path, expected);
+    const bytes = await readBounded(this.fs, path, indexFileSize(manifest.chunkCount));
     if (bytes === null) {
       throw new RepoError("NOT_FOUND", `Index of backup ${manifest.id} is missing`, { path });
     }
@@ -439,29 +302,11 @@ export class Repository {
       throw e;
     }
     if (file === null) throw badChunk(hex, path, "missing");
-    let data: Uint8Array;
     try {
-      const header = decodeChunkHeader(file, maxLength);
-      const payload = file.subarray(CHUNK_HEADER_SIZE);
-      if ((zlib.crc32(payload) >>> 0) !== header.payloadCrc32) {
-        throw new Error("payload CRC-32 mismatch");
-      }
-      data = header.encoding === ChunkEncoding.Raw
-        ? payload
-        : zstdDecompressSync(payload, header.length);
-      if (data.length !== header.length) {
-        throw new Error(`decompresses to ${data.length} bytes, header says ${header.length}`);
-      }
+      return decodeChunk(file, hex, maxLength, exactLength);
     } catch (e) {
       throw badChunk(hex, path, (e as Error).message, e);
     }
-    if (exactLength !== undefined && data.length !== exactLength) {
-      throw badChunk(hex, path, `is ${data.length} bytes, expected ${exactLength}`);
-    }
-    if (!bytesEqual(sha256(data), fromHexFast(hex))) {
-      throw badChunk(hex, path, "content does not match its SHA-256 name");
-    }
-    return data;
   }
 
   // ---------------------------------------------------------------- lock
@@ -470,117 +315,26 @@ export class Repository {
    * Take the writer lock (`lock` file: pid, host, time, operation). A lock
    * whose pid is dead on this host, or older than `lockStaleMs`, is stale and
    * removed; otherwise waits up to `waitMs`, then throws `LOCKED`. The holder
-   * refreshes the time every `lockStaleMs / 3`.
+   * refreshes the time every `lockStaleMs / 3`. See lock.ts.
    */
-  async lock(operation: string, options: LockOptions = {}): Promise<RepoLock> {
-    const deadline = Date.now() + (options.waitMs ?? 0);
-    const info: LockInfo = {
-      pid: Deno.pid,
-      host: hostname(),
-      time: new Date().toISOString(),
-      operation,
-      token: randomHex(8),
-    };
-    for (;;) {
-      // Write the lock complete under a temp name, then link it into place: the
-      // link is the atomic test-and-set, and a reader never sees a half-written lock.
-      const tmp = join(this.path, `${TEMP_PREFIX}lock-${info.token}`);
-      try {
-        info.time = new Date().toISOString();
-        await this.fs.writeFile(tmp, lockBytes(info), { sync: true });
-        try {
-          await this.fs.link(tmp, this.lockPath);
-          return new RepoLock(this, info, Math.max(1000, Math.floor(this.lockStaleMs / 3)));
-        } finally {
-          await this.fs.remove(tmp).catch(() => {});
-        }
-      } catch (e) {
-        if (!(e instanceof Deno.errors.AlreadyExists) && errnoOf(e) !== "EEXIST") {
-          throw ioError("lock", this.lockPath, e);
-        }
-      }
-      const holder = await this.lockHolder();
-      if (holder.stale && (options.breakStale ?? true)) {
-        // Move it aside first so two breakers cannot both delete a fresh lock.
-        const aside = join(this.path, `${TEMP_PREFIX}stale-lock-${randomHex(6)}`);
-        try {
-          await this.fs.rename(this.lockPath, aside);
-          await this.fs.remove(aside);
-        } catch (e) {
-          if (!(e instanceof Deno.errors.NotFound)) throw ioError("break lock", this.lockPath, e);
-        }
-        continue;
-      }
-      if (holder.info === null && !holder.exists) continue;
-      if (Date.now() >= deadline) {
-        const h = holder.info;
-        const who = h
-          ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}`
-          : "an unreadable lock file";
-        throw new RepoError("LOCKED", `Repository ${this.path} is locked: ${who}`, {
-          path: this.lockPath,
-        });
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  lock(operation: string, options: LockOptions = {}): Promise<RepoLock> {
+    return acquireLock(this, operation, options);
   }
 
   /** Who holds the lock, and whether it is stale. */
-  async lockHolder(): Promise<{ exists: boolean; info: LockInfo | null; stale: boolean }> {
-    const st = await this.fs.stat(this.lockPath);
-    if (st === null) return { exists: false, info: null, stale: false };
-    let info: LockInfo | null = null;
-    try {
-      info = parseLockInfo(await this.fs.readFile(this.lockPath));
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) return { exists: false, info: null, stale: false };
-    }
-    const time = info ? Date.parse(info.time) : st.mtimeMs;
-    const old = Date.now() - time > this.lockStaleMs;
-    const dead = info !== null && info.host === hostname() && info.pid !== Deno.pid &&
-      !pidAlive(info.pid);
-    return { exists: true, info, stale: old || dead };
+  lockHolder(): Promise<LockHolder> {
+    return lockHolder(this);
   }
 }
 
-/** Largest valid chunk file for chunks of at most `chunkSize` bytes. */
-export function maxChunkFileSize(chunkSize: number): number {
-  return CHUNK_HEADER_SIZE + chunkSize;
-}
-
-/** The chunk file of `data` given its zstd form: zstd if smaller, raw otherwise. */
-function chunkFileOf(data: Uint8Array, zstd: Uint8Array): Uint8Array {
-  const useZstd = zstd.length < data.length;
-  const payload = useZstd ? zstd : data;
-  return encodeChunkFile({
-    encoding: useZstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-    length: data.length,
-    payloadLength: payload.length,
-    payloadCrc32: zlib.crc32(payload) >>> 0,
-  }, payload);
-}
-
-/** Encode chunk bytes as a chunk file: zstd if it is smaller, raw otherwise. */
-export async function encodeChunk(data: Uint8Array, level: number): Promise<Uint8Array> {
-  return chunkFileOf(data, await zstdCompress(data, level));
-}
-
-/** Synchronous {@linkcode encodeChunk}: zstd on the calling thread. */
-export function encodeChunkSync(data: Uint8Array, level: number): Uint8Array {
-  const z = zlib.zstdCompressSync(data, {
-    params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
-  });
-  return chunkFileOf(data, new Uint8Array(z.buffer, z.byteOffset, z.length));
+/** The backup ids among the names of `backups/` (files `<id>.json`), sorted oldest first. */
+export function backupIdsIn(names: readonly string[]): string[] {
+  return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter(isBackupId)
+    .sort();
 }
 
 function badChunk(hex: string, path: string, problem: string, cause?: unknown): RepoError {
   return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, { path, cause });
-}
-
-function fromHexFast(hex: string): Uint8Array {
-  const out = new Uint8Array(hex.length >> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(2 * i, 2), 16);
-  return out;
 }
 
 /**
@@ -610,43 +364,4 @@ export async function readBounded(
     if (e instanceof Deno.errors.NotFound) return null;
     throw ioError("read", path, e);
   }
-}
-
-/** SHA-256 of `data` on Deno's thread pool. */
-export async function digestOf(data: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
-}
-
-/** zstd-compress `data` at `level` on the libuv-style thread pool. */
-export function zstdCompress(data: Uint8Array, level: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    zlib.zstdCompress(
-      data,
-      { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } },
-      (
-        err,
-        out,
-      ) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.length))),
-    );
-  });
-}
-
-/** Decompress a zstd frame on the calling thread, failing if the output would exceed `maxLength`. */
-export function zstdDecompressSync(data: Uint8Array, maxLength: number): Uint8Array {
-  const out = zlib.zstdDecompressSync(data, { maxOutputLength: Math.max(1, maxLength) });
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
-}
-
-/** Decompress a zstd frame, failing if the output would exceed `maxLength`. */
-export function zstdDecompress(data: Uint8Array, maxLength: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    zlib.zstdDecompress(
-      data,
-      { maxOutputLength: Math.max(1, maxLength) },
-      (
-        err,
-        out,
-      ) => (err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.length))),
-    );
-  });
 }

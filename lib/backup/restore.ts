@@ -5,10 +5,12 @@
  * @module
  */
 
+import { concurrencyOf, range, runBounded } from "./_pool.ts";
 import { ioError, RepoError } from "./errors.ts";
-import { bytesEqual, chunkLengthOf, DIGEST_SIZE, toHex, ZERO_DIGEST } from "./format.ts";
+import { bytesEqual, chunkLengthOf, toHex, ZERO_DIGEST } from "./format.ts";
+import { digestAt, referencedDigests } from "./index_file.ts";
 import type { Repository } from "./repository.ts";
-import type { Progress } from "./backup.ts";
+import type { Progress } from "./types.ts";
 
 /** Options of {@linkcode restore}. */
 export interface RestoreOptions {
@@ -167,15 +169,10 @@ async function restoreInner(
 ): Promise<RestoreResult> {
   const manifest = await repo.readManifest(backupId);
   const index = await repo.readIndex(manifest);
-  const { chunkSize, capacity, chunkCount, digests } = index;
-  const digestAt = (i: number) => digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
+  const { chunkSize, capacity, chunkCount } = index;
 
   // Every chunk must exist (and, with verifyFirst, be intact) before the target is touched.
-  const unique = new Map<string, number>();
-  for (let i = 0; i < chunkCount; i++) {
-    const d = digestAt(i);
-    if (!bytesEqual(d, ZERO_DIGEST)) unique.set(toHex(d), chunkLengthOf(i, capacity, chunkSize));
-  }
+  const unique = referencedDigests(index);
   const missing: string[] = [];
   for (const hex of unique.keys()) if (!(await repo.hasChunk(hex))) missing.push(hex);
   if (missing.length > 0) {
@@ -188,7 +185,9 @@ async function restoreInner(
     );
   }
   if (options.verifyFirst) {
-    for (const [hex, len] of unique) await repo.readChunk(hex, chunkSize, len);
+    for (const [hex, i] of unique) {
+      await repo.readChunk(hex, chunkSize, chunkLengthOf(i, capacity, chunkSize));
+    }
   }
 
   // Open the target.
@@ -241,18 +240,12 @@ async function restoreInner(
   }
 
   const sparse = kind === "new-file";
-  const concurrency = Math.max(
-    1,
-    options.concurrency ?? Math.max(2, navigator.hardwareConcurrency),
-  );
   const bytesTotal = Number(capacity);
   let bytesDone = 0;
   let bytesWritten = 0;
   let chunksSkipped = 0;
   let zeros: Uint8Array | null = null;
   let writeChain: Promise<void> = Promise.resolve();
-  let failure: unknown = null;
-  const inFlight = new Set<Promise<void>>();
 
   const writeAt = (offset: bigint, data: Uint8Array): Promise<void> => {
     writeChain = writeChain.then(async () => {
@@ -265,7 +258,7 @@ async function restoreInner(
   };
 
   const one = async (i: number): Promise<void> => {
-    const d = digestAt(i);
+    const d = digestAt(index, i);
     const len = chunkLengthOf(i, capacity, chunkSize);
     const offset = BigInt(i) * BigInt(chunkSize);
     if (bytesEqual(d, ZERO_DIGEST)) {
@@ -283,19 +276,8 @@ async function restoreInner(
   };
 
   try {
-    for (let i = 0; i < chunkCount && !failure; i++) {
-      while (inFlight.size >= concurrency) await Promise.race(inFlight);
-      if (failure) break;
-      const p: Promise<void> = one(i).catch((e) => {
-        failure ??= e;
-      }).finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    }
-    await Promise.all(inFlight);
-    await writeChain.catch((e) => {
-      failure ??= e;
-    });
-    if (failure) throw failure;
+    await runBounded(range(chunkCount), concurrencyOf(options.concurrency), one);
+    await writeChain;
     await file.sync();
   } catch (e) {
     file.close();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DeviceIdentity } from "./format.ts";
+import type { DeviceIdentity } from "./manifest.ts";
 
 /** A byte range reported as changed by CBT. */
 export interface ChangedExtent {

@@ -7,21 +7,14 @@
  */
 
 import { join } from "node:path";
+import { concurrencyOf, runBounded } from "./_pool.ts";
+import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
 import { RepoError } from "./errors.ts";
-import {
-  type BackupIndex,
-  bytesEqual,
-  CHUNK_HEADER_SIZE,
-  chunkLengthOf,
-  DIGEST_SIZE,
-  isBackupId,
-  isDigestHex,
-  type Manifest,
-  toHex,
-  ZERO_DIGEST,
-} from "./format.ts";
-import { maxChunkFileSize, type Repository, TEMP_PREFIX } from "./repository.ts";
-import type { Progress } from "./backup.ts";
+import { chunkLengthOf, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts";
+import { type BackupIndex, referencedDigests } from "./index_file.ts";
+import type { Manifest } from "./manifest.ts";
+import type { Repository } from "./repository.ts";
+import type { BadBackup, Progress } from "./types.ts";
 
 /** Options of {@linkcode verify}. */
 export interface VerifyOptions {
@@ -49,16 +42,6 @@ export interface BadChunk {
   detail: string;
   /** Ids of every backup whose index references it. */
   backups: string[];
-}
-
-/** A backup whose manifest or index cannot be used. */
-export interface BadBackup {
-  /** Backup id. */
-  id: string;
-  /** The file at fault. */
-  path: string;
-  /** The error message. */
-  error: string;
 }
 
 /** The result of {@linkcode verify}. */
@@ -162,16 +145,13 @@ async function verifyLocked(
     }
     manifests.set(id, m);
     report.backupsChecked++;
-    for (let i = 0; i < index.chunkCount; i++) {
-      const d = index.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE);
-      if (bytesEqual(d, ZERO_DIGEST)) continue;
-      const hex = toHex(d);
+    for (const [hex, i] of referencedDigests(index)) {
       let u = users.get(hex);
       if (!u) {
         u = { ids: [], length: chunkLengthOf(i, index.capacity, index.chunkSize) };
         users.set(hex, u);
       }
-      if (u.ids[u.ids.length - 1] !== id) u.ids.push(id);
+      u.ids.push(id);
     }
   }
 
@@ -217,16 +197,9 @@ async function verifyLocked(
     bytesDone += u.length;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
-  const concurrency = deep
-    ? Math.max(1, options.concurrency ?? Math.max(2, navigator.hardwareConcurrency))
-    : 16;
-  const inFlight = new Set<Promise<void>>();
-  for (const [hex, u] of users) {
-    while (inFlight.size >= concurrency) await Promise.race(inFlight);
-    const p: Promise<void> = checkOne(hex, u).finally(() => inFlight.delete(p));
-    inFlight.add(p);
-  }
-  await Promise.all(inFlight);
+  // A fast verify only stats files: 16 at once keeps a slow disk busy.
+  const concurrency = deep ? concurrencyOf(options.concurrency) : 16;
+  await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
 
   // Warnings: unreferenced chunks, temp files, stray names.

@@ -11,7 +11,8 @@
  */
 
 import { RepoError } from "../backup/errors.ts";
-import { chunkLengthOf, DIGEST_SIZE, type Manifest, toHex } from "../backup/format.ts";
+import { chunkLengthOf, DIGEST_SIZE, toHex } from "../backup/format.ts";
+import type { Manifest } from "../backup/manifest.ts";
 import type { Repository } from "../backup/repository.ts";
 import type { BlockSource, Extent, ReadPiece } from "./block_source.ts";
 import { mergeExtents } from "./block_source.ts";

@@ -6,7 +6,7 @@
 //   2^32 - 1 blocks, stored as repeated shared pieces so memory stays small;
 //   the model walks the sorted entries as segments.
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../_deps.ts";
 import { type CbtInfo, CbtMap, type Extent } from "../../mod.ts";
 
 const GEN = "6f1c2a9e-0d4b-4c55-9a43-1f2e3d4c5b6a";

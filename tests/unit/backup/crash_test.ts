@@ -3,15 +3,14 @@ import { join } from "node:path";
 import {
   backup,
   DenoFs,
-  FaultFs,
   gc,
-  InjectedFault,
   list,
   RepoError,
   Repository,
   restore,
   verify,
 } from "../../../lib/backup/mod.ts";
+import { FaultFs, InjectedFault } from "../../../lib/backup/_fault_fs.ts";
 import {
   copyDir,
   deadPid,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../../_deps.ts";
 import {
   chunksOfExtents,
   CorruptError,
@@ -8,12 +8,8 @@ import {
   parseConfig,
   parseManifest,
 } from "../../../lib/backup/mod.ts";
-import {
-  decodeChunkHeader,
-  encodeChunkFile,
-  isAllZero,
-  sha256,
-} from "../../../lib/backup/format.ts";
+import { decodeChunkHeader, encodeChunkFile } from "../../../lib/backup/chunk.ts";
+import { isAllZero, sha256 } from "../../../lib/backup/format.ts";
 
 const seed = Date.now() % 2 ** 31;
 console.log(`fast-check seed ${seed}`);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import fc from "fast-check";
+import { fc } from "../../_deps.ts";
 import {
   applyRetention,
   backup,

@@ -11,7 +11,7 @@ import {
   restore,
   verify,
 } from "../../../lib/backup/mod.ts";
-import { encodeChunk } from "../../../lib/backup/repository.ts";
+import { encodeChunk } from "../../../lib/backup/chunk.ts";
 import { sha256, toHex } from "../../../lib/backup/format.ts";
 import { MemSource, pseudoRandom, sha256Hex, tempDir } from "./_helpers.ts";
 

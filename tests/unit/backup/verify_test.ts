@@ -10,7 +10,8 @@ import {
   verify,
   ZERO_DIGEST,
 } from "../../../lib/backup/mod.ts";
-import { decodeIndex, toHex } from "../../../lib/backup/format.ts";
+import { toHex } from "../../../lib/backup/format.ts";
+import { decodeIndex } from "../../../lib/backup/index_file.ts";
 import { FakeCbt, MemSource, pseudoRandom, sha256Hex, tempDir } from "./_helpers.ts";
 
 const KiB = 1024;

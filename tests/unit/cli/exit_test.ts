@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CommanderError, InvalidArgumentError } from "@commander-js/extra-typings";
+import { CommanderError, InvalidArgumentError } from "../../../deps.ts";
 import {
   describeError,
   errorCodeOf,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { InvalidArgumentError } from "@commander-js/extra-typings";
+import { InvalidArgumentError } from "../../../deps.ts";
 import {
   formatBytes,
   formatDuration,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import { fc } from "../../_deps.ts";
 import { BlockRanges } from "../../../lib/nbd/block_ranges.ts";
 
 Deno.test("BlockRanges matches a set of blocks under any sequence of adds, and stays canonical", () => {

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import fc from "fast-check";
+import { fc } from "../../_deps.ts";
 import { piecesToBytes } from "../../../lib/nbd/block_source.ts";
 import { decodeOverlayMap, OverlaySource } from "../../../lib/nbd/overlay.ts";
 import { MemorySource } from "./_memory_source.ts";

@@ -11,7 +11,7 @@ import {
   backupDevices,
   type DeviceBackupOutcome,
   type TakenDevice,
-} from "../../../lib/backup/snapshot_source.ts";
+} from "../../../lib/backup/backup_devices.ts";
 import {
   chunksOfExtents,
   type Manifest,

@@ -11,7 +11,7 @@
  */
 
 import assert from "node:assert/strict";
-import { backupDevices, type DeviceBackupOutcome } from "../../../lib/backup/snapshot_source.ts";
+import { backupDevices, type DeviceBackupOutcome } from "../../../lib/backup/backup_devices.ts";
 import { type Manifest, Repository, restore } from "../../../lib/backup/mod.ts";
 import { detachQuietly, loopDevice, sha256File } from "./40-helpers.ts";
 

@@ -10,7 +10,7 @@
  */
 
 import assert from "node:assert/strict";
-import { backupDevices, type DeviceBackupOutcome } from "../../../lib/backup/snapshot_source.ts";
+import { backupDevices, type DeviceBackupOutcome } from "../../../lib/backup/backup_devices.ts";
 import { list, type Manifest, Repository, restore, verify } from "../../../lib/backup/mod.ts";
 import { Snapshot } from "../../../mod.ts";
 import { detachQuietly, loopDevice, randomBytes, sh, sha256File, writeAt } from "./40-helpers.ts";
