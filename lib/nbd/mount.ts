@@ -325,6 +325,12 @@ export async function mountBackupPoint(
     let mountedDevice = nbdDevice;
     if (partition !== null) {
       const part = `${nbdName}p${partition}`;
+      // The kernel reads the partition table at the next open of the disk
+      // (udev does that where it runs): open it, and ask again if need be.
+      await readHead(nbdDevice);
+      if (!(await exists(`/sys/block/${nbdName}/${part}`))) {
+        await run("blockdev", ["--rereadpt", nbdDevice]);
+      }
       try {
         await waitFor(
           `partition ${partition} of ${nbdDevice}`,
