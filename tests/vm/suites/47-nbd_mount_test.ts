@@ -14,7 +14,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { backupDevices, type Manifest, Repository } from "../../../lib/backup/mod.ts";
+import {
+  backup,
+  backupDevices,
+  FileSource,
+  type Manifest,
+  Repository,
+} from "../../../lib/backup/mod.ts";
 import { denoRun, detachQuietly, loopDevice, randomBytes, sh } from "./40-helpers.ts";
 
 const CLI = "cli/main.ts";
@@ -283,10 +289,14 @@ Deno.test("a backup of a partitioned disk mounts the chosen partition; a missing
   const held = await tree(mnt);
   await sh("umount", mnt);
 
+  // The whole disk, quiet (nothing mounted): backed up as an image.
   const repoPath = join(loop.dir, "repo");
-  await cli("init", "-r", repoPath, "--chunk-size", "1M");
-  const b = JSON.parse(await cli("--json", "backup", "-r", repoPath, "--image", loop.dev));
-  const id = b.backups[0].manifest.id;
+  const repo = await Repository.init(repoPath, { chunkSize: 1 << 20 });
+  let id: string;
+  {
+    using source = await FileSource.open(loop.dev);
+    id = (await backup(source, repo)).manifest.id;
+  }
   const dir = join(loop.dir, "restore-mnt");
   await Deno.mkdir(dir);
   const out = JSON.parse(await cli("--json", "mount", "-r", repoPath, id, dir, "--partition", "2"));
