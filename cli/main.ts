@@ -21,6 +21,9 @@
 import { Command, type CommandUnknownOpts, Option } from "../deps.ts";
 import { describeError, errorCodeOf, ExitCode, exitCodeOf, isCommanderError } from "./_exit.ts";
 import { type CliContext, type CliIo, denoIo, newContext } from "./_output.ts";
+import { setPasswordFile } from "./_password.ts";
+import { copyCommand } from "./commands/copy.ts";
+import { keyCommand } from "./commands/key.ts";
 import { attachCommand, detachCommand } from "./commands/attach.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { cbtinfoCommand } from "./commands/cbtinfo.ts";
@@ -88,12 +91,18 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     .addOption(
       new Option("--lib <path>", "path of libblksnap.so (sets BLKSNAP_LIB)"),
     )
+    .option(
+      "--password-file <file>",
+      "passphrase of an encrypted repository: the file's first line (else $BLKSNAP_PASSWORD, " +
+        "else asked on the terminal)",
+    )
     .addHelpText("after", EXIT_CODES_HELP)
     .helpCommand(true)
     .hook("preAction", (root) => {
       const opts = root.opts();
       ctx.json = opts.json ?? false;
       if (opts.lib !== undefined) Deno.env.set("BLKSNAP_LIB", opts.lib);
+      setPasswordFile(opts.passwordFile);
     });
   const commands = [
     versionCommand(ctx),
@@ -113,6 +122,8 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     listCommand(ctx),
     pruneCommand(ctx),
     gcCommand(ctx),
+    copyCommand(ctx),
+    keyCommand(ctx),
   ];
   for (const c of commands) program.addCommand(c);
   configureTree(program, ctx.io);

@@ -6,17 +6,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import {
-  backup,
-  backupDevices,
-  type BackupResult,
-  FileSource,
-  Repository,
-} from "../../lib/backup/mod.ts";
+import { backup, backupDevices, type BackupResult, FileSource } from "../../lib/backup/mod.ts";
 import { describeError, ExitCode, UsageError } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, formatDuration, parseCount, parseSize } from "../_size.ts";
 
 /** One device's line of the report. */
@@ -67,7 +61,7 @@ export function backupCommand(ctx: CliContext): CommandUnknownOpts {
       if (devices.length > 0 && opts.diffStorage === undefined) {
         throw new UsageError("-s/--diff-storage is required with --device");
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "backup");
       const common = {
         full: opts.full,

@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { gc, Repository } from "../../lib/backup/mod.ts";
+import { gc } from "../../lib/backup/mod.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
-import { formatBytes } from "../_size.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
+import { formatBytes, parseCount } from "../_size.ts";
 
 /** The `gc` command. */
 export function gcCommand(ctx: CliContext): CommandUnknownOpts {
@@ -18,9 +18,17 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
     )
     .addOption(repoOption())
     .option("--dry-run", "count what would be removed, remove nothing")
+    .option(
+      "--grace <minutes>",
+      "never remove chunks written in the last <minutes> (default: 60 on s3://, 0 locally)",
+      (v) => parseCount(v, 1_000_000),
+    )
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
-      const r = await gc(repo, { dryRun: opts.dryRun });
+      const repo = await openRepo(repoPath(opts.repo));
+      const r = await gc(repo, {
+        dryRun: opts.dryRun,
+        graceMs: opts.grace === undefined ? undefined : opts.grace * 60_000,
+      });
       report(ctx, { dryRun: opts.dryRun ?? false, ...r }, [
         `${opts.dryRun ? "would free" : "freed"} ${formatBytes(r.bytesFreed)}`,
         ...keyValues({
@@ -29,6 +37,11 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
           temp_files_removed: r.tempFilesRemoved,
           orphan_indexes_removed: r.orphanIndexesRemoved,
           run_records_removed: r.runRecordsRemoved,
+          ...(r.sparedBefore
+            ? { chunks_spared: `${r.chunksSpared} (written after ${r.sparedBefore})` }
+            : {}),
+          ...(r.chunksRetained ? { chunks_retained_by_object_lock: r.chunksRetained } : {}),
+          ...(r.sparedBecause ? { all_unreferenced_spared: r.sparedBecause } : {}),
         }),
       ]);
     });

@@ -7,15 +7,38 @@
  */
 
 import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
+import { Repository } from "../../lib/backup/mod.ts";
 import { mountBackupPoint, unmountBackupPoint } from "../../lib/nbd/mod.ts";
+import { readPassphrase } from "../_password.ts";
 import { type CliContext, keyValues, note, report } from "../_output.ts";
 import { repoOption, repoPath } from "../_repo.ts";
 import { parseCount } from "../_size.ts";
 
-/** The command line that runs this CLI's `serve` for `repo` and `id` (mount appends `--socket`). */
-export function serveCommandLine(repo: string, id: string): string[] {
+/** How the background server is started: this CLI's `serve` (mount appends `--socket`). */
+export interface ServerLaunch {
+  /** The command line. */
+  serveCommand: string[];
+  /** Its added environment: the passphrase of an encrypted repository, asked here once. */
+  serveEnv: Record<string, string>;
+}
+
+/**
+ * Check that backup `id` of `repo` opens (asking for the passphrase of an
+ * encrypted repository now, on this terminal) and say how to start its
+ * server in the background, where nothing can be asked. The passphrase goes
+ * to the server in its environment (readable only by its user and root).
+ */
+export async function serverLaunch(repo: string, id: string): Promise<ServerLaunch> {
+  let passphrase: string | undefined;
+  const r = await Repository.open(repo, {
+    passphrase: async () => (passphrase = await readPassphrase()),
+  });
+  await r.readManifest(id);
   const main = new URL("../main.ts", import.meta.url).href;
-  return [Deno.execPath(), "run", "-A", main, "serve", "-r", repo, id];
+  return {
+    serveCommand: [Deno.execPath(), "run", "-A", main, "serve", "-r", repo, id],
+    serveEnv: passphrase === undefined ? {} : { BLKSNAP_PASSWORD: passphrase },
+  };
 }
 
 /** The `mount` command. */
@@ -36,7 +59,7 @@ export function mountCommand(ctx: CliContext): CommandUnknownOpts {
     .action(async (id, dir, opts) => {
       const repo = repoPath(opts.repo);
       const m = await mountBackupPoint(repo, id, dir, {
-        serveCommand: serveCommandLine(repo, id),
+        ...(await serverLaunch(repo, id)),
         partition: opts.partition,
         log: (line) => note(ctx, `blksnap mount: ${line}`),
       });

@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { prune, Repository } from "../../lib/backup/mod.ts";
+import { prune } from "../../lib/backup/mod.ts";
 import { UsageError } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { parseCount } from "../_size.ts";
 
 /** The `prune` command. */
@@ -37,7 +37,7 @@ export function pruneCommand(ctx: CliContext): CommandUnknownOpts {
           "give at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly",
         );
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await prune(repo, policy, { dryRun: opts.dryRun, device: opts.device });
       const verb = opts.dryRun ? "would remove" : "removed";
       const lines = [

@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
-import { Repository, restore } from "../../lib/backup/mod.ts";
+import { restore } from "../../lib/backup/mod.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, formatDuration, parseCount } from "../_size.ts";
 import { restoreFilesAction } from "./restore_files.ts";
 
@@ -44,7 +44,7 @@ export function restoreCommand(ctx: CliContext): CommandUnknownOpts {
           opts.partition,
         );
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "restore");
       const started = performance.now();
       let r;

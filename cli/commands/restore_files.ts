@@ -8,7 +8,7 @@
 import { restoreFiles } from "../../lib/nbd/mod.ts";
 import { type CliContext, note, report, table } from "../_output.ts";
 import { formatBytes } from "../_size.ts";
-import { serveCommandLine } from "./mount.ts";
+import { serverLaunch } from "./mount.ts";
 
 /** Copy `files` of backup `id` into directory `target`. */
 export async function restoreFilesAction(
@@ -20,7 +20,7 @@ export async function restoreFilesAction(
   partition: number | undefined,
 ): Promise<void> {
   const r = await restoreFiles(repo, id, target, files, {
-    serveCommand: serveCommandLine(repo, id),
+    ...(await serverLaunch(repo, id)),
     partition,
     log: (line) => note(ctx, `blksnap restore: ${line}`),
   });

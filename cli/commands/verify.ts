@@ -5,11 +5,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, verify } from "../../lib/backup/mod.ts";
+import { verify } from "../../lib/backup/mod.ts";
 import { ExitCode } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 
 /** The `verify` command. */
 export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
@@ -22,7 +22,7 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
     .option("--deep", "decompress and re-hash every referenced chunk")
     .option("--no-mark", "do not record a deep verify's result in the manifests")
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "verify", "items");
       let r;
       try {

@@ -76,7 +76,7 @@ export function hostname(): string {
  * `--allow-all` to read /proc), else `kill -0` (needs `--allow-run`); when
  * neither is permitted it answers true, so the lock is judged by age only.
  */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     Deno.statSync(`/proc/${pid}`);
     return true;
@@ -96,7 +96,8 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-function parseLockInfo(bytes: Uint8Array): LockInfo | null {
+/** The lock's contents, or `null` when it is not a valid lock (judged by its age then). */
+export function parseLockInfo(bytes: Uint8Array): LockInfo | null {
   try {
     const o = JSON.parse(new TextDecoder().decode(bytes));
     if (
@@ -110,7 +111,8 @@ function parseLockInfo(bytes: Uint8Array): LockInfo | null {
   return null;
 }
 
-function lockBytes(info: LockInfo): Uint8Array {
+/** The bytes of a lock holding `info`. */
+export function lockBytes(info: LockInfo): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(info) + "\n");
 }
 

@@ -1,11 +1,12 @@
 /**
- * Block-level backups of Linux block devices into a local-directory
- * repository: content-addressed, zstd-compressed, fixed-size chunks named by
- * SHA-256, one index and one manifest per backup, incrementals driven by the
- * CBT cursor. Each flow is a function: {@linkcode backup},
- * {@linkcode restore}, {@linkcode verify}, {@linkcode list},
- * {@linkcode prune}, {@linkcode gc}. The format is in
- * docs/repository-format.md.
+ * Block-level backups of Linux block devices into a repository in a local
+ * directory or on S3 (`s3://bucket/prefix`): content-addressed,
+ * zstd-compressed, fixed-size chunks (named by SHA-256, or by a keyed HMAC
+ * and sealed with ChaCha20-Poly1305 in an encrypted repository), one index
+ * and one manifest per backup, incrementals driven by the CBT cursor. Each
+ * flow is a function: {@linkcode backup}, {@linkcode restore},
+ * {@linkcode verify}, {@linkcode list}, {@linkcode prune}, {@linkcode gc},
+ * {@linkcode copy}. The format is in docs/repository-format.md.
  *
  * @example Full backup of an image file, then restore and verify
  * ```ts ignore
@@ -30,6 +31,12 @@ export {
   type TakenDevice,
 } from "./backup_devices.ts";
 export { parseConfig, type RepoConfig } from "./config.ts";
+export { copy, type CopyOptions, type CopyResult } from "./copy.ts";
+export { DEFAULT_SCRYPT, type KeySlot, type ScryptParams } from "./crypto/keys.ts";
+export type { Backend, PutOptions, StoredObject } from "./storage/backend.ts";
+export { LocalBackend } from "./storage/local.ts";
+export { S3Backend, type S3BackendOptions } from "./storage/s3.ts";
+export type { S3Settings } from "./s3/config.ts";
 export {
   decideBackupMode,
   type Decision,
@@ -60,7 +67,7 @@ export {
   type PruneResult,
   type RetentionPolicy,
 } from "./prune.ts";
-export { type InitOptions, type OpenOptions, Repository } from "./repository.ts";
+export { cacheDir, type InitOptions, type OpenOptions, Repository } from "./repository.ts";
 export {
   devNumbers,
   mountedDevices,

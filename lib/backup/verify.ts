@@ -6,7 +6,6 @@
  * @module
  */
 
-import { join } from "node:path";
 import { concurrencyOf, runBounded } from "./_pool.ts";
 import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
 import { RepoError } from "./errors.ts";
@@ -14,6 +13,8 @@ import { chunkLengthOf, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts
 import { type BackupIndex, referencedDigests } from "./index_file.ts";
 import type { Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { chunkName } from "./storage/backend.ts";
+import { maxSealedChunkSize } from "./crypto/sealed.ts";
 import type { BadBackup, Progress } from "./types.ts";
 
 /** Options of {@linkcode verify}. */
@@ -116,15 +117,16 @@ async function verifyLocked(
   const { chunkSize } = repo.config;
   const users = new Map<string, { ids: string[]; length: number }>();
   const manifests = new Map<string, Manifest>();
-  const names = await repo.fs.readDir(repo.backupsDir);
+  const names: string[] = [];
+  for await (const o of repo.list("backups/")) names.push(o.name.slice("backups/".length));
   const ids = new Set<string>();
   for (const n of names) {
-    if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(repo.backupsDir, n));
+    if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(repo.backend.display(`backups/${n}`));
     else if (n.endsWith(".json") && isBackupId(n.slice(0, -5))) ids.add(n.slice(0, -5));
   }
   for (const n of names) {
     if (n.endsWith(".index") && !ids.has(n.slice(0, -6))) {
-      report.orphanIndexes.push(join(repo.backupsDir, n));
+      report.orphanIndexes.push(repo.backend.display(`backups/${n}`));
     }
   }
   for (const id of [...ids].sort()) {
@@ -137,7 +139,7 @@ async function verifyLocked(
       continue;
     }
     try {
-      index = await repo.readIndex(m);
+      index = await repo.readIndex(m, { fresh: true });
     } catch (e) {
       manifests.set(id, m);
       report.badBackups.push({ id, path: repo.indexPath(id), error: (e as Error).message });
@@ -155,16 +157,32 @@ async function verifyLocked(
     }
   }
 
+  // The chunk store as listed: on S3 one listing gives every size (no HEAD per chunk);
+  // a directory listing gives names, and each referenced chunk is then stat'ed.
+  const stored = new Map<string, number | undefined>();
+  for await (const o of repo.list("chunks/")) {
+    const slash = o.name.indexOf("/", "chunks/".length);
+    const fan = slash < 0 ? "" : o.name.slice("chunks/".length, slash);
+    const n = o.name.slice(o.name.lastIndexOf("/") + 1);
+    if (n.startsWith(TEMP_PREFIX) || fan.startsWith(TEMP_PREFIX)) {
+      report.tempFiles.push(repo.backend.display(o.name));
+    } else if (!isDigestHex(n) || n.slice(0, 2) !== fan) {
+      report.strayFiles.push(repo.backend.display(o.name));
+    } else stored.set(n, o.size);
+  }
+
   // Chunks: existence (fast) or content (deep).
-  const bound = maxChunkFileSize(chunkSize);
+  const bound = Math.max(maxChunkFileSize(chunkSize), maxSealedChunkSize(chunkSize));
   let bytesDone = 0;
   let bytesTotal = 0;
   for (const u of users.values()) bytesTotal += u.length;
   const checkOne = async (hex: string, u: { ids: string[]; length: number }): Promise<void> => {
     const path = repo.chunkPath(hex);
-    const st = await repo.fs.stat(path);
+    const size = stored.has(hex)
+      ? stored.get(hex) ?? (await repo.backend.stat(chunkName(hex)))?.size ?? null
+      : null;
     report.chunksChecked++;
-    if (st === null || !st.isFile) {
+    if (size === null) {
       report.badChunks.push({
         digest: hex,
         path,
@@ -172,12 +190,12 @@ async function verifyLocked(
         detail: "no such file",
         backups: u.ids,
       });
-    } else if (st.size <= CHUNK_HEADER_SIZE || st.size > bound) {
+    } else if (size <= CHUNK_HEADER_SIZE || size > bound) {
       report.badChunks.push({
         digest: hex,
         path,
         problem: "corrupt",
-        detail: `implausible size ${st.size}`,
+        detail: `implausible size ${size}`,
         backups: u.ids,
       });
     } else if (deep) {
@@ -198,23 +216,10 @@ async function verifyLocked(
     options.onProgress?.({ bytesDone, bytesTotal });
   };
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  const concurrency = deep ? concurrencyOf(options.concurrency) : 16;
+  const concurrency = deep ? concurrencyOf(options.concurrency ?? repo.backend.parallelism) : 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
-
-  // Warnings: unreferenced chunks, temp files, stray names.
-  for (const fan of await repo.fs.readDir(repo.chunksDir)) {
-    const dir = join(repo.chunksDir, fan);
-    if (fan.startsWith(TEMP_PREFIX)) {
-      report.tempFiles.push(dir);
-      continue;
-    }
-    for (const n of await repo.fs.readDir(dir)) {
-      if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(dir, n));
-      else if (!isDigestHex(n) || n.slice(0, 2) !== fan) report.strayFiles.push(join(dir, n));
-      else if (!users.has(n)) report.unreferencedChunks.push(n);
-    }
-  }
+  for (const hex of stored.keys()) if (!users.has(hex)) report.unreferencedChunks.push(hex);
 
   report.ok = report.badChunks.length === 0 && report.badBackups.length === 0;
 

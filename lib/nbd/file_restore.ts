@@ -20,6 +20,8 @@ import {
 export interface RestoreFilesOptions {
   /** The command that serves the backup point (see {@linkcode mountBackupPoint}). */
   serveCommand: string[];
+  /** Environment variables added for the server (see {@linkcode mountBackupPoint}). */
+  serveEnv?: Record<string, string>;
   /** The partition (1-based) holding the files. */
   partition?: number;
   /** Sockets, logs, records and the temporary mount point. @default "/run/blksnap" */
@@ -108,6 +110,7 @@ export async function restoreFiles(
   try {
     await mountBackupPoint(repo, backupId, mnt, {
       serveCommand: options.serveCommand,
+      serveEnv: options.serveEnv,
       partition: options.partition,
       runDir,
       log: options.log,

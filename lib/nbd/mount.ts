@@ -56,6 +56,8 @@ export interface MountOptions {
    * The `blksnap` CLI passes its own `serve -r REPO ID`.
    */
   serveCommand: string[];
+  /** Environment variables added for the server (e.g. the passphrase of an encrypted repository). */
+  serveEnv?: Record<string, string>;
   /** Mount this partition (1-based) of the backed-up device instead of the whole device. */
   partition?: number;
   /** Sockets, logs and mount records. @default "/run/blksnap" */
@@ -264,6 +266,7 @@ export async function mountBackupPoint(
     const [cmd, ...args] = [...options.serveCommand, "--socket", socket];
     const child = new Deno.Command("sh", {
       args: ["-c", 'exec "$@" >>"$0" 2>&1', logFile, cmd, ...args],
+      env: options.serveEnv,
       stdin: "null",
       stdout: "null",
       stderr: "null",

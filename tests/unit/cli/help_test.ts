@@ -20,7 +20,18 @@ const COMMANDS: Record<string, string[]> = {
   "snapshot info": ["-d, --device <path>", "--field <name>"],
   "snapshot wait-event": ["-i, --id <uuid>", "-t, --timeout <ms>"],
   "snapshot watch": ["-i, --id <uuid>", "--interval <ms>"],
-  "init": ["-r, --repo <path>", "-c, --chunk-size <size>", "--compression-level <n>"],
+  "init": [
+    "-r, --repo <path>",
+    "-c, --chunk-size <size>",
+    "--compression-level <n>",
+    "--no-encryption",
+    "--object-lock-days <n>",
+  ],
+  "copy": ["--from <repo>", "--to <repo>", "--latest", "[ids...]"],
+  "key list": ["-r, --repo <path>"],
+  "key add": ["-r, --repo <path>", "--label <text>", "--new-password-file <file>"],
+  "key remove": ["<id>", "-r, --repo <path>"],
+  "key passwd": ["-r, --repo <path>", "--new-password-file <file>"],
   "backup": [
     "-r, --repo <path>",
     "-d, --device <path...>",
@@ -100,6 +111,8 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "list",
     "prune",
     "gc",
+    "copy",
+    "key(list add remove passwd)",
   ]);
 });
 
