@@ -62,8 +62,14 @@ export interface MountOptions {
   partition?: number;
   /** Sockets, logs and mount records. @default "/run/blksnap" */
   runDir?: string;
-  /** How long to wait for the server and the device, in ms. @default 60000 */
+  /** How long to wait for the device and its partition, in ms. @default 60000 */
   timeoutMs?: number;
+  /**
+   * How long to wait for the server to listen, in ms (it reads the backup's
+   * index first: long for a large one on S3). A server that exits ends the
+   * wait at once. @default 600000
+   */
+  serverTimeoutMs?: number;
   /** Progress lines for the operator. */
   log?: (message: string) => void;
 }
@@ -282,7 +288,7 @@ export async function mountBackupPoint(
     let exited = false;
     child.status.then(() => (exited = true));
     say(`starting the NBD server for ${backupId} (pid ${pid}, log ${logFile})`);
-    await waitFor("the NBD server", timeoutMs, async () => {
+    await waitFor("the NBD server", options.serverTimeoutMs ?? 600_000, async () => {
       if (exited) {
         const tail = ((await readText(logFile)) ?? "").trim().split("\n").slice(-5).join("\n");
         throw new MountError(`the NBD server exited before listening:\n${tail}`);
