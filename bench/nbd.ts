@@ -115,6 +115,7 @@ try {
     "zstd 1, repository in the page cache, nbdcopy defaults (4 connections, block status)";
   const restoreRate = mib / median(restoreT);
   emit({
+    id: "nbd.seq_read.vs_restore",
     metric: "sequential read through NBD (nbdcopy to null:) vs blksnap restore (to tmpfs)",
     unit: "MiB/s",
     ours: +(mib / median(nullT)).toFixed(1),
@@ -126,6 +127,7 @@ try {
     conditions,
   });
   emit({
+    id: "nbd.copy_to_file.vs_restore",
     metric: "NBD copy to a tmpfs file (nbdcopy) vs blksnap restore (to tmpfs)",
     unit: "MiB/s",
     ours: +(mib / median(fileT)).toFixed(1),
