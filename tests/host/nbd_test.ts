@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { NbdErrno, OptionReply } from "../../lib/nbd/protocol.ts";
 import { TestClient } from "../unit/nbd/_client.ts";
 import { nbdCases, serving, SIZE, socketPath, uri } from "./_nbd_cases.ts";
-import { blksnap, runOk, ServeProcess } from "./_host.ts";
+import { blksnap, ensureTools, runOk, ServeProcess } from "./_host.ts";
 
 const setup = nbdCases({
   label: "local, plain",
@@ -53,6 +53,62 @@ Deno.test("[local, plain] bad requests get NBD errors; the server keeps serving 
       d.close();
     }
     assert.equal((await runOk("nbdinfo", ["--size", uri(socket)])).stdout.trim(), String(SIZE));
+  });
+});
+
+Deno.test("[local, plain] the documented QEMU flows: -drive file=nbd+unix over an overlay, a qcow2 over the export", async () => {
+  await ensureTools(["qemu-system-x86_64"], ["qemu-system-x86"]);
+  const f = await setup();
+  // A machine that never starts (-S): its monitor writes through the guest's
+  // virtio disk (QEMU's block layer, its NBD client) and reads back.
+  const monitor = async (drive: string, commands: string[]): Promise<string> => {
+    const child = new Deno.Command("qemu-system-x86_64", {
+      args: [
+        "-accel",
+        "tcg",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-S",
+        "-monitor",
+        "stdio",
+        "-drive",
+        drive,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode([...commands, "quit", ""].join("\n")));
+    await w.close();
+    const out = await child.output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.ok(out.success, text);
+    return text;
+  };
+  const overlay = join(f.dir, "vm1.overlay");
+  await serving(f, ["--overlay", overlay], async (socket) => {
+    const out = await monitor(`file=nbd+unix:///?socket=${socket},format=raw,if=virtio,id=disk0`, [
+      'qemu-io disk0 "write -P 0x77 4096 4096"',
+      'qemu-io disk0 "read -P 0x77 4096 4096"',
+    ]);
+    assert.match(out, /wrote 4096\/4096 bytes at offset 4096/);
+    assert.match(out, /read 4096\/4096 bytes at offset 4096/);
+    assert.doesNotMatch(out, /Pattern verification failed/);
+    await runOk("qemu-io", ["-f", "raw", "-r", "-c", "read -P 0x77 4096 4096", uri(socket)]);
+  });
+  await serving(f, [], async (socket) => {
+    const qcow2 = join(f.dir, "vm1.qcow2");
+    await runOk("qemu-img", ["create", "-f", "qcow2", "-b", uri(socket), "-F", "raw", qcow2]);
+    const out = await monitor(`file=${qcow2},if=virtio,id=disk0`, [
+      'qemu-io disk0 "write -P 0x66 0 4096"',
+    ]);
+    assert.match(out, /wrote 4096\/4096 bytes at offset 0/);
+    await runOk("qemu-io", ["-c", "read -P 0x66 0 4096", qcow2]);
+    // The export itself is untouched.
+    await runOk("qemu-img", ["compare", "-f", "raw", "-F", "raw", uri(socket), f.restored]);
+    await Deno.remove(qcow2);
   });
 });
 
