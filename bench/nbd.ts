@@ -114,30 +114,24 @@ try {
   const conditions = `${mib} MiB image (1/4 zero chunks, 1/2 text, 1/4 random), 4 MiB chunks, ` +
     "zstd 1, repository in the page cache, nbdcopy defaults (4 connections, block status)";
   const restoreRate = mib / median(restoreT);
-  emit({
-    id: "nbd.seq_read.vs_restore",
-    metric: "sequential read through NBD (nbdcopy to null:) vs blksnap restore (to tmpfs)",
-    unit: "MiB/s",
-    ours: +(mib / median(nullT)).toFixed(1),
-    peer: +restoreRate.toFixed(1),
-    peerName: "restore of the same backup",
-    higherIsBetter: true,
-    reps,
-    spread: +spread(nullT).toFixed(3),
-    conditions,
-  });
-  emit({
-    id: "nbd.copy_to_file.vs_restore",
-    metric: "NBD copy to a tmpfs file (nbdcopy) vs blksnap restore (to tmpfs)",
-    unit: "MiB/s",
-    ours: +(mib / median(fileT)).toFixed(1),
-    peer: +restoreRate.toFixed(1),
-    peerName: "restore of the same backup",
-    higherIsBetter: true,
-    reps,
-    spread: +spread(fileT).toFixed(3),
-    conditions,
-  });
+  const rows = [
+    ["nbd.seq_read.vs_restore", "sequential read through NBD (nbdcopy to null:)", nullT],
+    ["nbd.copy_to_file.vs_restore", "NBD copy to a tmpfs file (nbdcopy)", fileT],
+  ] as const;
+  for (const [id, what, times] of rows) {
+    emit({
+      id,
+      metric: `${what} vs blksnap restore (to tmpfs)`,
+      unit: "MiB/s",
+      ours: +(mib / median([...times])).toFixed(1),
+      peer: +restoreRate.toFixed(1),
+      peerName: "restore of the same backup",
+      higherIsBetter: true,
+      reps,
+      spread: +spread([...times]).toFixed(3),
+      conditions,
+    });
+  }
 } finally {
   await Deno.remove(root, { recursive: true }).catch(() => {});
   await Deno.remove(shm, { recursive: true }).catch(() => {});

@@ -86,59 +86,54 @@ async function mountedTreeEquals(
   return out as { fsType: string; options: string[] };
 }
 
-Deno.test("a live ext4 backup point mounts (ro,noload) with every file as its snapshot image held; umount leaves nothing", async () => {
-  await using loop = await loopDevice(48);
-  const mnt = join(loop.dir, "mnt");
-  await sh("mkfs.ext4", "-q", "-F", loop.dev);
-  await Deno.mkdir(mnt);
-  await sh("mount", loop.dev, mnt);
-  const repoPath = join(loop.dir, "repo");
-  try {
-    await populate(mnt, 1);
-    const repo = await Repository.init(repoPath, { chunkSize: 1 << 20 });
-    const { manifest, held } = await backupLive(loop.dev, mnt, repo, loop.dir, [
-      "-t",
-      "ext4",
-      "-o",
-      "ro,noload",
-    ]);
-    assert.ok(held.has("data/deep/er/big") && held.get("data/link")?.link === "../etc/app/config");
-    const m = await mountedTreeEquals(repoPath, manifest.id, held, loop.dir);
-    assert.equal(m.fsType, "ext4");
-    assert.deepEqual(m.options, ["ro", "noload"]);
-  } finally {
-    await sh("umount", mnt).catch(() => {});
-  }
-});
+/** The file system made on a loop device, and the options both its snapshot image and its backup point mount with. */
+const FILESYSTEMS = {
+  ext4: { mib: 48, mkfs: ["mkfs.ext4", "-q", "-F"], options: ["ro", "noload"] },
+  // mkfs.xfs refuses less than 300 MiB unless told it is a test (xfsprogs'
+  // fstests knob): 64 MiB keeps the backup short under emulation.
+  xfs: { mib: 64, mkfs: ["mkfs.xfs", "-q", "-f"], options: ["ro", "norecovery", "nouuid"] },
+} as const;
 
-Deno.test("a live XFS backup point mounts (ro,norecovery,nouuid) next to its mounted original", async () => {
-  await using loop = await loopDevice(64);
+/**
+ * A live `fs` (files, a writer trickling) backed up from a snapshot; its
+ * backup point mounted with `blksnap mount` shows every file as the
+ * snapshot image held it; `blksnap umount` leaves nothing.
+ */
+async function liveBackupPointMounts(fs: keyof typeof FILESYSTEMS, seed: number): Promise<void> {
+  const spec = FILESYSTEMS[fs];
+  await using loop = await loopDevice(spec.mib);
   const mnt = join(loop.dir, "mnt");
-  // mkfs.xfs refuses less than 300 MiB unless told it is a test (xfsprogs' fstests knob):
-  // 64 MiB keeps the backup short under emulation.
-  const mkfs = await new Deno.Command("mkfs.xfs", {
-    args: ["-q", "-f", loop.dev],
+  const [mkfs, ...args] = spec.mkfs;
+  const made = await new Deno.Command(mkfs, {
+    args: [...args, loop.dev],
     env: { TEST_DIR: "/tmp", TEST_DEV: loop.dev, QA_CHECK_FS: "1" },
     stderr: "piped",
   }).output();
-  assert.ok(mkfs.success, new TextDecoder().decode(mkfs.stderr));
+  assert.ok(made.success, new TextDecoder().decode(made.stderr));
   await Deno.mkdir(mnt);
   await sh("mount", loop.dev, mnt);
-  const repoPath = join(loop.dir, "repo");
   try {
-    await populate(mnt, 2);
+    await populate(mnt, seed);
+    const repoPath = join(loop.dir, "repo");
     const repo = await Repository.init(repoPath, { chunkSize: 1 << 20 });
     const { manifest, held } = await backupLive(loop.dev, mnt, repo, loop.dir, [
       "-t",
-      "xfs",
+      fs,
       "-o",
-      "ro,norecovery,nouuid",
+      spec.options.join(","),
     ]);
-    // The original stays mounted: the same UUID is mounted twice.
+    assert.ok(held.has("data/deep/er/big") && held.get("data/link")?.link === "../etc/app/config");
     const m = await mountedTreeEquals(repoPath, manifest.id, held, loop.dir);
-    assert.equal(m.fsType, "xfs");
-    assert.deepEqual(m.options, ["ro", "norecovery", "nouuid"]);
+    assert.equal(m.fsType, fs);
+    assert.deepEqual(m.options, spec.options);
   } finally {
     await sh("umount", mnt).catch(() => {});
   }
-});
+}
+
+Deno.test("a live ext4 backup point mounts (ro,noload) with every file as its snapshot image held; umount leaves nothing", () =>
+  liveBackupPointMounts("ext4", 1));
+
+// The original stays mounted: the same XFS UUID is mounted twice.
+Deno.test("a live XFS backup point mounts (ro,norecovery,nouuid) next to its mounted original", () =>
+  liveBackupPointMounts("xfs", 2));
