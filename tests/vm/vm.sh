@@ -241,7 +241,7 @@ copy_with_libs() { # root program-path
 # The drivers the suites use; a kernel with modules gets these (and what
 # they depend on) in the initramfs, the debug kernels have them built in.
 guest_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	null_blk virtio_blk virtio_pci nbd dm-crypt dm-thin-pool raid1 xts algif_skcipher)
+	null_blk virtio_blk virtio_pci nbd dm-crypt dm-thin-pool raid1 xts ecb algif_skcipher)
 
 # Copies the guest modules of the kernel (from modroot) into the initramfs
 # root, decompressed (6.12 and later ship .ko.xz: the host unpacks them once

@@ -329,7 +329,11 @@ static void badinput(const char *dir)
 		t0 = now_ms();
 		rc = cmd_wait(&id, 300, &ev);
 		dt = now_ms() - t0;
-		tap(rc == -ENOENT && dt >= 290 && dt < 3000,
+		/*
+		 * Milliseconds, not seconds nor at once; the emulated
+		 * guest's clocks drift, so no tighter bound.
+		 */
+		tap(rc == -ENOENT && dt >= 200 && dt < 3000,
 		    "wait-event 300 ms times out with ENOENT after %.0f ms", dt);
 		t0 = now_ms();
 		rc = cmd_wait(&id, 0, &ev);
