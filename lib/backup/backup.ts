@@ -7,21 +7,17 @@
  * @module
  */
 
-import { BoundedPool, concurrencyOf } from "./_pool.ts";
-import { encodeChunkSync } from "./chunk.ts";
+import { storeChunks } from "./backup_chunks.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
 import { ioError, RepoError } from "./errors.ts";
 import {
   chunkCountOf,
-  chunkLengthOf,
   DIGEST_SIZE,
   FORMAT_VERSION,
-  isAllZero,
   newBackupId,
   sha256,
   TEMP_PREFIX,
   toHex,
-  ZERO_DIGEST,
 } from "./format.ts";
 import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
@@ -49,16 +45,17 @@ export interface BackupOptions {
   requireVerifiedParent?: boolean;
   /** Take a full backup if the previous run of this device failed. @default true */
   fullAfterFailedRun?: boolean;
-  /** Bytes per source read, rounded up to whole chunks; at least 1 MiB. @default 1048576 */
-  readSize?: number;
-  /** Chunks hashed/compressed/stored at once. @default max(2, navigator.hardwareConcurrency) */
+  /**
+   * Chunks in flight (read, named, encoded or being stored); each holds a
+   * buffer of one chunk. @default 2 × worker threads + 2
+   */
   concurrency?: number;
   /**
-   * Hash and compress on Deno's thread pool (`crypto.subtle`, async zstd)
-   * while the main thread reads; `false` does both on the main thread.
-   * See bench/pipeline.ts for the measured difference. @default true
+   * Worker threads that name (hash) and encode (compress, seal) chunks; 0
+   * does it on the calling thread. @default one per core when at least
+   * 64 MiB are to be read (starting threads takes 50-300 ms), else none
    */
-  offload?: boolean;
+  workers?: number;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */
   lockWaitMs?: number;
   /** Called after each chunk with bytes read so far and bytes to read. */
@@ -312,125 +309,4 @@ export async function backup(
     if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});
   }
-}
-
-/** Runs of consecutive chunk numbers, each at most `maxLen` long. */
-function runsOf(chunks: number[], maxLen: number): Array<[number, number]> {
-  const runs: Array<[number, number]> = [];
-  let i = 0;
-  while (i < chunks.length) {
-    let j = i + 1;
-    while (j < chunks.length && chunks[j] === chunks[j - 1] + 1 && j - i < maxLen) j++;
-    runs.push([chunks[i], j - i]);
-    i = j;
-  }
-  return runs;
-}
-
-async function storeChunks(
-  source: BackupSource,
-  repo: Repository,
-  toRead: number[],
-  digests: Uint8Array,
-  stats: BackupStats,
-  options: BackupOptions,
-  known: Set<string> | null,
-): Promise<void> {
-  const { chunkSize } = repo.config;
-  const level = repo.config.compression.level;
-  const capacity = source.capacity;
-  const offload = options.offload ?? true;
-  const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
-  const perRead = Math.max(1, Math.floor(readSize / chunkSize));
-  const pool = new BoundedPool(concurrencyOf(options.concurrency ?? repo.backend.parallelism));
-  const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
-  let bytesDone = 0;
-  const pending = new Set<string>(); // digests being stored by this run
-
-  const processChunk = async (i: number, data: Uint8Array): Promise<void> => {
-    let digest: Uint8Array;
-    if (isAllZero(data)) {
-      digest = ZERO_DIGEST;
-      stats.chunksZero++;
-    } else {
-      digest = offload || repo.encrypted ? await repo.chunkDigest(data) : sha256(data);
-      const hex = toHex(digest);
-      const seen = pending.has(hex);
-      pending.add(hex); // before any await, so a twin chunk in flight sees it
-      if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
-        stats.chunksDeduplicated++;
-      } else {
-        let file: Uint8Array;
-        try {
-          file = offload || repo.encrypted
-            ? await repo.encodeChunk(data, digest)
-            : encodeChunkSync(data, level);
-          await repo.putChunk(hex, file);
-        } catch (e) {
-          pending.delete(hex);
-          throw e;
-        }
-        stats.chunksNew++;
-        stats.bytesStored += file.length;
-      }
-    }
-    digests.set(digest, i * DIGEST_SIZE);
-    bytesDone += data.length;
-    options.onProgress?.({ bytesDone, bytesTotal });
-  };
-
-  const readBlock = async ([first, count]: [number, number]): Promise<Uint8Array> => {
-    const offset = BigInt(first) * BigInt(chunkSize);
-    let length = 0;
-    for (let k = 0; k < count; k++) length += chunkLengthOf(first + k, capacity, chunkSize);
-    const buf = new Uint8Array(length);
-    let n: number;
-    try {
-      n = await source.read(offset, buf);
-    } catch (e) {
-      throw new RepoError(
-        "SOURCE",
-        `Reading ${source.identity.name} at ${offset} failed: ${(e as Error).message}`,
-        { cause: e },
-      );
-    }
-    if (n !== length) {
-      throw new RepoError(
-        "SOURCE",
-        `Short read of ${source.identity.name} at ${offset}: ${n} of ${length} bytes`,
-      );
-    }
-    stats.bytesRead += n;
-    return buf;
-  };
-
-  options.onProgress?.({ bytesDone: 0, bytesTotal });
-  const runs = runsOf(toRead, perRead);
-  // One read ahead: block r+1 is being read while block r is hashed and compressed.
-  const prefetch = (r: number): Promise<Uint8Array> | null => {
-    if (r >= runs.length) return null;
-    const p = readBlock(runs[r]);
-    p.catch(() => {}); // handled when awaited; never an unhandled rejection meanwhile
-    return p;
-  };
-  let next = prefetch(0);
-  try {
-    outer: for (let r = 0; r < runs.length; r++) {
-      options.signal?.throwIfAborted();
-      const buf = await next!;
-      next = prefetch(r + 1);
-      const [first, count] = runs[r];
-      for (let k = 0; k < count; k++) {
-        const start = k * chunkSize;
-        const len = chunkLengthOf(first + k, capacity, chunkSize);
-        const chunk = buf.subarray(start, start + len);
-        if (!(await pool.run(() => processChunk(first + k, chunk)))) break outer;
-      }
-    }
-  } catch (e) {
-    pool.fail(e);
-  }
-  await next?.catch(() => {}); // a read still in flight must end before the lock is released
-  await pool.drain();
-  pool.throwIfFailed();
 }

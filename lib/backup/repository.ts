@@ -10,15 +10,7 @@
  */
 
 import { join, relative } from "node:path";
-import {
-  ChunkEncoding,
-  decodeChunk,
-  decodePayload,
-  digestOf,
-  encodeChunk,
-  maxChunkFileSize,
-  zstdCompress,
-} from "./chunk.ts";
+import { digestOf, encodeChunk } from "./chunk.ts";
 import {
   configMacInput,
   encodeConfig,
@@ -28,7 +20,6 @@ import {
 } from "./config.ts";
 import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
 import {
-  chunkId,
   deriveKeys,
   encodeSlot,
   type KeySlot,
@@ -39,19 +30,12 @@ import {
   type RepoKeys,
   type ScryptParams,
 } from "./crypto/keys.ts";
-import {
-  maxSealedChunkSize,
-  openChunk,
-  openObject,
-  sealChunk,
-  SEALED_OBJECT_HEADER_SIZE,
-  sealObject,
-} from "./crypto/sealed.ts";
+import { openObject, SEALED_OBJECT_HEADER_SIZE, sealObject } from "./crypto/sealed.ts";
+import { type ChunkCodec, chunkCodec, type ChunkCodecSpec } from "./chunk_codec.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
-  fromHex,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
@@ -229,6 +213,7 @@ export class Repository {
   readonly lockStaleMs: number;
   /** The working keys of an encrypted repository, `null` for a plain one. */
   readonly keys: RepoKeys | null;
+  #codec: ChunkCodec | null = null;
   /** The key slot the passphrase opened (`null`: plain, or just created). */
   openedSlot: string | null = null;
 
@@ -527,30 +512,45 @@ export class Repository {
   }
 
   /**
-   * Read chunk `hex`: check the file header, its length and the payload's
-   * CRC-32, decompress (output bounded by `maxLength`), and check the SHA-256
-   * and, when given, the length. Throws `BAD_CHUNK` naming it.
+   * The stored object of chunk `hex` as it is, unchecked (see
+   * {@linkcode Repository.readChunk} for the checked bytes; `chunk_workers.ts`
+   * checks it on another thread). Throws `BAD_CHUNK` naming it when it is
+   * missing or larger than any chunk of at most `maxLength` bytes.
    */
-  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+  async readStoredChunk(hex: string, maxLength: number): Promise<Uint8Array> {
     if (!isDigestHex(hex)) throw new RepoError("INVALID", `Not a chunk digest: ${hex}`);
-    const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await this.backend.get(
-        chunkName(hex),
-        this.keys ? maxSealedChunkSize(maxLength) : maxChunkFileSize(maxLength),
-      );
+      file = await this.backend.get(chunkName(hex), this.codec.maxStoredSize(maxLength));
     } catch (e) {
-      if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
+      if (e instanceof CorruptError) throw this.badChunk(hex, "is larger than any valid chunk", e);
       throw e;
     }
-    if (file === null) throw badChunk(hex, path, "missing");
+    if (file === null) throw this.badChunk(hex, "missing");
+    return file;
+  }
+
+  /**
+   * Read chunk `hex`: check the file header, its length and the payload's
+   * CRC-32 (the tag in an encrypted repository), decompress (output bounded
+   * by `maxLength`), and check the name against the bytes and, when given,
+   * the length. Throws `BAD_CHUNK` naming it.
+   */
+  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+    const file = await this.readStoredChunk(hex, maxLength);
     try {
-      if (!this.keys) return decodeChunk(file, hex, maxLength, exactLength);
-      return decodeSealedChunk(this.keys, hex, file, maxLength, exactLength);
+      return this.codec.decode(file, hex, maxLength, exactLength);
     } catch (e) {
-      throw badChunk(hex, path, (e as Error).message, e);
+      throw this.badChunk(hex, (e as Error).message, e);
     }
+  }
+
+  /** The `BAD_CHUNK` error of chunk `hex`: "Chunk <hex> <problem>", with its path. */
+  badChunk(hex: string, problem: string, cause?: unknown): RepoError {
+    return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, {
+      path: this.chunkPath(hex),
+      cause,
+    });
   }
 
   // ---------------------------------------------------------------- encryption
@@ -560,26 +560,29 @@ export class Repository {
     return this.keys !== null;
   }
 
+  /** What the chunk codec of this repository is made of (posted to worker threads). */
+  get codecSpec(): ChunkCodecSpec {
+    return { level: this.config.compression.level, keys: this.keys };
+  }
+
+  /** The chunk codec: names, encodes and checks chunks, in this thread. */
+  get codec(): ChunkCodec {
+    this.#codec ??= chunkCodec(this.codecSpec);
+    return this.#codec;
+  }
+
   /**
    * The id of a chunk's bytes: SHA-256 (on Deno's thread pool) in a plain
    * repository, HMAC-SHA256 under the id key in an encrypted one.
    */
   async chunkDigest(data: Uint8Array): Promise<Uint8Array> {
-    return this.keys ? chunkId(this.keys, data) : await digestOf(data);
+    return this.keys ? this.codec.name(data) : await digestOf(data);
   }
 
   /** The stored object of a chunk: zstd or raw, sealed in an encrypted repository. */
   async encodeChunk(data: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
-    const level = this.config.compression.level;
-    if (!this.keys) return await encodeChunk(data, level);
-    const z = await zstdCompress(data, level);
-    const zstd = z.length < data.length;
-    const payload = zstd ? z : data;
-    return sealChunk(this.keys, digest, {
-      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-      length: data.length,
-      payloadLength: payload.length,
-    }, payload);
+    if (!this.keys) return await encodeChunk(data, this.config.compression.level);
+    return this.codec.encode(data, digest);
   }
 
   /** Seal `plain` for object `name` in an encrypted repository; as is in a plain one. */
@@ -651,10 +654,6 @@ export function backupIdsIn(names: readonly string[]): string[] {
     .sort();
 }
 
-function badChunk(hex: string, path: string, problem: string, cause?: unknown): RepoError {
-  return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, { path, cause });
-}
-
 /**
  * Where S3 repositories keep copies of their indexes: `$BLKSNAP_CACHE`, else
  * `$XDG_CACHE_HOME/blksnap`, else `~/.cache/blksnap`; `null` when none can be
@@ -709,24 +708,4 @@ async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Prom
   } catch {
     // a cache that cannot be written only costs a download next time
   }
-}
-
-/**
- * A format-2 chunk's data: tag (the object was not altered and is stored
- * under its own id), decompression bounded by the header's length, the
- * length (`exactLength` when given) and the keyed id against the name.
- * Throws a plain `Error` saying what is wrong.
- */
-function decodeSealedChunk(
-  keys: RepoKeys,
-  hex: string,
-  file: Uint8Array,
-  maxLength: number,
-  exactLength?: number,
-): Uint8Array {
-  const id = fromHex(hex);
-  const { header, payload } = openChunk(keys, id, file, maxLength);
-  const data = decodePayload(header.encoding, payload, header.length, exactLength);
-  if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
-  return data;
 }

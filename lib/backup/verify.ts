@@ -6,7 +6,8 @@
  * @module
  */
 
-import { concurrencyOf, runBounded } from "./_pool.ts";
+import { runBounded } from "./_pool.ts";
+import { ChunkReader } from "./chunk_reader.ts";
 import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
 import { RepoError } from "./errors.ts";
 import { chunkLengthOf, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts";
@@ -21,10 +22,22 @@ import type { BadBackup, Progress } from "./types.ts";
 export interface VerifyOptions {
   /** Decompress and re-hash every referenced chunk. @default false */
   deep?: boolean;
+  /**
+   * Read every referenced chunk and check what needs no decompression: its
+   * frame and payload CRC-32 (its tag in an encrypted repository). Finds
+   * media damage at the speed of reading; a deep verify also finds a chunk
+   * that was wrong when written. Ignored with `deep`. @default false
+   */
+  scrub?: boolean;
   /** After a deep verify, record the result in each manifest (takes the lock). @default deep */
   mark?: boolean;
-  /** Chunks checked at once in a deep verify. @default max(2, navigator.hardwareConcurrency) */
+  /** Chunks checked at once in a deep verify or a scrub. @default 2 × worker threads + 2 */
   concurrency?: number;
+  /**
+   * Worker threads that check chunks in a deep verify; 0 checks on the
+   * calling thread. @default one per core for 64 MiB or more, else none
+   */
+  workers?: number;
   /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */
   lockWaitMs?: number;
   /** Called after each chunk with the (uncompressed) bytes of distinct chunks checked so far. */
@@ -51,6 +64,8 @@ export interface VerifyReport {
   ok: boolean;
   /** Whether chunk contents were checked. */
   deep: boolean;
+  /** Whether chunk files were read and their CRC-32 (or tag) checked, without a deep verify. */
+  scrub: boolean;
   /** Backups whose manifest and index were read. */
   backupsChecked: number;
   /** Distinct chunks checked. */
@@ -75,7 +90,9 @@ export interface VerifyReport {
  * Verify the whole repository. Fast: every manifest and index parses, index
  * checksums match, every referenced chunk file exists and has a plausible
  * size. Deep: also decompresses every referenced chunk and checks its
- * SHA-256. The fast check does not detect bit rot inside a chunk file.
+ * SHA-256. Scrub: reads every referenced chunk and checks its CRC-32. The
+ * fast check does not detect bit rot inside a chunk file. Deep and scrub
+ * checks run on worker threads when there is enough to read.
  *
  * @example Deep-verify and print bad chunks with the backups that use them
  * ```ts ignore
@@ -101,9 +118,11 @@ async function verifyLocked(
   mark: boolean,
   options: VerifyOptions,
 ): Promise<VerifyReport> {
+  const scrub = !deep && (options.scrub ?? false);
   const report: VerifyReport = {
     ok: true,
     deep,
+    scrub,
     backupsChecked: 0,
     chunksChecked: 0,
     badChunks: [],
@@ -198,9 +217,9 @@ async function verifyLocked(
         detail: `implausible size ${size}`,
         backups: u.ids,
       });
-    } else if (deep) {
+    } else if (reader) {
       try {
-        await repo.readChunk(hex, chunkSize, u.length);
+        await reader.check(deep ? "deep" : "scrub", hex, chunkSize, u.length);
       } catch (e) {
         if (!(e instanceof RepoError)) throw e;
         report.badChunks.push({
@@ -215,8 +234,16 @@ async function verifyLocked(
     bytesDone += u.length;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
+  // Deep: decompress and hash on every core. Scrub: CRC-32 runs at memory
+  // speed, a thread is worth it only for a tag (an encrypted repository).
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  const concurrency = deep ? concurrencyOf(options.concurrency ?? repo.backend.parallelism) : 16;
+  using reader = deep || scrub
+    ? ChunkReader.start(repo, {
+      bytes: bytesTotal,
+      workers: options.workers ?? (scrub && !repo.encrypted ? 0 : undefined),
+    })
+    : null;
+  const concurrency = options.concurrency ?? reader?.concurrency ?? 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
   for (const hex of stored.keys()) if (!users.has(hex)) report.unreferencedChunks.push(hex);

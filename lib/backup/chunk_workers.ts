@@ -1,0 +1,206 @@
+/**
+ * A pool of Worker threads that run the chunk codec (chunk_codec.ts):
+ * hashing and compressing for a backup, decompressing and checking for a
+ * restore or a verify, on every core while the calling thread only reads,
+ * writes and keeps order. Deno's "async" zstd runs on the calling thread
+ * and `crypto.subtle` takes only the hash, so without these threads a
+ * backup waits on one core.
+ *
+ * Buffers move to a thread and back (transfer), they are not copied: a
+ * buffer handed to {@linkcode ChunkWorkers.identify} or
+ * {@linkcode ChunkWorkers.encode} is unusable until the call returns it.
+ *
+ * Threads keep a process alive: close the pool (`using`, or `close()`) on
+ * every path out of the flow that started it; a failed or aborted flow
+ * closes it in its `finally`.
+ *
+ * @example Name and encode one chunk on a pool of two threads
+ * ```ts ignore
+ * import { ChunkWorkers } from "./chunk_workers.ts";
+ * using workers = ChunkWorkers.start(2, { level: 1, keys: null });
+ * const r = await workers.identify(new Uint8Array(1 << 20).fill(1));
+ * if (r.name) console.log((await workers.encode(r.data, r.name)).stored.length);
+ * ```
+ *
+ * @module
+ */
+
+import type { ChunkCodecSpec } from "./chunk_codec.ts";
+import { transferList } from "./_transfer.ts";
+
+/** What {@linkcode ChunkWorkers.identify} says of a chunk. */
+export interface Identified {
+  /** The chunk's bytes, handed back. */
+  data: Uint8Array;
+  /** Its name (digest), or `null` when every byte is zero. */
+  name: Uint8Array | null;
+}
+
+/** What {@linkcode ChunkWorkers.encode} makes of a chunk. */
+export interface Encoded {
+  /** The chunk's bytes, handed back. */
+  data: Uint8Array;
+  /** The object to store. */
+  stored: Uint8Array;
+}
+
+interface Pending {
+  resolve: (reply: Record<string, unknown>) => void;
+  reject: (error: Error) => void;
+  worker: number;
+}
+
+/**
+ * Less work than this many bytes is not worth starting threads for: they
+ * take 50-300 ms to start, about what one core needs to hash and compress
+ * 64 MiB.
+ */
+export const WORKERS_MIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The threads a flow over `bytes` bytes should use: `requested` when given
+ * (0: none), else one per core when there are at least
+ * {@linkcode WORKERS_MIN_BYTES}, else none.
+ */
+export function workerCount(requested: number | undefined, bytes: number): number {
+  if (requested !== undefined) return Math.max(0, Math.floor(requested));
+  return bytes >= WORKERS_MIN_BYTES ? navigator.hardwareConcurrency : 0;
+}
+
+/** The pool. */
+export class ChunkWorkers implements Disposable {
+  readonly #workers: Worker[];
+  readonly #load: number[];
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #closed: Error | null = null;
+
+  private constructor(workers: Worker[]) {
+    this.#workers = workers;
+    this.#load = workers.map(() => 0);
+    workers.forEach((w, i) => {
+      w.onmessage = (e: MessageEvent) => this.#reply(e.data);
+      w.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        this.#fail(new Error(`chunk worker ${i} failed: ${e.message}`));
+      };
+      w.onmessageerror = () =>
+        this.#fail(new Error(`chunk worker ${i} sent an unreadable message`));
+    });
+  }
+
+  /**
+   * Starts `threads` threads (at least 1) running the codec `spec` describes.
+   * They load in the background; the first calls wait for them.
+   */
+  static start(threads: number, spec: ChunkCodecSpec): ChunkWorkers {
+    const url = new URL("./_chunk_worker.ts", import.meta.url).href;
+    const workers: Worker[] = [];
+    try {
+      for (let i = 0; i < Math.max(1, threads); i++) {
+        const w = new Worker(url, { type: "module" });
+        workers.push(w);
+        w.postMessage({ op: "init", spec });
+      }
+    } catch (e) {
+      for (const w of workers) w.terminate();
+      throw e;
+    }
+    return new ChunkWorkers(workers);
+  }
+
+  /** Threads in the pool. */
+  get size(): number {
+    return this.#workers.length;
+  }
+
+  /**
+   * Whether every byte of `data` is zero, and if not its name. `data` must
+   * be a view of a buffer the caller owns whole: the buffer moves to the
+   * thread and comes back in the result.
+   */
+  async identify(data: Uint8Array): Promise<Identified> {
+    const r = await this.#call({ op: "name", data }, [data.buffer as ArrayBuffer]);
+    return { data: r.data as Uint8Array, name: r.zero ? null : r.name as Uint8Array };
+  }
+
+  /** The object to store for `data`, named `name`; `data`'s buffer moves as in `identify`. */
+  async encode(data: Uint8Array, name: Uint8Array): Promise<Encoded> {
+    const r = await this.#call({ op: "encode", data, name }, [data.buffer as ArrayBuffer]);
+    return { data: r.data as Uint8Array, stored: r.stored as Uint8Array };
+  }
+
+  /** The chunk's bytes from stored object `stored` named `hex`, after every check. */
+  async decode(
+    stored: Uint8Array,
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+  ): Promise<Uint8Array> {
+    const r = await this.#call(
+      { op: "decode", stored, hex, maxLength, exactLength },
+      transferList(stored),
+    );
+    return r.data as Uint8Array;
+  }
+
+  /**
+   * Checks stored object `stored` named `hex`: every check of a decode
+   * (`deep`), or only the frame and CRC-32 or tag (`scrub`).
+   */
+  async check(
+    mode: "deep" | "scrub",
+    stored: Uint8Array,
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+  ): Promise<void> {
+    await this.#call(
+      { op: mode === "deep" ? "check" : "scrub", stored, hex, maxLength, exactLength },
+      transferList(stored),
+    );
+  }
+
+  /** Terminates every thread; calls still waiting fail. Idempotent. */
+  close(): void {
+    this.#fail(new Error("chunk workers closed"));
+  }
+
+  /** Same as {@linkcode ChunkWorkers.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #call(
+    message: Record<string, unknown>,
+    transfer: ArrayBuffer[],
+  ): Promise<Record<string, unknown>> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    // The least loaded thread; ties go to the lowest index.
+    let w = 0;
+    for (let i = 1; i < this.#load.length; i++) if (this.#load[i] < this.#load[w]) w = i;
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, worker: w });
+      this.#load[w]++;
+      this.#workers[w].postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  #reply(m: { id: number; error?: string }): void {
+    const p = this.#pending.get(m.id);
+    if (!p) return;
+    this.#pending.delete(m.id);
+    this.#load[p.worker]--;
+    if (m.error !== undefined) p.reject(new Error(m.error));
+    else p.resolve(m as Record<string, unknown>);
+  }
+
+  #fail(error: Error): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const w of this.#workers) w.terminate();
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+  }
+}
