@@ -97,11 +97,12 @@ async function run(target: Target, rep: number): Promise<void> {
   }
 }
 
-function report(metric: string, ours: Target, peer: Target): void {
+function report(id: string, metric: string, ours: Target, peer: Target): void {
   const o = median(mibps[ours]);
   const p = median(mibps[peer]);
   console.log(`BENCH ${
     JSON.stringify({
+      id,
       metric,
       unit: "MiB/s",
       ours: Math.round(o),
@@ -122,9 +123,24 @@ try {
   for (let rep = 0; rep < reps; rep++) {
     for (const t of targets) await run(t, rep);
   }
-  report("full backup to S3 (RGW, loopback) vs local directory", "s3 plain", "local plain");
-  report("full backup encrypted vs plain, local directory", "local encrypted", "local plain");
-  report("full backup encrypted vs plain, S3", "s3 encrypted", "s3 plain");
+  report(
+    "s3.full.vs_local",
+    "full backup to S3 (RGW, loopback) vs local directory",
+    "s3 plain",
+    "local plain",
+  );
+  report(
+    "encryption.full_local.vs_plain",
+    "full backup encrypted vs plain, local directory",
+    "local encrypted",
+    "local plain",
+  );
+  report(
+    "encryption.full_s3.vs_plain",
+    "full backup encrypted vs plain, S3",
+    "s3 encrypted",
+    "s3 plain",
+  );
   for (const t of targets) {
     console.log(`  ${t}: ${mibps[t].map((v) => v.toFixed(0)).join(", ")} MiB/s`);
   }
