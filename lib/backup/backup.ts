@@ -31,7 +31,7 @@ import {
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { markRunning } from "./running.ts";
-import { indexName, runningName } from "./storage/backend.ts";
+import { indexName, type PreparedPut, runningName } from "./storage/backend.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
 import type { Progress } from "./types.ts";
 
@@ -168,7 +168,8 @@ export async function backup(
   const capacity = source.capacity;
   if (capacity < 0n) throw new RepoError("INVALID", `Negative capacity ${capacity}`);
   const chunkCount = chunkCountOf(capacity, chunkSize);
-  const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
+  // The lock's fsync overlaps the decision's reads; awaited before the first write.
+  const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0, syncLater: true });
   let indexWritten = false;
   // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
@@ -233,6 +234,7 @@ export async function backup(
       decision.reason = parentProblem ?? "CBT changes could not be read";
     }
     options.onDecision?.(decision);
+    await lock.durable; // before the first write
     // Before the first chunk: gc spares what is younger than this run and what the parent
     // (whose index decides what is not uploaded) references; prune keeps the parent.
     if (marker) await markRunning(repo, id, key, pm?.id ?? null);
@@ -262,39 +264,74 @@ export async function backup(
     const known = repo.backend.kind === "s3"
       ? new Set(parentIndex ? referencedDigests(parentIndex).keys() : [])
       : null;
-    await storeChunks(source, repo, toRead, digests, stats, options, known);
-
-    // ---- chunks are durable; then index; then manifest
-    await repo.syncChunkDirs();
-    const indexBytes = encodeIndex(chunkSize, capacity, digests);
-    indexWritten = true;
-    await repo.writeIndex(id, indexBytes);
-    const manifest: Manifest = {
-      format: "blksnap-backup",
-      version: FORMAT_VERSION,
-      id,
-      device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
-      chunkSize,
-      chunkCount,
-      cbt: info
-        ? {
-          generationId: info.generationId,
-          changesNumber: info.changesNumber,
-          blockSize: info.blockSize,
-        }
-        : null,
-      parent: incremental ? pm!.id : null,
-      mode: incremental ? "incremental" : "full",
-      reason: decision.reason,
-      startTime: startTime.toISOString(),
-      endTime: new Date().toISOString(),
-      stats,
-      state: "complete",
-      indexSha256: toHex(sha256(indexBytes)),
-      verification: { state: "none", time: null, badChunks: 0 },
+    // The index and the manifest are written (and fsynced) as soon as the
+    // last chunk is encoded, while its store is still in flight; they become
+    // visible in order once every chunk is durable: chunks, then index, then
+    // manifest, each step made durable before the next (three fsync rounds).
+    let manifest = null as Manifest | null;
+    const prepare = async (): Promise<[PreparedPut, PreparedPut]> => {
+      const indexBytes = encodeIndex(chunkSize, capacity, digests);
+      manifest = {
+        format: "blksnap-backup",
+        version: FORMAT_VERSION,
+        id,
+        device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
+        chunkSize,
+        chunkCount,
+        cbt: info
+          ? {
+            generationId: info.generationId,
+            changesNumber: info.changesNumber,
+            blockSize: info.blockSize,
+          }
+          : null,
+        parent: incremental ? pm!.id : null,
+        mode: incremental ? "incremental" : "full",
+        reason: decision.reason,
+        startTime: startTime.toISOString(),
+        endTime: new Date().toISOString(),
+        stats: { ...stats },
+        state: "complete",
+        indexSha256: toHex(sha256(indexBytes)),
+        verification: { state: "none", time: null, badChunks: 0 },
+      };
+      const settled = await Promise.allSettled([
+        repo.prepareIndex(id, indexBytes),
+        repo.prepareManifest(manifest),
+      ]);
+      const ok = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+      if (ok.length < 2) {
+        await Promise.all(ok.map((p) => p.discard()));
+        throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
+      }
+      return ok as [PreparedPut, PreparedPut];
     };
-    await repo.writeManifest(manifest);
-    return { manifest, decision };
+    const staged = { prepared: null as Promise<[PreparedPut, PreparedPut]> | null };
+    const startPrepare = (): void => {
+      if (staged.prepared) return;
+      staged.prepared = prepare();
+      staged.prepared.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+    };
+    try {
+      await storeChunks(source, repo, toRead, digests, stats, {
+        ...options,
+        onEncoded: startPrepare,
+      }, known);
+      startPrepare();
+    } catch (e) {
+      await staged.prepared?.then((ps) => Promise.all(ps.map((p) => p.discard())), () => {});
+      throw e;
+    }
+    const [index, manifestPut] = await staged.prepared!;
+    try {
+      indexWritten = true;
+      await Promise.all([repo.syncChunkDirs(), index.commit()]);
+    } catch (e) {
+      await manifestPut.discard();
+      throw e;
+    }
+    await manifestPut.commit();
+    return { manifest: manifest!, decision };
   } catch (e) {
     if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {

@@ -37,6 +37,12 @@ export interface StoreChunksOptions {
   concurrency?: number;
   /** Called after each chunk with bytes done so far and bytes to do. */
   onProgress?: (progress: Progress) => void;
+  /**
+   * Called once, when every chunk is named and, if new, encoded: `digests`
+   * and `stats` are final, the last stores may still be in flight (a backup
+   * prepares its index and manifest meanwhile).
+   */
+  onEncoded?: () => void;
   /** Stops starting chunks once aborted; the chunks in flight end first. */
   signal?: AbortSignal;
 }
@@ -64,6 +70,11 @@ export async function storeChunks(
   const inFlight = Math.max(1, options.concurrency ?? 2 * Math.max(1, threads) + 2);
   const codec: ChunkCodec = chunkCodec(repo.codecSpec);
   let bytesDone = 0;
+  let encoded = 0; // chunks whose name and stored form are known
+  const countEncoded = (): void => {
+    if (++encoded === toRead.length) options.onEncoded?.();
+  };
+  if (toRead.length === 0) options.onEncoded?.();
   const pending = new Set<string>(); // names being stored by this run
 
   // One buffer per chunk in flight, reused; a buffer is taken before a chunk starts.
@@ -133,12 +144,15 @@ export async function storeChunks(
       if (name === null) {
         digests.set(ZERO_DIGEST, i * DIGEST_SIZE);
         stats.chunksZero++;
+        countEncoded();
       } else {
         const hex = toHex(name);
         const seen = pending.has(hex);
         pending.add(hex); // before any await, so a twin chunk in flight sees it
         if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
           stats.chunksDeduplicated++;
+          digests.set(name, i * DIGEST_SIZE);
+          countEncoded();
         } else {
           try {
             let stored: Uint8Array;
@@ -150,15 +164,16 @@ export async function storeChunks(
               stored = codec.encode(data, name);
             }
             release(); // the bytes are encoded: the buffer can take the next chunk
-            await repo.putChunk(hex, stored);
             stats.chunksNew++;
             stats.bytesStored += stored.length;
+            digests.set(name, i * DIGEST_SIZE);
+            countEncoded();
+            await repo.putChunk(hex, stored);
           } catch (e) {
             pending.delete(hex);
             throw e;
           }
         }
-        digests.set(name, i * DIGEST_SIZE);
       }
     } finally {
       release();

@@ -52,6 +52,8 @@ import {
   chunkName,
   indexName,
   manifestName,
+  type PreparedPut,
+  preparePut,
   runRecordName,
 } from "./storage/backend.ts";
 import { LocalBackend, readBounded } from "./storage/local.ts";
@@ -423,6 +425,31 @@ export class Repository {
   /** Write the index of backup `id` (before its manifest). */
   async writeIndex(id: string, bytes: Uint8Array): Promise<void> {
     await this.backend.put(indexName(id), this.#seal(indexName(id), bytes));
+  }
+
+  /**
+   * The index of backup `id` written and durable but not visible until the
+   * result's `commit()` (crash-safe like {@linkcode Repository.writeIndex}).
+   */
+  prepareIndex(id: string, bytes: Uint8Array): Promise<PreparedPut> {
+    return preparePut(this.backend, indexName(id), this.#seal(indexName(id), bytes));
+  }
+
+  /** {@linkcode Repository.writeManifest} in two halves, like {@linkcode Repository.prepareIndex}. */
+  async prepareManifest(manifest: Manifest): Promise<PreparedPut> {
+    const name = manifestName(manifest.id);
+    const prepared = await preparePut(
+      this.backend,
+      name,
+      this.#seal(name, encodeManifest(manifest)),
+    );
+    return {
+      commit: () => {
+        this.#listedEtags.delete(name); // its cached copy is stale from now on
+        return prepared.commit();
+      },
+      discard: () => prepared.discard(),
+    };
   }
 
   /** Write a failed-run record. */
