@@ -16,10 +16,16 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("verify")
     .description(
       "check every backup: manifests, index checksums and chunk presence; with --deep also " +
-        "decompress and re-hash every chunk (exit 3 when something is missing or corrupt)",
+        "decompress and re-hash every chunk, with --scrub read every chunk and check its " +
+        "CRC-32 (exit 3 when something is missing or corrupt)",
     )
     .addOption(repoOption())
     .option("--deep", "decompress and re-hash every referenced chunk")
+    .option(
+      "--scrub",
+      "read every referenced chunk and check its CRC-32 (its tag when encrypted): finds media " +
+        "damage at the speed of reading; --deep also finds chunks that were wrong when written",
+    )
     .option("--no-mark", "do not record a deep verify's result in the manifests")
     .action(async (opts) => {
       const repo = await openRepo(repoPath(opts.repo));
@@ -28,6 +34,7 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
       try {
         r = await verify(repo, {
           deep: opts.deep ?? false,
+          scrub: opts.scrub ?? false,
           mark: opts.deep ? opts.mark : false,
           onProgress: bar.update,
         });
@@ -36,7 +43,9 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
       }
       if (!r.ok) ctx.exitCode = ExitCode.Damage;
       const lines = [
-        `${r.ok ? "ok" : "DAMAGED"}: ${r.deep ? "deep" : "fast"} verify of ${repo.path}: ` +
+        `${r.ok ? "ok" : "DAMAGED"}: ${
+          r.deep ? "deep" : r.scrub ? "scrub" : "fast"
+        } verify of ${repo.path}: ` +
         `${r.backupsChecked} backup(s), ${r.chunksChecked} chunk(s) checked`,
       ];
       for (const b of r.badBackups) lines.push(`bad backup ${b.id}: ${b.error} (${b.path})`);
