@@ -178,14 +178,15 @@ export function encodeChunkSync(data: Uint8Array, level: number): Uint8Array {
 }
 
 /**
- * zstd-compress `data` at `level` on the calling thread. The output buffer
- * starts as large as the input, so a chunk compresses in one piece (the
- * default 16 KiB pieces are concatenated at the end: a copy and garbage).
+ * zstd-compress `data` at `level` on the calling thread, in output pieces of
+ * 256 KiB: the default 16 KiB pieces cost a concatenation of many, and
+ * pieces as large as the input cost zeroing memory the output never fills
+ * (measured: 1.8-2.5 ms per 4 MiB chunk either way, 1.0-1.4 ms like this).
  */
 export function zstdCompressSync(data: Uint8Array, level: number): Uint8Array {
   const z = zlib.zstdCompressSync(data, {
     params: { [zlib.constants.ZSTD_c_compressionLevel]: level },
-    chunkSize: Math.max(64 * 1024, data.length),
+    chunkSize: 256 * 1024,
   });
   return new Uint8Array(z.buffer, z.byteOffset, z.length);
 }

@@ -5,7 +5,9 @@
  * run on a pool of Worker threads ({@linkcode ChunkWorkers}) when there is
  * enough to read, on the calling thread otherwise. Either way a chunk's
  * bytes are returned only after every check passed; a chunk that fails one
- * is a `BAD_CHUNK` error naming it.
+ * is a `BAD_CHUNK` error naming it. A thread that dies fails the flow with
+ * its own error: it says nothing about the chunk, which is never reported
+ * bad for it.
  *
  * @example Read one chunk of a backup, checked
  * ```ts ignore
@@ -17,7 +19,7 @@
  * @module
  */
 
-import { ChunkWorkers, workerCount } from "./chunk_workers.ts";
+import { ChunkStepError, ChunkWorkers, workerCount } from "./chunk_workers.ts";
 import type { Repository } from "./repository.ts";
 
 /** Options of {@linkcode ChunkReader.start}. */
@@ -63,10 +65,15 @@ export class ChunkReader implements Disposable {
    */
   async read(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
     const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    if (this.#workers) {
+      try {
+        return await this.#workers.decode(stored, hex, maxLength, exactLength);
+      } catch (e) {
+        throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
+      }
+    }
     try {
-      return this.#workers
-        ? await this.#workers.decode(stored, hex, maxLength, exactLength)
-        : this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+      return this.#repo.codec.decode(stored, hex, maxLength, exactLength);
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);
     }
@@ -84,9 +91,16 @@ export class ChunkReader implements Disposable {
     exactLength?: number,
   ): Promise<void> {
     const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    if (this.#workers) {
+      try {
+        await this.#workers.check(mode, stored, hex, maxLength, exactLength);
+      } catch (e) {
+        throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
+      }
+      return;
+    }
     try {
-      if (this.#workers) await this.#workers.check(mode, stored, hex, maxLength, exactLength);
-      else if (mode === "deep") this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+      if (mode === "deep") this.#repo.codec.decode(stored, hex, maxLength, exactLength);
       else this.#repo.codec.scrub(stored, hex, maxLength);
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);

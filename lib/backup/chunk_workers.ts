@@ -44,6 +44,25 @@ export interface Encoded {
   stored: Uint8Array;
 }
 
+/**
+ * A step of the codec failed on a thread: the chunk it was given fails a
+ * check (or cannot be encoded). The message is the step's own. Any other
+ * rejection of a {@linkcode ChunkWorkers} call is the pool's failure (a
+ * thread died, the pool was closed), which says nothing about the chunk.
+ */
+export class ChunkStepError extends Error {
+  /** Always `"ChunkStepError"`. */
+  override name = "ChunkStepError";
+}
+
+/**
+ * Where the pool loads its threads from. @internal Tests point it at a
+ * thread that fails, to prove a flow stops (and blames no chunk) when one does.
+ */
+export const _internals: { workerUrl: string } = {
+  workerUrl: new URL("./_chunk_worker.ts", import.meta.url).href,
+};
+
 interface Pending {
   resolve: (reply: Record<string, unknown>) => void;
   reject: (error: Error) => void;
@@ -94,7 +113,7 @@ export class ChunkWorkers implements Disposable {
    * They load in the background; the first calls wait for them.
    */
   static start(threads: number, spec: ChunkCodecSpec): ChunkWorkers {
-    const url = new URL("./_chunk_worker.ts", import.meta.url).href;
+    const url = _internals.workerUrl;
     const workers: Worker[] = [];
     try {
       for (let i = 0; i < Math.max(1, threads); i++) {
@@ -192,7 +211,7 @@ export class ChunkWorkers implements Disposable {
     if (!p) return;
     this.#pending.delete(m.id);
     this.#load[p.worker]--;
-    if (m.error !== undefined) p.reject(new Error(m.error));
+    if (m.error !== undefined) p.reject(new ChunkStepError(m.error));
     else p.resolve(m as Record<string, unknown>);
   }
 

@@ -1,0 +1,12 @@
+// A chunk worker thread (lib/backup/_chunk_worker.ts) that dies with an
+// uncaught error at its fourth codec step, like a thread that runs out of
+// memory: for workers_fail_test.ts.
+/// <reference lib="deno.worker" />
+import "../../../lib/backup/_chunk_worker.ts";
+
+const real = self.onmessage!;
+let steps = 0;
+self.onmessage = (e: MessageEvent) => {
+  if (e.data.op !== "init" && ++steps > 3) throw new Error("thread died");
+  real.call(self, e);
+};
