@@ -4,9 +4,10 @@
 /// <reference lib="deno.worker" />
 import "../../../lib/backup/_chunk_worker.ts";
 
-const real = self.onmessage!;
+// The real handler is an arrow function: it needs no `this`.
+const real = self.onmessage as (e: MessageEvent) => void;
 let steps = 0;
 self.onmessage = (e: MessageEvent) => {
   if (e.data.op !== "init" && ++steps > 3) throw new Error("thread died");
-  real.call(self, e);
+  real(e);
 };
