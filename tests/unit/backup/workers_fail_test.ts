@@ -5,7 +5,15 @@
 // thread, and a restore never writes a wrong byte.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { backup, list, RepoError, Repository, restore, verify } from "../../../lib/backup/mod.ts";
+import {
+  backup,
+  type BackupResult,
+  list,
+  RepoError,
+  Repository,
+  restore,
+  verify,
+} from "../../../lib/backup/mod.ts";
 import { _internals } from "../../../lib/backup/chunk_workers.ts";
 import { FakeCbt, MemSource, mixedImage, sha256Hex, tempDir } from "./_helpers.ts";
 
@@ -13,11 +21,21 @@ const KiB = 1024;
 const CHUNK = 16 * KiB;
 const image = (): Uint8Array => mixedImage(640 * KiB + 123, 11, CHUNK);
 
-/** A tracker over `img` that saw every byte written since the last take, then takes. */
-function rewritten(cbt: FakeCbt, img: Uint8Array): FakeCbt {
+/**
+ * A repository at `path` holding one backup (on threads) of a tracked image,
+ * whose tracker then saw every byte rewritten: the next backup reads it all.
+ */
+async function chain(
+  path: string,
+): Promise<{ repo: Repository; img: Uint8Array; cbt: FakeCbt; first: BackupResult }> {
+  const repo = await Repository.init(path, { chunkSize: CHUNK });
+  const img = image();
+  const cbt = new FakeCbt(BigInt(img.length), 4 * KiB);
+  cbt.take();
+  const first = await backup(new MemSource(img, { id: "d", cbt }), repo, { workers: 2 });
   cbt.markWrite(0, img.length);
   cbt.take();
-  return cbt;
+  return { repo, img, cbt, first };
 }
 
 /** Runs `fn` with every new pool's threads dying at their fourth step. */
@@ -36,12 +54,7 @@ const noBlame = (e: unknown): boolean =>
 
 Deno.test("a thread dying mid-backup fails it: no backup, lock released, the next one full", async () => {
   await using dir = await tempDir();
-  const repo = await Repository.init(join(dir.path, "r"), { chunkSize: CHUNK });
-  const img = image();
-  const cbt = new FakeCbt(BigInt(img.length), 4 * KiB);
-  cbt.take();
-  const first = await backup(new MemSource(img, { id: "d", cbt }), repo, { workers: 2 });
-  rewritten(cbt, img);
+  const { repo, img, cbt, first } = await chain(join(dir.path, "r"));
   await withDyingThreads(() =>
     assert.rejects(
       backup(new MemSource(img, { id: "d", cbt }), repo, { workers: 2 }),
@@ -103,12 +116,7 @@ Deno.test("a thread dying mid-restore: a new target is removed, an existing one 
 
 Deno.test("an aborted backup on threads leaves no backup, and the next one is full", async () => {
   await using dir = await tempDir();
-  const repo = await Repository.init(join(dir.path, "r"), { chunkSize: CHUNK });
-  const img = image();
-  const cbt = new FakeCbt(BigInt(img.length), 4 * KiB);
-  cbt.take();
-  const first = await backup(new MemSource(img, { id: "d", cbt }), repo, { workers: 2 });
-  rewritten(cbt, img);
+  const { repo, img, cbt, first } = await chain(join(dir.path, "r"));
   const ac = new AbortController();
   const reason = new Error("operator stop");
   await assert.rejects(
