@@ -5,8 +5,8 @@
  *
  * - full backup (library, plain repository) vs the floor (SHA-256 of every
  *   non-zero chunk, zstd of every new one, a zero test of the others, on
- *   every core); into an encrypted repository vs a plain one; on worker
- *   threads vs on the calling thread;
+ *   every core); into an encrypted repository vs a plain one (worker
+ *   threads vs the calling thread: bench/workers.ts);
  * - full backup as operators run it (the CLI, a new process, encrypted: the
  *   default) vs `restic backup` and `borg create`, both encrypted and reading
  *   the image from stdin, and the peak RSS of each;
@@ -139,19 +139,19 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
   const { jobs, zero, dup } = backupJobs(bytes);
   const condJobs = `${cond}; ${jobs.length} chunks: ${zero} zero, ${dup} duplicate`;
 
-  // ---- full backup: ours (library, in this process) vs the floor, encrypted and on one
-  // thread; ours (CLI, encrypted: its default) vs the peers, encrypted too
-  const lib: number[] = [], floorT: number[] = [], enc: number[] = [], oneThread: number[] = [];
+  // ---- full backup: ours (library, in this process) vs the floor, and encrypted; ours
+  // (CLI, encrypted: its default) vs the peers, encrypted too
+  const lib: number[] = [], floorT: number[] = [], enc: number[] = [];
   const cliT: number[] = [], cliRss: number[] = [];
   const resticT: number[] = [], resticRss: number[] = [], borgT: number[] = [];
   let repoPath = "", fullId = "";
-  const libRun = async (path: string, options: { passphrase?: string; workers?: number }) => {
+  const libRun = async (path: string, options: { passphrase?: string }) => {
     const repo = await Repository.init(path, { chunkSize, passphrase: options.passphrase });
     await prepare();
     using src = await FileSource.open(image.path, { identity: { name: "bench" } });
     let id = "";
     const t = await timeIt(async () => {
-      id = (await backup(src, repo, { workers: options.workers })).manifest.id;
+      id = (await backup(src, repo)).manifest.id;
     });
     return { t, id };
   };
@@ -164,8 +164,6 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
     if (extras) {
       enc.push((await libRun(`${dir}/enc${r}`, { passphrase: "bench" })).t);
       await Deno.remove(`${dir}/enc${r}`, { recursive: true });
-      oneThread.push((await libRun(`${dir}/one${r}`, { workers: 0 })).t);
-      await Deno.remove(`${dir}/one${r}`, { recursive: true });
     }
 
     const cliRepo = `${dir}/cli${r}`;
@@ -231,16 +229,6 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
       ours: enc,
       peer: lib,
       peerName: "the same backup into a plain repository (no HMAC ids, no ChaCha20-Poly1305)",
-      higherIsBetter: false,
-      conditions: cond,
-    });
-    emit({
-      id: `backup.full${tag}.vs_one_thread`,
-      metric: `full backup on worker threads vs on the calling thread, ${image.kind} image`,
-      unit: "s",
-      ours: lib,
-      peer: oneThread,
-      peerName: "backup({ workers: 0 }): hashing and compression on the calling thread",
       higherIsBetter: false,
       conditions: cond,
     });

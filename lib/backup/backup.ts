@@ -52,8 +52,8 @@ export interface BackupOptions {
   concurrency?: number;
   /**
    * Worker threads that name (hash) and encode (compress, seal) chunks; 0
-   * does it on the calling thread. @default one per core when at least
-   * 64 MiB are to be read (starting threads takes 50-300 ms), else none
+   * does it on the calling thread. @default 0 (measured: see the
+   * `workers.*` rows of docs/benchmarks.md)
    */
   workers?: number;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */

@@ -6,8 +6,8 @@
  *   zeroing or page faults per chunk), as many at once as the source serves
  *   ({@linkcode BackupSource.parallelReads}; one at a time otherwise).
  * - Naming and encoding run on a pool of Worker threads
- *   ({@linkcode ChunkWorkers}, one per core) when there is enough to read to
- *   pay for starting them; the buffers move to the threads and back.
+ *   ({@linkcode ChunkWorkers}) when the caller asks for them, on the calling
+ *   thread otherwise; the buffers move to the threads and back.
  * - Stores run while later chunks are read and encoded; each store is
  *   durable when it returns (its directory entry at the backend's flush), so
  *   a chunk is never named by an index before its bytes are safe.
@@ -29,8 +29,7 @@ import type { Progress } from "./types.ts";
 export interface StoreChunksOptions {
   /**
    * Worker threads for naming and encoding; 0 does both on the calling
-   * thread. @default one per core when there are at least
-   * 64 MiB (`WORKERS_MIN_BYTES` in chunk_workers.ts) to read, else none
+   * thread. @default 0 (see `workerCount` in chunk_workers.ts)
    */
   workers?: number;
   /** Chunks in flight (each holds a buffer of one chunk). @default 2 × threads + 2 */
@@ -66,7 +65,7 @@ export async function storeChunks(
   const { chunkSize } = repo.config;
   const capacity = source.capacity;
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
-  const threads = workerCount(options.workers, bytesTotal);
+  const threads = workerCount(options.workers);
   const inFlight = Math.max(1, options.concurrency ?? 2 * Math.max(1, threads) + 2);
   const codec: ChunkCodec = chunkCodec(repo.codecSpec);
   let bytesDone = 0;

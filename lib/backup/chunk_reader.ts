@@ -2,8 +2,8 @@
  * Reading stored chunks back for a restore or a verify: the calling thread
  * fetches each stored object from the repository's backend, and the chunk
  * codec's checks (decompression, CRC-32 or tag, the name against the bytes)
- * run on a pool of Worker threads ({@linkcode ChunkWorkers}) when there is
- * enough to read, on the calling thread otherwise. Either way a chunk's
+ * run on a pool of Worker threads ({@linkcode ChunkWorkers}) when the caller
+ * asks for them, on the calling thread otherwise. Either way a chunk's
  * bytes are returned only after every check passed; a chunk that fails one
  * is a `BAD_CHUNK` error naming it. A thread that dies fails the flow with
  * its own error: it says nothing about the chunk, which is never reported
@@ -12,7 +12,7 @@
  * @example Read one chunk of a backup, checked
  * ```ts ignore
  * import { ChunkReader } from "./chunk_reader.ts";
- * using reader = ChunkReader.start(repo, { bytes: 1 << 30 });
+ * using reader = ChunkReader.start(repo, { workers: 2 });
  * const data = await reader.read(hex, repo.config.chunkSize, 4 << 20);
  * ```
  *
@@ -24,11 +24,9 @@ import type { Repository } from "./repository.ts";
 
 /** Options of {@linkcode ChunkReader.start}. */
 export interface ChunkReaderOptions {
-  /** Bytes (decompressed) the flow will read: decides whether threads are worth starting. */
-  bytes: number;
   /**
-   * Worker threads; 0 checks on the calling thread. @default one per core
-   * for 64 MiB (`WORKERS_MIN_BYTES` in chunk_workers.ts) or more, else none
+   * Worker threads; 0 checks on the calling thread. @default 0 (see
+   * `workerCount` in chunk_workers.ts)
    */
   workers?: number;
 }
@@ -44,8 +42,8 @@ export class ChunkReader implements Disposable {
   }
 
   /** A reader of `repo`'s chunks, with threads when `options` warrant them. */
-  static start(repo: Repository, options: ChunkReaderOptions): ChunkReader {
-    const threads = workerCount(options.workers, options.bytes);
+  static start(repo: Repository, options: ChunkReaderOptions = {}): ChunkReader {
+    const threads = workerCount(options.workers);
     return new ChunkReader(repo, threads > 0 ? ChunkWorkers.start(threads, repo.codecSpec) : null);
   }
 

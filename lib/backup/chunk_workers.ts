@@ -1,7 +1,7 @@
 /**
  * A pool of Worker threads that run the chunk codec (chunk_codec.ts):
  * hashing and compressing for a backup, decompressing and checking for a
- * restore or a verify, on every core while the calling thread only reads,
+ * restore or a verify, on several cores while the calling thread only reads,
  * writes and keeps order. Deno's "async" zstd runs on the calling thread
  * and `crypto.subtle` takes only the hash, so without these threads a
  * backup waits on one core.
@@ -70,20 +70,13 @@ interface Pending {
 }
 
 /**
- * Less work than this many bytes is not worth starting threads for: they
- * take 50-300 ms to start, about what one core needs to hash and compress
- * 64 MiB.
+ * The threads a flow should use: `requested` (at least 0), else none. Off
+ * by default: measured on a shared 2-core host (docs/benchmarks.md, the
+ * `workers.*` rows) the threads cost more CPU per GiB than they saved in
+ * wall time; a caller with idle cores turns them on (`workers: N`).
  */
-export const WORKERS_MIN_BYTES = 64 * 1024 * 1024;
-
-/**
- * The threads a flow over `bytes` bytes should use: `requested` when given
- * (0: none), else one per core when there are at least
- * {@linkcode WORKERS_MIN_BYTES}, else none.
- */
-export function workerCount(requested: number | undefined, bytes: number): number {
-  if (requested !== undefined) return Math.max(0, Math.floor(requested));
-  return bytes >= WORKERS_MIN_BYTES ? navigator.hardwareConcurrency : 0;
+export function workerCount(requested: number | undefined): number {
+  return Math.max(0, Math.floor(requested ?? 0));
 }
 
 /** The pool. */

@@ -24,7 +24,7 @@ export interface RestoreOptions {
   concurrency?: number;
   /**
    * Worker threads that decompress and check chunks; 0 does it on the
-   * calling thread. @default one per core for 64 MiB or more, else none
+   * calling thread. @default 0
    */
   workers?: number;
   /**
@@ -196,7 +196,7 @@ async function restoreInner(
       { path: repo.chunkPath(missing[0]) },
     );
   }
-  using reader = ChunkReader.start(repo, { bytes: Number(capacity), workers: options.workers });
+  using reader = ChunkReader.start(repo, { workers: options.workers });
   const concurrency = options.concurrency ?? reader.concurrency;
   if (options.verifyFirst) {
     await runBounded(unique, concurrency, async ([hex, i]) => {

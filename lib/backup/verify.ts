@@ -35,7 +35,7 @@ export interface VerifyOptions {
   concurrency?: number;
   /**
    * Worker threads that check chunks in a deep verify; 0 checks on the
-   * calling thread. @default one per core for 64 MiB or more, else none
+   * calling thread. @default 0
    */
   workers?: number;
   /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */
@@ -234,15 +234,9 @@ async function verifyLocked(
     bytesDone += u.length;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
-  // Deep: decompress and hash on every core. Scrub: CRC-32 runs at memory
-  // speed, a thread is worth it only for a tag (an encrypted repository).
+  // Deep and scrub read and check chunks (on threads when asked for).
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  using reader = deep || scrub
-    ? ChunkReader.start(repo, {
-      bytes: bytesTotal,
-      workers: options.workers ?? (scrub && !repo.encrypted ? 0 : undefined),
-    })
-    : null;
+  using reader = deep || scrub ? ChunkReader.start(repo, { workers: options.workers }) : null;
   const concurrency = options.concurrency ?? reader?.concurrency ?? 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
