@@ -16,7 +16,7 @@
  */
 
 import { Tracker } from "../mod.ts";
-import { fileSectors } from "../cli/_fiemap.ts";
+import { fileSectors } from "../mod.ts";
 
 if (Deno.args.length !== 1) {
   console.error("usage: mark_file_dirty.ts FILE");
