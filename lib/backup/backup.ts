@@ -10,8 +10,9 @@
 import { join } from "node:path";
 import { BoundedPool, concurrencyOf } from "./_pool.ts";
 import { digestOf, encodeChunk, encodeChunkSync } from "./chunk.ts";
+import { type DamageRecord, unhealed } from "./damage.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
-import { ioError, RepoError } from "./errors.ts";
+import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import {
   chunkCountOf,
   chunkLengthOf,
@@ -26,6 +27,7 @@ import {
 import { type BackupIndex, encodeIndex } from "./index_file.ts";
 import {
   type BackupStats,
+  type DeviceIdentity,
   deviceKey,
   encodeFailedRun,
   type FailedRun,
@@ -63,7 +65,11 @@ export interface BackupOptions {
   onProgress?: (progress: Progress) => void;
   /** Called once the mode is decided, before reading. */
   onDecision?: (decision: Decision) => void;
-  /** Abort the run; the backup then fails and leaves nothing. */
+  /**
+   * Abort the run (checked between reads, within about one read of up to
+   * `readSize` bytes): the backup then fails, records the failed run,
+   * releases the lock and leaves no backup; it throws `signal.reason` as is.
+   */
   signal?: AbortSignal;
 }
 
@@ -71,6 +77,12 @@ export interface BackupOptions {
 export interface BackupResult {
   /** The manifest written. */
   manifest: Manifest;
+  /**
+   * Chunks the damage record named that this backup rewrote from the source:
+   * every older backup using them is whole again (the next deep verify
+   * confirms it).
+   */
+  healed: string[];
   /** Full or incremental, and why. */
   decision: Decision;
 }
@@ -91,15 +103,26 @@ export function chunksOfExtents(
   return [...set].sort((a, b) => a - b);
 }
 
+/**
+ * Whether backup `m` is of the device `identity` names: same key; or, for a
+ * device that now has a stable id, a backup made before ids were recorded
+ * (no id, same path), so upgrading keeps the chain. The CBT generation check
+ * still makes the next backup full if that path was another device then.
+ */
+function sameDevice(m: Manifest, identity: DeviceIdentity): boolean {
+  if (deviceKey(m.device) === deviceKey(identity)) return true;
+  return identity.id !== undefined && m.device.id === null && m.device.name === identity.name;
+}
+
 async function findParent(
   repo: Repository,
-  key: string,
+  identity: DeviceIdentity,
   explicit: string | undefined,
 ): Promise<{ manifest: Manifest | null; problem?: string }> {
   if (explicit !== undefined) {
     try {
       const m = await repo.readManifest(explicit);
-      if (deviceKey(m.device) !== key) {
+      if (!sameDevice(m, identity)) {
         return { manifest: null, problem: `parent ${explicit} is a backup of another device` };
       }
       return { manifest: m };
@@ -111,7 +134,7 @@ async function findParent(
   for (let i = ids.length - 1; i >= 0; i--) {
     try {
       const m = await repo.readManifest(ids[i]);
-      if (deviceKey(m.device) === key) return { manifest: m };
+      if (sameDevice(m, identity)) return { manifest: m };
     } catch {
       // a corrupt manifest is reported by verify; it cannot be a parent
     }
@@ -169,11 +192,12 @@ export async function backup(
   const capacity = source.capacity;
   if (capacity < 0n) throw new RepoError("INVALID", `Negative capacity ${capacity}`);
   const chunkCount = chunkCountOf(capacity, chunkSize);
+  options.signal?.throwIfAborted();
   const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
   let indexWritten = false;
   try {
     // ---- decide
-    const found = await findParent(repo, key, options.parent);
+    const found = await findParent(repo, source.identity, options.parent);
     let parentIndex: BackupIndex | null = null;
     let parentProblem = found.problem;
     if (found.manifest) {
@@ -253,7 +277,14 @@ export async function backup(
       chunksReused: chunkCount - toRead.length,
       chunksZero: 0,
     };
-    await storeChunks(source, repo, toRead, digests, stats, options);
+    // Chunks a deep verify found bad are rewritten when read again, never
+    // deduplicated against. An unreadable record is rewritten by the next
+    // marking deep verify; until then nothing is known to be bad.
+    const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
+    const healed = await storeChunks(source, repo, toRead, digests, stats, {
+      ...options,
+      damaged: unhealed(damage),
+    });
 
     // ---- chunks are durable; then index; then manifest
     await repo.syncChunkDirs();
@@ -285,7 +316,17 @@ export async function backup(
       verification: { state: "none", time: null, badChunks: 0 },
     };
     await repo.writeManifest(manifest);
-    return { manifest, decision };
+    if (healed.length > 0) {
+      const time = new Date().toISOString();
+      for (const hex of healed) {
+        const entry = damage.get(hex);
+        if (entry) entry.healed = { time, by: id };
+      }
+      // The backup is complete; a failure here only leaves the chunks marked
+      // bad, and the next backup rewrites them again.
+      await repo.writeDamage(damage).catch(() => {});
+    }
+    return { manifest, decision, healed };
   } catch (e) {
     if (indexWritten) await repo.fs.remove(repo.indexPath(id)).catch(() => {});
     const record: FailedRun = {
@@ -295,7 +336,9 @@ export async function backup(
       error: e instanceof Error ? e.message : String(e),
     };
     await repo.writeAtomic(repo.runRecordPath(id), encodeFailedRun(record)).catch(() => {});
-    throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
+    throw e instanceof RepoError || isAbortOf(e, options.signal)
+      ? e
+      : ioError("backup", repo.path, e);
   } finally {
     await lock.release().catch(() => {});
   }
@@ -320,8 +363,9 @@ async function storeChunks(
   toRead: number[],
   digests: Uint8Array,
   stats: BackupStats,
-  options: BackupOptions,
-): Promise<void> {
+  options: BackupOptions & { damaged: Set<string> },
+): Promise<string[]> {
+  const healed: string[] = [];
   const { chunkSize } = repo.config;
   const level = repo.config.compression.level;
   const capacity = source.capacity;
@@ -343,7 +387,8 @@ async function storeChunks(
       const hex = toHex(digest);
       const seen = pending.has(hex);
       pending.add(hex); // before any await, so a twin chunk in flight sees it
-      if (seen || await repo.hasChunk(hex)) {
+      const rewrite = !seen && options.damaged.has(hex);
+      if (seen || (!rewrite && await repo.hasChunk(hex))) {
         stats.chunksDeduplicated++;
       } else {
         let file: Uint8Array;
@@ -356,6 +401,7 @@ async function storeChunks(
         }
         stats.chunksNew++;
         stats.bytesStored += file.length;
+        if (rewrite) healed.push(hex);
       }
     }
     digests.set(digest, i * DIGEST_SIZE);
@@ -417,4 +463,5 @@ async function storeChunks(
   await next?.catch(() => {}); // a read still in flight must end before the lock is released
   await pool.drain();
   pool.throwIfFailed();
+  return healed;
 }

@@ -11,6 +11,7 @@ import { isDigestHex, TEMP_PREFIX } from "./format.ts";
 import { referencedDigests } from "./index_file.ts";
 import { deviceKey, MAX_RUN_RECORD_SIZE, parseFailedRun } from "./manifest.ts";
 import { backupIdsIn, readBounded, type Repository } from "./repository.ts";
+import type { LockInfo } from "./lock.ts";
 
 /** Options of {@linkcode gc}. */
 export interface GcOptions {
@@ -18,6 +19,11 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */
   lockWaitMs?: number;
+  /**
+   * Abort (checked before each file removed): what was removed stays
+   * removed, the rest stays; throws `signal.reason` as is.
+   */
+  signal?: AbortSignal;
 }
 
 /** The result of {@linkcode gc}. */
@@ -34,13 +40,21 @@ export interface GcResult {
   orphanIndexesRemoved: number;
   /** Failed-run records removed. */
   runRecordsRemoved: number;
+  /**
+   * On a dry run (which takes no lock): the writer holding the lock, whose
+   * chunks in flight are counted as unreferenced.
+   */
+  writer: LockInfo | null;
 }
 
 /**
  * Remove every chunk no backup references. Takes the repository lock, which
  * every backup holds for its whole run, so no running backup can be
- * referencing a chunk gc sees as unreferenced. Refuses to run if any
- * manifest or index is unreadable (its references are unknown).
+ * referencing a chunk gc sees as unreferenced (a dry run takes none and
+ * names the writer instead). A backup whose manifest is unreadable still
+ * counts through its index; one whose index is unreadable makes gc refuse,
+ * naming it, until it is removed with {@linkcode forget}. Damaged chunks
+ * no backup uses are dropped from the damage record.
  *
  * @example Prune, then free space
  * ```ts ignore
@@ -50,9 +64,14 @@ export interface GcResult {
  * ```
  */
 export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
-  const lock = await repo.lock("gc", { waitMs: options.lockWaitMs ?? 0 });
   const dry = options.dryRun ?? false;
-  const remove = (p: string) => (dry ? Promise.resolve() : repo.fs.remove(p));
+  options.signal?.throwIfAborted();
+  // A dry run removes nothing, so it needs no lock and never waits for one.
+  const lock = dry ? null : await repo.lock("gc", { waitMs: options.lockWaitMs ?? 0 });
+  const remove = (p: string) => {
+    options.signal?.throwIfAborted();
+    return dry ? Promise.resolve() : repo.fs.remove(p);
+  };
   try {
     const result: GcResult = {
       chunksKept: 0,
@@ -61,24 +80,38 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       tempFilesRemoved: 0,
       orphanIndexesRemoved: 0,
       runRecordsRemoved: 0,
+      writer: null,
     };
+    if (dry) {
+      const holder = await repo.lockHolder();
+      if (holder.info && !holder.stale) result.writer = holder.info;
+    }
     const referenced = new Set<string>();
     const names = await repo.fs.readDir(repo.backupsDir);
     const ids = new Set(backupIdsIn(names));
     const newestOf = new Map<string, string>(); // device key -> newest backup id
     for (const id of [...ids].sort()) {
+      options.signal?.throwIfAborted();
+      // An unreadable manifest does not hide the chunks: the index checks
+      // itself. An index that is unreadable, or not the one its manifest
+      // names, does; such a backup cannot be restored, and the operator
+      // removes it with `forget`.
       let index;
+      let m;
       try {
-        const m = await repo.readManifest(id);
-        newestOf.set(deviceKey(m.device), id);
-        index = await repo.readIndex(m);
+        m = await repo.readManifest(id);
+      } catch {
+        m = null;
+      }
+      try {
+        if (m) newestOf.set(deviceKey(m.device), id);
+        index = m ? await repo.readIndex(m) : await repo.readIndexAlone(id);
       } catch (e) {
         throw new RepoError(
           "CORRUPT",
-          `gc refuses to run: backup ${id} is unreadable, its chunks are unknown (${
-            (e as Error).message
-          }); run verify and remove or repair it`,
-          { path: repo.manifestPath(id), cause: e },
+          `gc cannot tell which chunks backup ${id} uses: ${(e as Error).message}. ` +
+            `The backup cannot be restored; remove it with \`blksnap forget ${id}\`, then run gc`,
+          { path: repo.indexPath(id), cause: e },
         );
       }
       for (const hex of referencedDigests(index).keys()) referenced.add(hex);
@@ -138,9 +171,20 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
         result.runRecordsRemoved++;
       }
     }
-    if (!dry) await repo.fs.syncDir(repo.backupsDir);
+    // Damaged chunks no backup uses any more are forgotten with them.
+    if (!dry) {
+      const damage = await repo.readDamage().catch(() => null);
+      if (damage) {
+        let dropped = false;
+        for (const hex of damage.keys()) {
+          if (!referenced.has(hex)) dropped = damage.delete(hex);
+        }
+        if (dropped) await repo.writeDamage(damage);
+      }
+      await repo.fs.syncDir(repo.backupsDir);
+    }
     return result;
   } finally {
-    await lock.release().catch(() => {});
+    await lock?.release().catch(() => {});
   }
 }

@@ -11,6 +11,7 @@
 import { dirname, join } from "node:path";
 import { decodeChunk, maxChunkFileSize } from "./chunk.ts";
 import { encodeConfig, parseConfig, type RepoConfig } from "./config.ts";
+import { type DamageRecord, encodeDamage, MAX_DAMAGE_SIZE, parseDamage } from "./damage.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
@@ -166,6 +167,10 @@ export class Repository {
   manifestPath(id: string): string {
     return join(this.backupsDir, `${id}.json`);
   }
+  /** Path of the damage record (chunks a deep verify found bad). */
+  get damagePath(): string {
+    return join(this.path, "damage.json");
+  }
   /** Path of the failed-run record of run `id`. */
   runRecordPath(id: string): string {
     return join(this.runsDir, `${id}.json`);
@@ -232,6 +237,19 @@ export class Repository {
     await this.writeAtomic(this.manifestPath(manifest.id), encodeManifest(manifest));
   }
 
+  /** Replace the damage record (removed when empty). Hold the lock. */
+  async writeDamage(record: DamageRecord): Promise<void> {
+    if (record.size > 0) {
+      await this.writeAtomic(this.damagePath, encodeDamage(record));
+      return;
+    }
+    try {
+      await this.fs.remove(this.damagePath);
+    } catch (e) {
+      throw ioError("remove", this.damagePath, e);
+    }
+  }
+
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
   async removeBackup(id: string): Promise<void> {
     try {
@@ -264,6 +282,12 @@ export class Repository {
     return m;
   }
 
+  /** Read the damage record; empty when there is none. Throws `CORRUPT` when unreadable. */
+  async readDamage(): Promise<DamageRecord> {
+    const bytes = await readBounded(this.fs, this.damagePath, MAX_DAMAGE_SIZE);
+    return bytes === null ? new Map() : parseDamage(bytes, this.damagePath);
+  }
+
   /**
    * Read and check the index of `manifest`'s backup: its own checksum, the
    * SHA-256 the manifest records, and chunk size and capacity against the
@@ -284,6 +308,20 @@ export class Repository {
       throw new CorruptError(path, "index geometry differs from its manifest");
     }
     return index;
+  }
+
+  /**
+   * Read the index of backup `id` checked by its own checksum only, for when
+   * its manifest is unreadable (gc still needs to know which chunks it uses).
+   * Bounded to 1 GiB (some 33 million chunks).
+   */
+  async readIndexAlone(id: string): Promise<BackupIndex> {
+    const path = this.indexPath(id);
+    const bytes = await readBounded(this.fs, path, 1 << 30);
+    if (bytes === null) {
+      throw new RepoError("NOT_FOUND", `Index of backup ${id} is missing`, { path });
+    }
+    return decodeIndex(bytes, path);
   }
 
   /**
