@@ -19,7 +19,7 @@
 
 import { parseArgs } from "node:util";
 import { Session } from "../mod.ts";
-import { chunksOfExtents, deviceKey, list, Repository } from "../lib/backup/mod.ts";
+import { chunksOfExtents, deviceIdentity, deviceKey, list, Repository } from "../lib/backup/mod.ts";
 
 const { values: opt, positionals } = parseArgs({
   args: Deno.args,
@@ -37,7 +37,11 @@ if (!opt.repo || !opt["diff-storage"] || !device || !id || positionals.length !=
 }
 
 const repo = await Repository.open(opt.repo);
-const backups = (await list(repo)).backups.filter((b) => deviceKey(b.device) === device);
+// Backups chain by the device's stable id (its path for older backups).
+const key = deviceKey(await deviceIdentity(device));
+const backups = (await list(repo)).backups.filter((b) =>
+  deviceKey(b.device) === key || b.device.name === device
+);
 const base = id === "latest" ? backups.at(-1) : backups.find((b) => b.id === id);
 if (!base) throw new Error(`no backup ${id} of ${device} in ${opt.repo}`);
 if (!base.cbt) {

@@ -5,7 +5,7 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { deviceKey, list, Repository } from "../../lib/backup/mod.ts";
+import { list, matchesDevice, Repository } from "../../lib/backup/mod.ts";
 import { type CliContext, report, table } from "../_output.ts";
 import { repoOption, repoPath } from "../_repo.ts";
 import { formatBytes } from "../_size.ts";
@@ -21,7 +21,7 @@ export function listCommand(ctx: CliContext): CommandUnknownOpts {
       const result = await list(repo);
       const backups = opts.device === undefined
         ? result.backups
-        : result.backups.filter((b) => deviceKey(b.device) === opts.device);
+        : result.backups.filter((b) => matchesDevice(b, opts.device!));
       const rows = backups.map((b) => [
         b.id,
         b.device.name,
