@@ -5,7 +5,8 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, restore } from "../../lib/backup/mod.ts";
+import { Repository, resolveBackupId, restore } from "../../lib/backup/mod.ts";
+import { stoppedCleanly, UsageError } from "../_exit.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
 import { repoOption, repoPath } from "../_repo.ts";
@@ -18,22 +19,32 @@ export function restoreCommand(ctx: CliContext): CommandUnknownOpts {
       "restore backup <id> to <target>: a new file (sparse), an existing file, or an " +
         "unmounted block device at least as large; every chunk is checked before it is written",
     )
-    .argument("<id>", "backup id (see list)")
+    .argument("<id>", "backup id, its last 8 hex digits, or latest (see list)")
     .argument("<target>", "file or block device to write")
     .addOption(repoOption())
+    .option("-d, --device <key>", "with latest: the newest backup of this device (id or path)")
     .option("--resize", "grow an existing regular file that is too small")
     .option("--verify-first", "check every chunk before the target is opened")
-    .action(async (id, target, opts) => {
+    .action(async (spec, target, opts) => {
+      if (target === "-") {
+        throw new UsageError("restore writes a file or a block device, not stdout: give a path");
+      }
       const repo = await Repository.open(repoPath(opts.repo));
+      const id = await resolveBackupId(repo, spec, { device: opts.device });
       const bar = progressBar(ctx, "restore");
       const started = performance.now();
       let r;
       try {
-        r = await restore(repo, id, target, {
-          resize: opts.resize,
-          verifyFirst: opts.verifyFirst,
-          onProgress: bar.update,
-        });
+        r = await stoppedCleanly(
+          restore(repo, id, target, {
+            resize: opts.resize,
+            verifyFirst: opts.verifyFirst,
+            onProgress: bar.update,
+            signal: ctx.signal,
+          }),
+          `${target} was removed if this restore created it; an existing file or device is ` +
+            "partly written",
+        );
       } finally {
         bar.stop();
       }

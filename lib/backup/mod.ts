@@ -56,7 +56,7 @@ export {
 } from "./fs.ts";
 export { gc, type GcOptions, type GcResult } from "./gc.ts";
 export { type BackupIndex, decodeIndex, encodeIndex } from "./index_file.ts";
-export { list, type ListResult } from "./list.ts";
+export { list, type ListOptions, type ListResult } from "./list.ts";
 export {
   type Lockable,
   type LockHolder,

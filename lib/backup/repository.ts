@@ -102,11 +102,18 @@ export class Repository {
       throw new RepoError("INVALID", `Compression level ${level} must be 1..19`);
     }
     try {
-      await fs.mkdir(path);
+      const st = await fs.stat(path);
+      if (st !== null && !st.isDirectory) {
+        throw new RepoError("INVALID", `${path} exists and is not a directory`, { path });
+      }
       const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
+      if (existing.includes("config.json")) {
+        throw new RepoError("INVALID", `${path} is already a blksnap repository`, { path });
+      }
       if (existing.length > 0) {
         throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
       }
+      await fs.mkdir(path);
       for (const sub of ["chunks", "backups", "runs"]) await fs.mkdir(join(path, sub));
       await fs.syncDir(path);
       const config: RepoConfig = {
