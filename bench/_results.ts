@@ -7,6 +7,11 @@
 
 /** One metric as a benchmark reports it. */
 export interface BenchResult {
+  /**
+   * Stable name of the row, e.g. `cow.first_touch.vs_none`: what the goals
+   * (bench/_goals.ts) and the issues refer to. Dotted: subject, case, peer.
+   */
+  id?: string;
   /** What is measured, e.g. "4 KiB random write, tracked vs untracked". */
   metric: string;
   /** Unit of `ours` and `peer`. */
@@ -27,9 +32,16 @@ export interface BenchResult {
   conditions?: string;
   /** Filled in by this runner: the file that produced the line. */
   source?: string;
+  /** Filled in: where it ran, the host or the test VM (cloud kernel, QEMU TCG). */
+  where?: string;
   /** Filled in: ours/peer, oriented so that 1.0 is parity and lower is worse. */
   ratio?: number;
 }
+
+/** {@linkcode BenchResult.where} of host benchmarks (`bench/*.ts`). */
+export const HOST_WHERE = "host";
+/** {@linkcode BenchResult.where} of VM benchmarks (`bench/vm/*.sh`). */
+export const VM_WHERE = "VM (cloud kernel, QEMU TCG)";
 
 /** The median of repeated measurements (the upper one of an even count). */
 export function median(values: number[]): number {
@@ -55,6 +67,7 @@ export function parseBenchLines(text: string, source: string): BenchResult[] {
         continue;
       }
       r.source = source;
+      r.where = source.startsWith("vm/") ? VM_WHERE : HOST_WHERE;
       r.ratio = r.peer === 0 || r.ours === 0
         ? NaN
         : (r.higherIsBetter ? r.ours / r.peer : r.peer / r.ours);
@@ -66,7 +79,8 @@ export function parseBenchLines(text: string, source: string): BenchResult[] {
   return out;
 }
 
-function fmt(n: number): string {
+/** A figure with three significant digits (or none past the point from 100). */
+export function fmt(n: number): string {
   if (!Number.isFinite(n)) return "n/a";
   if (Math.abs(n) >= 100) return n.toFixed(0);
   if (Math.abs(n) >= 10) return n.toFixed(1);
@@ -76,15 +90,15 @@ function fmt(n: number): string {
 /** The markdown table of a report. */
 export function table(rs: BenchResult[]): string {
   const rows = rs.map((r) =>
-    `| ${r.metric} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${fmt(r.peer)} ${r.unit} | ${
-      fmt(r.ratio ?? NaN)
-    } | ${r.reps ?? 1}${r.spread !== undefined ? `, ±${(r.spread * 100).toFixed(0)}%` : ""} | ${
-      r.conditions ?? ""
-    } |`
+    `| ${r.id ? `\`${r.id}\`` : ""} | ${r.metric} | ${fmt(r.ours)} ${r.unit} | ${r.peerName}: ${
+      fmt(r.peer)
+    } ${r.unit} | ${fmt(r.ratio ?? NaN)} | ${r.reps ?? 1}${
+      r.spread !== undefined ? `, ±${(r.spread * 100).toFixed(0)}%` : ""
+    } | ${r.where ?? ""} | ${r.conditions ?? ""} |`
   );
   return [
-    "| metric | ours | peer or limit (same run) | ratio | reps, spread | conditions |",
-    "| --- | --- | --- | --- | --- | --- |",
+    "| id | metric | ours | peer or limit (same run) | ratio | reps, spread | where | conditions |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
   ].join("\n");
 }

@@ -1,332 +1,366 @@
 /**
- * Backup flows against their peers and limits, on the same image in one run:
+ * Full backup, restore and deep verify of two images (bench/_images.ts: the
+ * synthetic one with a warm page cache, the real ext4 one cold), each against
+ * its CPU floor (bench/_floor.ts) and its peers, in one run:
  *
- * - full backup vs `restic backup --stdin` and `borg create` of the image;
- * - incremental at 0.1 %, 1 % and 10 % changed vs the full, and vs the floor
- *   (changed bytes at the measured sequential read speed);
- * - restore vs `dd` copying the image; deep verify vs `dd` reading it.
+ * - full backup vs the floor (SHA-256 of every non-zero chunk, zstd of every
+ *   new one, a zero test of the others, on every core), vs `restic backup`
+ *   and `borg create` (both read the image from stdin; ours runs as the CLI,
+ *   a new process like theirs), and the peak RSS of each;
+ * - restore vs `dd bs=4M conv=fsync` of the image, vs `restic restore`, and
+ *   peak RSS;
+ * - deep verify vs the floor (CRC-32, decompression and SHA-256 of every
+ *   stored chunk, on every core) and vs `restic check --read-data`.
  *
- * The image mixes zeros, compressible text and random bytes. Prints `BENCH`
- * lines (see bench/run.ts). `--quick`: a 16 MiB image, one repetition.
+ * What the peers do that we do not: restic encrypts (AES-256-CTR +
+ * Poly1305) and cuts content-defined chunks; borg (1.2) runs on one thread.
+ * Prints `BENCH` lines (see bench/run.ts). `--quick`: small images, one
+ * repetition.
  *
  * @module
  */
 
+import { fileURLToPath } from "node:url";
+import { createHash } from "node:crypto";
 import { backup, FileSource, Repository, restore, verify } from "../lib/backup/mod.ts";
-import { CbtMap } from "../lib/cbt_map.ts";
-import { median, spread } from "./_results.ts";
+import { CHUNK_HEADER_SIZE, ChunkEncoding, decodeChunkHeader } from "../lib/backup/chunk.ts";
+import { CpuFloor, type FloorJob, JobKind, shared } from "./_floor.ts";
+import { type Image, realImage, syntheticImage } from "./_images.ts";
+import {
+  cores,
+  emit,
+  ensurePeers,
+  evict,
+  have,
+  MiB,
+  quick,
+  runTimed,
+  sh,
+  timeIt,
+  versionOf,
+} from "./_lib.ts";
 
-const quick = Deno.args.includes("--quick");
-const MiB = 1024 * 1024;
-const size = quick ? 16 * MiB : 1024 * MiB;
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const reps = quick ? 1 : 3;
-const blockSize = 65536;
 const chunkSize = 4 * MiB;
-const root = await Deno.makeTempDir({ prefix: "blksnap-bench-" });
-const image = `${root}/disk.img`;
+const root = await Deno.makeTempDir({ prefix: "blksnap-bench-backup-" });
+const cli = `'${Deno.execPath()}' run -A '${repoRoot}cli/main.ts'`;
 
-/** xorshift32: deterministic bytes. */
-function fillRandom(buf: Uint8Array, seed: number): void {
-  let x = seed >>> 0 || 1;
-  const v = new Uint32Array(buf.buffer, buf.byteOffset, buf.length >>> 2);
-  for (let i = 0; i < v.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    v[i] = x >>> 0;
-  }
-}
-
-async function makeImage(): Promise<void> {
-  const f = await Deno.open(image, { write: true, create: true, truncate: true });
-  const text = new TextEncoder().encode(
-    "Nov 24 03:11:35 host kernel: blk_update_request: I/O of sector 123456 took 12 ms\n",
-  );
-  const piece = new Uint8Array(MiB);
-  for (let at = 0, i = 0; at < size; at += MiB, i++) {
-    const kind = i % 4; // zeros, text, text, random
-    if (kind === 0) piece.fill(0);
-    else if (kind === 3) fillRandom(piece, i + 1);
-    else {for (let p = 0; p < MiB; p++) {
-        piece[p] = text[(p + i * 7) % text.length] ^ (p % 4096 === 0 ? i & 0xff : 0);
-      }}
-    await f.write(piece);
-  }
-  f.close();
-}
-
-async function timeIt(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = performance.now();
-  await fn();
-  return (performance.now() - t0) / 1000;
-}
-
-async function run(
-  cmd: string,
-  args: string[],
-  opts: { stdin?: string; env?: Record<string, string> } = {},
-): Promise<void> {
-  const child = new Deno.Command(cmd, {
-    args,
-    stdin: opts.stdin ? "piped" : "null",
-    stdout: "null",
-    stderr: "piped",
-    env: opts.env,
-  }).spawn();
-  if (opts.stdin) {
-    const f = await Deno.open(opts.stdin);
-    await f.readable.pipeTo(child.stdin);
-  }
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).slice(0, 400)}`,
-    );
-  }
-}
-
-async function have(cmd: string): Promise<boolean> {
-  try {
-    const o = await new Deno.Command("sh", { args: ["-c", `command -v ${cmd}`], stdout: "null" })
-      .output();
-    return o.success;
-  } catch {
-    return false;
-  }
-}
-
-async function ensurePeers(): Promise<void> {
-  if ((await have("restic")) && (await have("borg"))) return;
-  if (Deno.uid() !== 0) return;
-  await new Deno.Command("sh", {
-    args: [
-      "-c",
-      "apt-get install -y -qq --no-install-recommends restic borgbackup >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq --no-install-recommends restic borgbackup >/dev/null 2>&1)",
-    ],
-  }).output();
-}
-
-function emit(r: Record<string, unknown>): void {
-  console.log(`BENCH ${JSON.stringify(r)}`);
-}
-
-function map(changes: number, marks: Uint8Array): CbtMap {
-  return new CbtMap({
-    deviceCapacity: BigInt(size),
-    blockSize,
-    blockCount: marks.length,
-    generationId: "0b5c8a1e-2f3d-4e6a-9b7c-1d2e3f4a5b6c",
-    changesNumber: changes,
-  }, marks);
-}
-
-await makeImage();
-await ensurePeers();
-const mibps = (secs: number): number => size / MiB / secs;
-const cond = `${size / MiB} MiB image (1/4 zeros, 1/2 text, 1/4 random), ${
-  chunkSize / MiB
-} MiB chunks, zstd 1, page cache warm`;
-
-// Sequential read speed of the image (the floor's denominator) and dd copy.
-const ddRead: number[] = [];
-const ddCopy: number[] = [];
-for (let r = 0; r < reps; r++) {
-  ddRead.push(await timeIt(() => run("dd", [`if=${image}`, "of=/dev/null", "bs=4M"])));
-  ddCopy.push(
-    await timeIt(() => run("dd", [`if=${image}`, `of=${root}/copy.img`, "bs=4M", "conv=fsync"])),
-  );
-  await Deno.remove(`${root}/copy.img`);
-}
-const readSpeed = size / median(ddRead); // bytes/s
-
-// Full backup: ours vs restic vs borg, each into a fresh repository.
-const blockCount = Math.ceil(size / blockSize);
-const fullMarks = new Uint8Array(blockCount).fill(1);
-const ours: number[] = [];
-let repoPath = "";
-let fullId = "";
-for (let r = 0; r < reps; r++) {
-  repoPath = `${root}/repo${r}`;
-  const repo = await Repository.init(repoPath, { chunkSize });
-  using src = await FileSource.open(image, { identity: { name: "bench" }, cbt: map(1, fullMarks) });
-  ours.push(
-    await timeIt(async () => {
-      fullId = (await backup(src, repo)).manifest.id;
-    }),
-  );
-}
-emit({
-  metric: "full backup throughput",
-  unit: "MiB/s",
-  ours: mibps(median(ours)),
-  peer: mibps(median(ddRead)),
-  peerName: "dd read of the image (limit)",
-  higherIsBetter: true,
-  reps,
-  spread: spread(ours),
-  conditions: cond,
-});
-if (await have("restic")) {
-  const t: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const env = {
-      RESTIC_PASSWORD: "bench",
-      RESTIC_REPOSITORY: `${root}/restic${r}`,
-      RESTIC_CACHE_DIR: `${root}/rcache`,
-    };
-    await run("restic", ["init", "--repository-version", "2"], { env });
-    t.push(
-      await timeIt(() =>
-        run("restic", ["backup", "--stdin", "--stdin-filename", "disk.img"], { stdin: image, env })
-      ),
-    );
-  }
-  emit({
-    metric: "full backup time vs restic",
-    unit: "s",
-    ours: median(ours),
-    peer: median(t),
-    peerName: "restic 0.14 backup --stdin (repo v2, zstd auto)",
-    higherIsBetter: false,
-    reps,
-    spread: spread(ours),
-    conditions: cond,
-  });
-}
-if (await have("borg")) {
-  const t: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const env = {
-      BORG_REPO: `${root}/borg${r}`,
-      BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: "yes",
-      BORG_BASE_DIR: `${root}/bbase`,
-    };
-    await run("borg", ["init", "-e", "none"], { env });
-    t.push(
-      await timeIt(() =>
-        run("borg", ["create", "-C", "zstd,1", "::a", "-"], { stdin: image, env })
-      ),
-    );
-  }
-  emit({
-    metric: "full backup time vs borg",
-    unit: "s",
-    ours: median(ours),
-    peer: median(t),
-    peerName: "borg 1.2 create -C zstd,1 (stdin)",
-    higherIsBetter: false,
-    reps,
-    spread: spread(ours),
-    conditions: cond,
-  });
-}
-
-// Incrementals: change p% of the CBT blocks, in 1 MiB runs at random places.
-let seed = 7;
-const rnd = (n: number): number => {
-  seed = (seed * 1103515245 + 12345) >>> 0;
-  return seed % n;
-};
-for (const pct of [0.1, 1, 10]) {
-  const times: number[] = [];
-  let changedBytes = 0;
-  for (let r = 0; r < reps; r++) {
-    const repo = await Repository.init(`${root}/inc${pct}-${r}`, { chunkSize });
-    {
-      using src = await FileSource.open(image, {
-        identity: { name: "bench" },
-        cbt: map(1, fullMarks),
-      });
-      await backup(src, repo);
+/** The floor jobs of a full backup of `bytes`: zero test, hash, or hash + compress per chunk. */
+function backupJobs(bytes: Uint8Array): { jobs: FloorJob[]; zero: number; dup: number } {
+  const seen = new Set<string>();
+  const jobs: FloorJob[] = [];
+  const zeros = new Uint8Array(chunkSize);
+  let zero = 0, dup = 0;
+  for (let off = 0; off < bytes.length; off += chunkSize) {
+    const c = bytes.subarray(off, off + chunkSize);
+    if (Buffer.compare(c, zeros.subarray(0, c.length)) === 0) {
+      jobs.push({ kind: JobKind.Zero, offset: off, length: c.length });
+      zero++;
+      continue;
     }
-    const marks = new Uint8Array(blockCount).fill(1);
-    const target = Math.max(1, Math.round(blockCount * pct / 100));
-    const f = await Deno.open(image, { write: true });
-    const run16 = new Uint8Array(16 * blockSize);
-    let marked = 0;
-    while (marked < target) {
-      const first = rnd(Math.max(1, blockCount - 16));
-      fillRandom(run16, first + r * 131 + 1);
-      await f.seek(first * blockSize, Deno.SeekMode.Start);
-      await f.write(run16);
-      for (let b = first; b < first + 16 && marked < target; b++) {
-        if (marks[b] !== 2) {
-          marks[b] = 2;
-          marked++;
-        }
+    const hex = createHash("sha256").update(c).digest("hex");
+    if (seen.has(hex)) dup++;
+    jobs.push({
+      kind: seen.has(hex) ? JobKind.Hash : JobKind.Store,
+      offset: off,
+      length: c.length,
+    });
+    seen.add(hex);
+  }
+  return { jobs, zero, dup };
+}
+
+/** Every chunk file of a repository, concatenated, with the floor jobs that decode them. */
+async function decodeJobs(repoPath: string): Promise<{ data: Uint8Array; jobs: FloorJob[] }> {
+  const files: Uint8Array[] = [];
+  for await (const fan of Deno.readDir(`${repoPath}/chunks`)) {
+    if (!fan.isDirectory) continue;
+    for await (const f of Deno.readDir(`${repoPath}/chunks/${fan.name}`)) {
+      if (f.isFile && !f.name.startsWith(".")) {
+        files.push(await Deno.readFile(`${repoPath}/chunks/${fan.name}/${f.name}`));
       }
     }
-    f.close();
-    changedBytes = marked * blockSize;
-    using src = await FileSource.open(image, { identity: { name: "bench" }, cbt: map(2, marks) });
-    times.push(
+  }
+  const data = shared(new Uint8Array(files.reduce((s, f) => s + f.length, 0)));
+  const jobs: FloorJob[] = [];
+  let at = 0;
+  for (const f of files) {
+    data.set(f, at);
+    const h = decodeChunkHeader(f, chunkSize);
+    jobs.push({
+      kind: h.encoding === ChunkEncoding.Zstd ? JobKind.Decode : JobKind.DecodeRaw,
+      offset: at + CHUNK_HEADER_SIZE,
+      length: h.payloadLength,
+      outLength: h.length,
+    });
+    at += f.length;
+  }
+  return { data, jobs };
+}
+
+// The peers run in full runs only: `--quick` checks that every row is still
+// produced, and its figures mean nothing anyway.
+const haveRestic = !quick && await (async () => {
+  await ensurePeers();
+  return await have("restic");
+})();
+const haveBorg = !quick && await have("borg");
+/** An initialised, empty restic repository, copied for each run (`restic init` takes seconds). */
+const resticTemplate = `${root}/restic-template`;
+if (haveRestic) {
+  await sh(`restic init --repository-version 2 -q`, {
+    RESTIC_PASSWORD: "bench",
+    RESTIC_REPOSITORY: resticTemplate,
+  });
+}
+/** The peers' rows that are no goal: measured in full runs only, to keep `--quick` quick. */
+const extras = !quick;
+const absent = quick ? "not run with --quick" : "not installed";
+const resticName = haveRestic ? await versionOf("restic") : `restic (${absent})`;
+const borgName = haveBorg ? await versionOf("borg") : `borg (${absent})`;
+
+async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
+  const cold = image.kind === "real";
+  const tag = image.kind === "real" ? ".real" : "";
+  const dir = `${root}/${image.kind}`;
+  await Deno.mkdir(dir);
+  const prepare = cold ? () => evict(image.path) : () => sh(`cat '${image.path}' >/dev/null`);
+  const cond = `${image.describe}; ${chunkSize / MiB} MiB chunks, zstd 1; page cache ${
+    cold ? "dropped before each run (cold)" : "warm"
+  }; ${cores} cores`;
+
+  const bytes = shared(await Deno.readFile(image.path));
+  const { jobs, zero, dup } = backupJobs(bytes);
+  const condJobs = `${cond}; ${jobs.length} chunks: ${zero} zero, ${dup} duplicate`;
+
+  // ---- full backup: ours (library, in this process) vs the floor; ours (CLI) vs peers
+  const lib: number[] = [], floorT: number[] = [], cliT: number[] = [], cliRss: number[] = [];
+  const resticT: number[] = [], resticRss: number[] = [], borgT: number[] = [];
+  let repoPath = "", fullId = "";
+  for (let r = 0; r < reps; r++) {
+    floorT.push(await floor.run(bytes, jobs));
+    repoPath = `${dir}/repo${r}`;
+    const repo = await Repository.init(repoPath, { chunkSize });
+    await prepare();
+    using src = await FileSource.open(image.path, { identity: { name: "bench" } });
+    lib.push(
       await timeIt(async () => {
-        const res = await backup(src, repo);
-        if (res.decision.mode !== "incremental") {
-          throw new Error(`expected incremental: ${res.decision.reason}`);
-        }
+        fullId = (await backup(src, repo)).manifest.id;
       }),
     );
+
+    const cliRepo = `${dir}/cli${r}`;
+    await Repository.init(cliRepo, { chunkSize });
+    await prepare();
+    const c = await runTimed(
+      `${cli} backup --repo '${cliRepo}' --image '${image.path}' --name bench`,
+    );
+    cliT.push(c.seconds);
+    cliRss.push(c.rssMiB);
+    await Deno.remove(cliRepo, { recursive: true });
+
+    if (haveRestic) {
+      const env = {
+        RESTIC_PASSWORD: "bench",
+        RESTIC_REPOSITORY: `${dir}/restic${r}`,
+        RESTIC_CACHE_DIR: `${dir}/rcache`,
+      };
+      await sh(`cp -a '${resticTemplate}' '${dir}/restic${r}'`);
+      await prepare();
+      const t = await runTimed(
+        `restic backup -q --stdin --stdin-filename disk.img < '${image.path}'`,
+        env,
+      );
+      resticT.push(t.seconds);
+      resticRss.push(t.rssMiB);
+    }
+    if (haveBorg && extras) {
+      const env = {
+        BORG_REPO: `${dir}/borg${r}`,
+        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: "yes",
+        BORG_BASE_DIR: `${dir}/bbase`,
+      };
+      await sh("borg init -e none", env);
+      await prepare();
+      borgT.push((await runTimed(`borg create -C zstd,1 ::a - < '${image.path}'`, env)).seconds);
+      await Deno.remove(`${dir}/borg${r}`, { recursive: true });
+    }
   }
   emit({
-    metric: `incremental, ${pct}% changed, vs full`,
+    id: `backup.full${tag}.vs_cpu_floor`,
+    metric: `full backup (library call) vs its CPU floor, ${image.kind} image`,
     unit: "s",
-    ours: median(times),
-    peer: median(ours),
-    peerName: "full backup of the same image",
+    ours: lib,
+    peer: floorT,
+    peerName: "CPU floor: SHA-256 + zstd -1 of new chunks, SHA-256 of duplicates, " +
+      "zero test of zero chunks, on all cores, data in memory",
     higherIsBetter: false,
-    reps,
-    spread: spread(times),
-    conditions: `${cond}; changes in 1 MiB runs at random offsets`,
+    conditions: condJobs,
   });
   emit({
-    metric: `incremental, ${pct}% changed, vs floor`,
+    id: `backup.full${tag}.vs_restic`,
+    metric: `full backup time (CLI process) vs restic, ${image.kind} image`,
     unit: "s",
-    ours: median(times),
-    peer: changedBytes / readSpeed,
-    peerName: "floor: changed bytes / measured read speed",
+    ours: cliT,
+    peer: haveRestic ? resticT : [0],
+    peerName: `${resticName} backup --stdin (repo v2, zstd auto; ` +
+      "encrypts with AES-256-CTR + Poly1305, which we do not; content-defined chunks; all cores)",
     higherIsBetter: false,
-    reps,
-    spread: spread(times),
-    conditions: `${cond}; ${(changedBytes / MiB).toFixed(1)} MiB changed`,
+    conditions: cond,
   });
+  if (extras) {
+    emit({
+      id: `backup.full${tag}.vs_borg`,
+      metric: `full backup time (CLI process) vs borg, ${image.kind} image`,
+      unit: "s",
+      ours: cliT,
+      peer: haveBorg ? borgT : [0],
+      peerName: `${borgName} create -C zstd,1 from stdin (unencrypted; one thread)`,
+      higherIsBetter: false,
+      conditions: cond,
+    });
+  }
+  emit({
+    id: `backup.rss${tag}.vs_restic`,
+    metric: `peak RSS of a full backup (CLI process) vs restic, ${image.kind} image`,
+    unit: "MiB",
+    ours: cliRss,
+    peer: haveRestic ? resticRss : [0],
+    peerName: `${resticName} backup --stdin`,
+    higherIsBetter: false,
+    conditions: cond,
+  });
+
+  // ---- restore: ours (library) vs dd copy; ours (CLI) RSS vs restic restore
+  const repo = await Repository.open(repoPath);
+  const restoreT: number[] = [], ddT: number[] = [], restoreRss: number[] = [];
+  const rRestoreT: number[] = [], rRestoreRss: number[] = [];
+  const evictRepo = () => evict(repoPath);
+  for (let r = 0; r < reps; r++) {
+    await (cold ? evict(image.path) : prepare());
+    ddT.push(
+      (await runTimed(`dd if='${image.path}' of='${dir}/copy.img' bs=4M conv=fsync 2>/dev/null`))
+        .seconds,
+    );
+    await Deno.remove(`${dir}/copy.img`);
+    if (cold) await evictRepo();
+    restoreT.push(await timeIt(() => restore(repo, fullId, `${dir}/restored.img`)));
+    await Deno.remove(`${dir}/restored.img`);
+    if (!extras) continue;
+    if (cold) await evictRepo();
+    const c = await runTimed(
+      `${cli} restore --repo '${repoPath}' '${fullId}' '${dir}/restored.img'`,
+    );
+    restoreRss.push(c.rssMiB);
+    await Deno.remove(`${dir}/restored.img`);
+    if (haveRestic) {
+      const env = {
+        RESTIC_PASSWORD: "bench",
+        RESTIC_REPOSITORY: `${dir}/restic0`,
+        RESTIC_CACHE_DIR: `${dir}/rcache`,
+      };
+      if (cold) await evict(`${dir}/restic0`);
+      const t = await runTimed(`restic restore -q latest --target '${dir}/rr'`, env);
+      rRestoreT.push(t.seconds);
+      rRestoreRss.push(t.rssMiB);
+      await Deno.remove(`${dir}/rr`, { recursive: true });
+    }
+  }
+  emit({
+    id: `restore${tag}.vs_dd`,
+    metric: `restore to a new file vs dd copy, ${image.kind} image`,
+    unit: "s",
+    ours: restoreT,
+    peer: ddT,
+    peerName: "dd bs=4M conv=fsync of the image (copies only: no decompression, no checks)",
+    higherIsBetter: false,
+    conditions: cond,
+  });
+  if (extras) {
+    emit({
+      id: `restore${tag}.vs_restic`,
+      metric: `restore to a new file vs restic restore, ${image.kind} image`,
+      unit: "s",
+      ours: restoreT,
+      peer: haveRestic ? rRestoreT : [0],
+      peerName: `${resticName} restore (decrypts, which we need not)`,
+      higherIsBetter: false,
+      conditions: cond,
+    });
+    emit({
+      id: `restore.rss${tag}.vs_restic`,
+      metric: `peak RSS of a restore (CLI process) vs restic, ${image.kind} image`,
+      unit: "MiB",
+      ours: restoreRss,
+      peer: haveRestic ? rRestoreRss : [0],
+      peerName: `${resticName} restore`,
+      higherIsBetter: false,
+      conditions: cond,
+    });
+  }
+
+  // ---- deep verify vs its floor and vs restic check --read-data
+  const decode = await decodeJobs(repoPath);
+  const verifyT: number[] = [], vFloor: number[] = [], rCheck: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    vFloor.push(await floor.run(decode.data, decode.jobs));
+    if (cold) await evictRepo();
+    verifyT.push(
+      await timeIt(async () => {
+        const rep = await verify(repo, { deep: true, mark: false });
+        if (!rep.ok) throw new Error("deep verify failed");
+      }),
+    );
+    if (haveRestic && extras) {
+      const env = {
+        RESTIC_PASSWORD: "bench",
+        RESTIC_REPOSITORY: `${dir}/restic0`,
+        RESTIC_CACHE_DIR: `${dir}/rcache`,
+      };
+      if (cold) await evict(`${dir}/restic0`);
+      rCheck.push((await runTimed("restic check -q --read-data", env)).seconds);
+    }
+  }
+  const condDecode = `${cond}; ${decode.jobs.length} stored chunks, ${
+    Math.round(decode.data.length / MiB)
+  } MiB`;
+  emit({
+    id: `verify.deep${tag}.vs_cpu_floor`,
+    metric: `deep verify vs its CPU floor, ${image.kind} image`,
+    unit: "s",
+    ours: verifyT,
+    peer: vFloor,
+    peerName: "CPU floor: CRC-32 + zstd decompression + SHA-256 of every stored chunk, " +
+      "on all cores, files in memory",
+    higherIsBetter: false,
+    conditions: condDecode,
+  });
+  if (extras) {
+    emit({
+      id: `verify.deep${tag}.vs_restic`,
+      metric: `deep verify vs restic check --read-data, ${image.kind} image`,
+      unit: "s",
+      ours: verifyT,
+      peer: haveRestic ? rCheck : [0],
+      peerName: `${resticName} check --read-data (decrypts and checks every pack)`,
+      higherIsBetter: false,
+      conditions: condDecode,
+    });
+  }
+  await Deno.remove(dir, { recursive: true });
 }
 
-// Restore and deep verify of the full backup vs dd.
-const repo = await Repository.open(repoPath);
-const restoreT: number[] = [];
-const verifyT: number[] = [];
-for (let r = 0; r < reps; r++) {
-  restoreT.push(await timeIt(() => restore(repo, fullId, `${root}/restored.img`)));
-  await Deno.remove(`${root}/restored.img`);
-  verifyT.push(
-    await timeIt(async () => {
-      const rep = await verify(repo, { deep: true });
-      if (!rep.ok) throw new Error("deep verify failed");
-    }),
+try {
+  await using floor = await CpuFloor.start(cores);
+  const size = quick ? 16 * MiB : 1024 * MiB;
+  await benchImage(await syntheticImage(`${root}/synthetic.img`, size), floor);
+  await Deno.remove(`${root}/synthetic.img`);
+  await Deno.mkdir(`${root}/build`);
+  await benchImage(
+    await realImage(`${root}/real.img`, quick ? 32 * MiB : size, `${root}/build`),
+    floor,
   );
+} finally {
+  await Deno.remove(root, { recursive: true });
 }
-emit({
-  metric: "restore time vs dd copy",
-  unit: "s",
-  ours: median(restoreT),
-  peer: median(ddCopy),
-  peerName: "dd bs=4M conv=fsync of the image",
-  higherIsBetter: false,
-  reps,
-  spread: spread(restoreT),
-  conditions: cond,
-});
-emit({
-  metric: "deep verify time vs dd read",
-  unit: "s",
-  ours: median(verifyT),
-  peer: median(ddRead),
-  peerName: "dd read of the image",
-  higherIsBetter: false,
-  reps,
-  spread: spread(verifyT),
-  conditions: cond,
-});
-
-await Deno.remove(root, { recursive: true });

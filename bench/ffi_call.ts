@@ -33,8 +33,12 @@ const repo = new URL("..", import.meta.url).pathname;
 const libPath = Deno.env.get("BLKSNAP_LIB") ?? `${repo}kmod/ctl/build/libblksnap.so.1`;
 const conditions = `kernel ${Deno.osRelease()}, Deno ${Deno.version.deno}`;
 
-function report(metric: string, ours: number[], peer: number, extra: string): void {
+/** Row ids get `.vm` in the VM (where the C twin is given), so host and VM rows differ. */
+const idWhere = argValue("--twin") ? ".vm" : "";
+
+function report(id: string, metric: string, ours: number[], peer: number, extra: string): void {
   const line = {
+    id: id.replace(/^ffi\.([a-z_]+)/, `ffi.$1${idWhere}`),
     metric,
     unit: "ns",
     ours: median(ours),
@@ -99,7 +103,13 @@ const lib = loadLibrary().symbols;
     ours.push(((performance.now() - t0) * 1e6) / n);
   }
   const c = await twin(twinBin, libPath, "call", String(n));
-  report("one FFI call into libblksnap (blksnap_lib_version)", ours, c.ns, `${n} calls per rep`);
+  report(
+    "ffi.call.vs_c",
+    "one FFI call into libblksnap (blksnap_lib_version)",
+    ours,
+    c.ns,
+    `${n} calls per rep`,
+  );
 }
 
 // 2. One call that makes an ioctl (needs the module).
@@ -118,7 +128,13 @@ if (await Deno.stat("/dev/blksnap-control").then(() => true, () => false)) {
   }
   lib.blksnap_ctl_close(ctl);
   const c = await twin(twinBin, libPath, "ioctl", String(n));
-  report("one FFI call with an ioctl (blksnap_ctl_version)", ours, c.ns, `${n} calls per rep`);
+  report(
+    "ffi.ioctl.vs_c",
+    "one FFI call with an ioctl (blksnap_ctl_version)",
+    ours,
+    c.ns,
+    `${n} calls per rep`,
+  );
 } else {
   console.log("# skipped the ioctl call: /dev/blksnap-control is absent (module not loaded)");
 }
@@ -183,12 +199,14 @@ if (await Deno.stat("/dev/blksnap-control").then(() => true, () => false)) {
     throw new Error(`C found ${c.extents} extents/${c.bytes} bytes, TS ${extents}/${total}`);
   }
   report(
+    "ffi.changed_extents_cold.vs_c",
     "changed extents of a 16 MiB CBT map, first call (CbtMap.changedExtents)",
     cold,
     c.ns,
     `16 Mi blocks, ${extents} extents, since ${since}, cold JIT`,
   );
   report(
+    "ffi.changed_extents.vs_c",
     "changed extents of a 16 MiB CBT map, warmed up (CbtMap.changedExtents)",
     ours,
     c.ns,
@@ -209,5 +227,11 @@ if (device) {
     ours.push((performance.now() - t0) * 1e6);
   }
   const c = await twin(twinBin, libPath, "cbtmap", device, "3");
-  report("read a whole CBT map (Tracker.readCbtMap)", ours, c.ns, `${device}, ${c.blocks} blocks`);
+  report(
+    "ffi.read_cbt_map.vs_c",
+    "read a whole CBT map (Tracker.readCbtMap)",
+    ours,
+    c.ns,
+    `${device}, ${c.blocks} blocks`,
+  );
 }

@@ -1,47 +1,36 @@
 /**
- * The backup pipeline's CPU cost per core, against the standard tools on the
- * same bytes:
+ * The backup pipeline's stages, one core each, against the native tools on
+ * the same bytes (the tools run as processes reading the page cache, so
+ * their figures include a read we do not pay; each is the best of the
+ * repetitions' medians):
  *
- * - SHA-256 (`node:crypto`) vs `sha256sum`;
- * - zstd level 1 (`node:zlib`) vs `zstd -1 -T1`;
- * - hash + compress per chunk (what a full backup does per chunk) vs
- *   `sha256sum` then `zstd -1` (their times added);
- * - the async pipeline on every core (`crypto.subtle` + async zstd, chunk
- *   files encoded as stored) vs a memory copy of the same bytes, the upper limit.
+ * - `pipeline.sha256.vs_openssl`: SHA-256 (`node:crypto`) vs
+ *   `openssl dgst -sha256` (both use the CPU's SHA extensions when it has them);
+ * - `pipeline.zstd.vs_zstd`: zstd level 1 (`node:zlib`) vs `zstd -1 -T1`;
+ * - `pipeline.unzstd.vs_zstd`: zstd decompression vs `zstd -d -T1`;
+ * - `pipeline.zero_test.vs_memcpy`: our all-zero test of a 4 MiB chunk
+ *   (`isAllZero`) vs copying the same bytes (a memcmp reads what a memcpy
+ *   reads and writes nothing, so parity or better is the goal).
  *
  * The data is half pseudo-random, half compressible text, cut into 4 MiB
- * chunks; no zero chunks (they skip hashing). Files are read once before
- * timing so the peers read from the page cache. Prints `BENCH` lines (see
- * bench/run.ts). `--quick`: 32 MiB, one repetition.
+ * chunks. Prints `BENCH` lines (see bench/run.ts). `--quick`: 32 MiB, one
+ * repetition.
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { digestOf, encodeChunk } from "../lib/backup/chunk.ts";
-import { backup, FileSource, Repository } from "../lib/backup/mod.ts";
-import { median, spread } from "./_results.ts";
+import { isAllZero } from "../lib/backup/format.ts";
+import { emit, fillRandom, have, MiB, quick, runTimed, sh } from "./_lib.ts";
 
-const quick = Deno.args.includes("--quick");
-const MiB = 1024 * 1024;
 const size = quick ? 32 * MiB : 256 * MiB;
 const chunkSize = 4 * MiB;
-const reps = quick ? 1 : 3;
-const cores = navigator.hardwareConcurrency;
+const reps = quick ? 1 : 5;
 
 function makeData(): Uint8Array {
   const buf = new Uint8Array(size);
-  let x = 0x9e3779b9;
-  const words = new Uint32Array(buf.buffer, 0, size / 8); // first half random
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    words[i] = x;
-  }
+  fillRandom(buf.subarray(0, size / 2), 0x9e3779b9);
   const text = new TextEncoder().encode(
     "Nov 24 03:16:00 host kernel: blksnap: tracker [253:0] attached, block 65536 bytes\n",
   );
@@ -52,67 +41,23 @@ function makeData(): Uint8Array {
   return buf;
 }
 
-async function have(cmd: string): Promise<boolean> {
-  try {
-    return (await new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
-      .output()).success;
-  } catch {
-    return false;
-  }
-}
-
-async function timeCmd(cmd: string, args: string[]): Promise<number> {
-  const t = performance.now();
-  const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-  if (!out.success) throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
-  return (performance.now() - t) / 1000;
-}
-
-function measure(fn: () => void): number[] {
+/** MiB/s of `fn` over `bytes`, once per repetition. */
+function measure(bytes: number, fn: () => void): number[] {
   const out: number[] = [];
+  fn(); // warm-up: JIT and allocations are not the stage's cost
   for (let r = 0; r < reps; r++) {
     const t = performance.now();
     fn();
-    out.push(size / MiB / ((performance.now() - t) / 1000));
+    out.push(bytes / MiB / ((performance.now() - t) / 1000));
   }
   return out;
 }
 
-async function measureAsync(fn: () => Promise<void>): Promise<number[]> {
+/** MiB/s of a shell command over `bytes`, once per repetition. */
+async function measureCmd(bytes: number, script: string): Promise<number[]> {
   const out: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    const t = performance.now();
-    await fn();
-    out.push(size / MiB / ((performance.now() - t) / 1000));
-  }
+  for (let r = 0; r < reps; r++) out.push(bytes / MiB / (await runTimed(script)).seconds);
   return out;
-}
-
-function emit(
-  metric: string,
-  ours: number[],
-  peer: number[],
-  peerName: string,
-  conditions: string,
-): void {
-  const o = median(ours);
-  const p = median(peer);
-  console.log(
-    `BENCH ${
-      JSON.stringify({
-        metric,
-        unit: "MiB/s",
-        ours: Math.round(o),
-        peer: Math.round(p),
-        peerName,
-        higherIsBetter: true,
-        reps,
-        spread: Number(spread(ours).toFixed(3)),
-        ratio: Number((o / p).toFixed(3)),
-        conditions,
-      })
-    }`,
-  );
 }
 
 const data = makeData();
@@ -121,108 +66,77 @@ for (let off = 0; off < size; off += chunkSize) chunks.push(data.subarray(off, o
 const dir = await Deno.makeTempDir({ prefix: "blksnap-bench-pipeline-" });
 const file = `${dir}/data.bin`;
 await Deno.writeFile(file, data);
-await Deno.readFile(file); // warm the page cache
-const cond = `${size / MiB} MiB, 4 MiB chunks, half random half text, ${cores} cores, ` +
-  `Deno ${Deno.version.deno}`;
+const cond = `${size / MiB} MiB, 4 MiB chunks, half random half text, one core, ` +
+  `Deno ${Deno.version.deno}; the tools' figures include reading the page cache`;
 const level1 = { params: { [zlib.constants.ZSTD_c_compressionLevel]: 1 } };
 
 try {
-  // 1. SHA-256, one core
-  const hashOurs = measure(() => {
+  await sh(`cat '${file}' >/dev/null`); // warm the page cache for the tools
+  const sha = measure(size, () => {
     for (const c of chunks) createHash("sha256").update(c).digest();
   });
-  if (await have("sha256sum")) {
-    const peer: number[] = [];
-    for (let r = 0; r < reps; r++) peer.push(size / MiB / await timeCmd("sha256sum", [file]));
-    emit("SHA-256 per core", hashOurs, peer, "sha256sum", cond);
+  if (await have("openssl")) {
+    emit({
+      id: "pipeline.sha256.vs_openssl",
+      metric: "SHA-256 per core",
+      unit: "MiB/s",
+      ours: sha,
+      peer: await measureCmd(size, `openssl dgst -sha256 '${file}' >/dev/null`),
+      peerName: "openssl dgst -sha256",
+      higherIsBetter: true,
+      conditions: cond,
+    });
   }
 
-  // 2. zstd -1, one core
-  const zOurs = measure(() => {
-    for (const c of chunks) zlib.zstdCompressSync(c, level1);
+  const compressed: Uint8Array[] = [];
+  const z = measure(size, () => {
+    compressed.length = 0;
+    for (const c of chunks) compressed.push(zlib.zstdCompressSync(c, level1));
   });
-  const haveZstd = await have("zstd");
-  const zPeer: number[] = [];
-  if (haveZstd) {
-    for (let r = 0; r < reps; r++) {
-      zPeer.push(size / MiB / await timeCmd("zstd", ["-1", "-T1", "-q", "-c", file]));
-    }
-    emit("zstd -1 per core", zOurs, zPeer, "zstd -1 -T1", cond);
-  }
-
-  // 3. hash + compress per chunk, one core (what a full backup does per chunk)
-  const bothOurs = measure(() => {
-    for (const c of chunks) {
-      createHash("sha256").update(c).digest();
-      zlib.zstdCompressSync(c, level1);
-    }
+  const unz = measure(size, () => {
+    for (const c of compressed) zlib.zstdDecompressSync(c, { maxOutputLength: chunkSize });
   });
-  const bothPeer: number[] = [];
-  if (haveZstd && await have("sha256sum")) {
-    for (let r = 0; r < reps; r++) {
-      const t = await timeCmd("sha256sum", [file]) +
-        await timeCmd("zstd", ["-1", "-T1", "-q", "-c", file]);
-      bothPeer.push(size / MiB / t);
-    }
-    emit("hash + compress per core", bothOurs, bothPeer, "sha256sum then zstd -1 -T1", cond);
+  if (await have("zstd")) {
+    emit({
+      id: "pipeline.zstd.vs_zstd",
+      metric: "zstd -1 per core",
+      unit: "MiB/s",
+      ours: z,
+      peer: await measureCmd(size, `zstd -1 -T1 -q -c '${file}' >/dev/null`),
+      peerName: "zstd -1 -T1",
+      higherIsBetter: true,
+      conditions: cond,
+    });
+    await sh(`zstd -1 -T1 -q -c '${file}' >'${file}.zst' && cat '${file}.zst' >/dev/null`);
+    emit({
+      id: "pipeline.unzstd.vs_zstd",
+      metric: "zstd decompression per core",
+      unit: "MiB/s",
+      ours: unz,
+      peer: await measureCmd(size, `zstd -d -T1 -q -c '${file}.zst' >/dev/null`),
+      peerName: "zstd -d -T1",
+      higherIsBetter: true,
+      conditions: cond,
+    });
   }
 
-  // 4. the async pipeline on every core vs a memory copy
-  const pipeline = await measureAsync(async () => {
-    const inFlight = new Set<Promise<void>>();
-    for (const c of chunks) {
-      while (inFlight.size >= Math.max(2, cores)) await Promise.race(inFlight);
-      const p: Promise<void> = (async () => {
-        await digestOf(c);
-        await encodeChunk(c, 1);
-      })().finally(() => inFlight.delete(p));
-      inFlight.add(p);
-    }
-    await Promise.all(inFlight);
+  const zeros = new Uint8Array(chunkSize);
+  const copy = new Uint8Array(chunkSize);
+  const rounds = size / chunkSize;
+  emit({
+    id: "pipeline.zero_test.vs_memcpy",
+    metric: "all-zero test of a zero chunk (isAllZero) vs copying it",
+    unit: "MiB/s",
+    ours: measure(size, () => {
+      for (let i = 0; i < rounds; i++) if (!isAllZero(zeros)) throw new Error("not zero");
+    }),
+    peer: measure(size, () => {
+      for (let i = 0; i < rounds; i++) copy.set(zeros);
+    }),
+    peerName: "memory copy of the same bytes",
+    higherIsBetter: true,
+    conditions: `${rounds} zero chunks of 4 MiB, one core, Deno ${Deno.version.deno}`,
   });
-  const copy = new Uint8Array(size);
-  const memcpy = measure(() => copy.set(data));
-  emit(
-    "hash + compress pipeline, all cores, vs memory copy",
-    pipeline,
-    memcpy,
-    "memory copy",
-    cond,
-  );
-
-  // 5. backup() of the file: CPU work offloaded to the thread pool (default) vs main thread
-  const runBackup = async (offload: boolean): Promise<number> => {
-    const repoDir = `${dir}/repo-${offload}-${crypto.randomUUID()}`;
-    const repo = await Repository.init(repoDir, { chunkSize });
-    using src = await FileSource.open(file);
-    const t = performance.now();
-    await backup(src, repo, { offload });
-    const mibs = size / MiB / ((performance.now() - t) / 1000);
-    await Deno.remove(repoDir, { recursive: true });
-    return mibs;
-  };
-  const pool: number[] = [];
-  const main: number[] = [];
-  for (let r = 0; r < reps; r++) {
-    pool.push(await runBackup(true));
-    main.push(await runBackup(false));
-  }
-  emit(
-    "backup() full of a file, CPU on the thread pool (default) vs on the main thread",
-    pool,
-    main,
-    "backup({ offload: false })",
-    cond,
-  );
-  if (bothPeer.length > 0) {
-    emit(
-      "backup() full of a file (read, hash, compress, store) vs sha256sum then zstd -1",
-      pool,
-      bothPeer,
-      "sha256sum then zstd -1 -T1",
-      cond,
-    );
-  }
 } finally {
   await Deno.remove(dir, { recursive: true });
 }

@@ -10,7 +10,7 @@
  * ```
  *
  * Host benchmarks are `bench/*.ts` (but this file and `_*.ts`); VM benchmarks are
- * `bench/vm/*.sh`, run in one boot of the test VM on Debian's cloud kernel (never
+ * `bench/vm/*.sh` (but `_*.sh`), run in one boot of the test VM on Debian's cloud kernel (never
  * the debug kernel: KASAN would distort every figure) with the module loaded.
  * Results go to `bench/results/latest.json` and, in full mode, to the table in
  * `docs/benchmarks.md`. `--quick` runs every benchmark on small sizes to check
@@ -26,7 +26,8 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cpus, totalmem } from "node:os";
-import { type BenchResult, parseBenchLines, table } from "./_results.ts";
+import { type BenchResult, fmt, parseBenchLines, table } from "./_results.ts";
+import { GOALS, idProblems } from "./_goals.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
 const quick = Deno.args.includes("--quick");
@@ -81,9 +82,9 @@ for (const name of hostFiles) {
 // VM benchmarks, one boot of the cloud kernel
 const vmDir = `${repo}bench/vm`;
 const vmFiles = existsSync(vmDir)
-  ? [...Deno.readDirSync(vmDir)].filter((e) => e.isFile && e.name.endsWith(".sh")).map((e) =>
-    e.name
-  )
+  ? [...Deno.readDirSync(vmDir)].filter((e) =>
+    e.isFile && e.name.endsWith(".sh") && !e.name.startsWith("_")
+  ).map((e) => e.name)
     .filter((n) => !only || n.includes(only)).sort()
   : [];
 if (vmFiles.length > 0) {
@@ -115,6 +116,9 @@ if (vmFiles.length > 0) {
   }
   if (code !== 0) failures.push(`VM part: exit ${code}`);
 }
+
+// Every goal's row must be there, and no id twice (a run of every benchmark only).
+if (!only) failures.push(...idProblems(results));
 
 // Report
 const cpuModel = cpus()[0]?.model ?? "unknown CPU";
@@ -149,6 +153,16 @@ interface Report {
   failures: string[];
 }
 
+/** The heading from which docs/benchmarks.md is written by hand and kept across runs. */
+const HAND_WRITTEN = "\n## Methods and limits";
+
+/** The hand-written end of docs/benchmarks.md (from {@linkcode HAND_WRITTEN}), or nothing. */
+function handWritten(file: string): string {
+  const text = existsSync(file) ? Deno.readTextFileSync(file) : "";
+  const at = text.indexOf(HAND_WRITTEN);
+  return at < 0 ? "" : text.slice(at);
+}
+
 /** Writes docs/benchmarks.md from a full run's report, formatted. */
 async function writeMarkdown(report: Report): Promise<void> {
   const furthest = report.results
@@ -157,6 +171,18 @@ async function writeMarkdown(report: Report): Promise<void> {
     .slice(0, 5)
     .map((r) => `- ${r.metric}: ${(r.ratio ?? 0).toPrecision(3)} (${r.peerName})`)
     .join("\n");
+  const goalRows = GOALS.map((g) => {
+    const r = report.results.find((x) => x.id === g.id);
+    const now = r?.ratio;
+    const met = now === undefined || !Number.isFinite(now)
+      ? "not measured"
+      : now >= g.goal
+      ? "met"
+      : "not met";
+    return `| \`${g.id}\` | ${g.what} | ${g.before === null ? "-" : fmt(g.before)} | ${
+      now === undefined ? "-" : fmt(now)
+    } | >= ${fmt(g.goal)} | ${met} | ${r?.where ?? ""} |`;
+  }).join("\n");
   const md = `# Benchmarks
 
 Produced by \`deno task bench\` on ${report.date.slice(0, 10)}; raw figures in
@@ -164,10 +190,20 @@ Produced by \`deno task bench\` on ${report.date.slice(0, 10)}; raw figures in
 limit in the same run. **Ratio**: ours relative to the peer, oriented so that 1.0 is parity and
 below 1.0 means we are slower or costlier. Kernel-side figures (sources \`vm/*\`) come from
 Debian's cloud kernel in the test VM under QEMU software emulation (TCG), never the debug kernel:
-absolute numbers are far below bare metal, the ratios are what carries over. Host figures read
-files in the page cache, so the "read speed" limits are memory speed, not a disk's.
+absolute numbers are far below bare metal, the ratios are what carries over (column "where").
+Host figures say in their conditions whether the page cache was warm or dropped ("cold").
 
 Machine: ${report.machine}.
+
+## Goals (issue 14)
+
+Ratios are oriented so that higher is better. "Before" is the ratio when the goal was set (from
+the issue); "now" is this run's. How each row is measured and what limits a row that is not met
+are under "Methods and limits" below the table of all figures.
+
+| id | what | before | now | goal | | where |
+| --- | --- | --- | --- | --- | --- | --- |
+${goalRows}
 
 ## Furthest from parity
 
@@ -182,6 +218,6 @@ ${
       : ""
   }`;
   const file = `${repo}docs/benchmarks.md`;
-  Deno.writeTextFileSync(file, md);
+  Deno.writeTextFileSync(file, md + handWritten(file));
   await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", file] }).output();
 }

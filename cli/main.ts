@@ -33,14 +33,17 @@ import {
   isCommanderError,
 } from "./_exit.ts";
 import { type CliContext, type CliIo, denoIo, newContext } from "./_output.ts";
+import { setPasswordFile } from "./_password.ts";
 import { attachCommand, detachCommand } from "./commands/attach.ts";
 import { backupCommand } from "./commands/backup.ts";
 import { cbtinfoCommand } from "./commands/cbtinfo.ts";
 import { completionCommand } from "./commands/completion.ts";
+import { copyCommand } from "./commands/copy.ts";
 import { diffCommand } from "./commands/diff.ts";
 import { forgetCommand } from "./commands/forget.ts";
 import { gcCommand } from "./commands/gc.ts";
 import { initCommand } from "./commands/init.ts";
+import { keyCommand } from "./commands/key.ts";
 import { listCommand } from "./commands/list.ts";
 import { markdirtyCommand } from "./commands/markdirty.ts";
 import { pruneCommand } from "./commands/prune.ts";
@@ -110,6 +113,11 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     .addOption(
       new Option("--lib <path>", "path of libblksnap.so.1 (sets BLKSNAP_LIB)"),
     )
+    .option(
+      "--password-file <file>",
+      "passphrase of an encrypted repository: the file's first line (else $BLKSNAP_PASSWORD, " +
+        "else asked on the terminal)",
+    )
     .addHelpText("after", EXIT_CODES_HELP)
     .helpCommand(true)
     .hook("preAction", (root) => {
@@ -117,6 +125,7 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
       ctx.json = opts.json ?? false;
       ctx.verbosity = opts.quiet ? 0 : opts.verbose ? 2 : 1;
       if (opts.lib !== undefined) Deno.env.set("BLKSNAP_LIB", opts.lib);
+      setPasswordFile(opts.passwordFile);
     });
   const commands = [
     versionCommand(ctx),
@@ -139,6 +148,8 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     forgetCommand(ctx),
     gcCommand(ctx),
     unlockCommand(ctx),
+    copyCommand(ctx),
+    keyCommand(ctx),
     completionCommand(ctx),
   ];
   for (const c of commands) program.addCommand(c);

@@ -1,88 +1,126 @@
 #!/bin/sh
-# Snapshot benchmarks, in the test VM (cloud kernel), module loaded:
-#  1. 4 KiB random direct writes to a brd device with a snapshot held,
-#     first touch (every write copies a chunk) and steady state (all chunks
-#     copied), vs the same device tracked without a snapshot, vs LVM-classic
-#     dm-snapshot (origin on brd, COW on brd, 64 KiB chunks) in the same run.
-#  2. Snapshot take time with writes running, vs dm-snapshot creation time
-#     (suspend, load, resume) with writes running.
-#  3. Sequential 1 MiB reads of the image (every chunk in the storage) vs the
-#     original.
-# Difference storage: a directory on /dev/shm (RAM, like brd). Prints one
-# BENCH {...} line per metric (see bench/run.ts). BENCH_QUICK=1: small runs.
+# Copy-on-write and image benchmarks, in the test VM (cloud kernel), module
+# loaded with 64 KiB chunks. Our snapshot of /dev/ram0 keeps its difference
+# storage on /dev/ram3; the peer, LVM-classic dm-snapshot, has its origin on
+# /dev/ram1 and its exception store on /dev/ram2, 64 KiB chunks: the same
+# chunk size and storage medium (brd). Writes are 4 KiB, direct, psync (QD1)
+# unless said otherwise, over the first $SIZE bytes. Rows (ids):
+#
+#   cow.first_touch.vs_none / .vs_dm_snapshot / .vs_dm_transient
+#       random writes on a fresh snapshot: fio writes each 4 KiB block once,
+#       so about one write in 16 copies a chunk; vs the device tracked with no
+#       snapshot, vs dm-snapshot persistent (P, what LVM uses) and transient (N)
+#   cow.steady.vs_none / .vs_dm_snapshot
+#       the same once every chunk is copied
+#   cow.every_copy.vs_limit
+#       every write lands on an uncopied chunk (4 KiB written, 60 KiB skipped)
+#       vs its physical limit measured in the same run on the same device:
+#       the time of that write plus one 64 KiB read of its chunk
+#   cow.p99_latency.vs_none
+#       p99 completion latency at queue depth 16 (libaio), first touch
+#   image.read.vs_original (half the chunks copied), image.read.all_copied.vs_original,
+#   image.read.none_copied.vs_original
+#       1 MiB sequential reads of the image vs the original
+#   snapshot.take.vs_dm_snapshot
+#       take time with random writes running vs dm-snapshot suspend+create+resume
+#
+# Prints one BENCH {...} line per row (see bench/run.ts). BENCH_QUICK=1: small runs.
 set -u
+. /project/bench/vm/_lib.sh
 DEV=/dev/ram0
 ORIG=/dev/ram1
 COW=/dev/ram2
-STORE=/dev/shm/bench_snap
-REPS=3
-RUNTIME=4
+STORE=/dev/ram3
+REPS=5
+RUNTIME=6
 SIZE=64M
-[ "${BENCH_QUICK:-0}" = 1 ] && { REPS=1; RUNTIME=1; SIZE=16M; }
-mkdir -p $STORE
-# 64 KiB chunks like the dm-snapshot peer; 128 MiB growth steps.
+HALF=32M
+CHUNK=65536
+[ "${BENCH_QUICK:-0}" = 1 ] && { REPS=1; RUNTIME=1; SIZE=8M; HALF=4M; }
 rmmod blksnap 2>/dev/null
-insmod /project/kmod/module/blksnap.ko chunk_minimum_shift=16 diff_storage_minimum=262144 || exit 1
+insmod /project/kmod/module/blksnap.ko chunk_minimum_shift=16 || exit 1
 
-COND="brd 128 MiB, 64 KiB chunks, storage on tmpfs, QEMU TCG, cloud kernel $(uname -r)"
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-spread() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; if (m>0) printf "%.3f", (a[NR]-a[1])/m; else print 0}'; }
-
-# fio_bw DEV RW BS [extra...]: MiB/s (terse v3: read bw field 7, write bw field 48, KiB/s).
-fio_bw() {
-	dev=$1 rw=$2 bs=$3
-	shift 3
-	fio --name=b --filename="$dev" --rw="$rw" --bs="$bs" --direct=1 --ioengine=psync \
-		--size=$SIZE --runtime=$RUNTIME --time_based=0 --minimal "$@" 2>/dev/null |
-		awk -F';' -v rw="$rw" '{ kb = (rw ~ /read/) ? $7 : $48; printf "%.1f\n", kb / 1024 }'
-}
-
-bench_line() { # metric unit ours peer peerName higherIsBetter reps spread
-	printf 'BENCH {"metric":"%s","unit":"%s","ours":%s,"peer":%s,"peerName":"%s","higherIsBetter":%s,"reps":%s,"spread":%s,"conditions":"%s"}\n' \
-		"$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$COND"
-}
+COND="brd 128 MiB, 64 KiB chunks, storage on brd, first $SIZE of the device, QEMU TCG, cloud kernel $(uname -r)"
 
 snap_take() { # DEV -> ID
-	ID=$(snap_ctl create $STORE 4194304) && snap_ctl add "$ID" "$1" && snap_ctl take "$ID"
+	ID=$(snap_ctl create $STORE 262144) && snap_ctl add "$ID" "$1" && snap_ctl take "$ID"
 }
-
-now_us() { awk '{printf "%d\n", $1 * 1000000}' /proc/uptime; }
-
-snap_ctl attach $DEV >/dev/null 2>&1
-
-: >/tmp/none; : >/tmp/first; : >/tmp/steady; : >/tmp/dmfirst; : >/tmp/dmsteady
-: >/tmp/imgread; : >/tmp/origread
-s=$(blockdev --getsz $ORIG)
-for r in $(seq $REPS); do
-	# Tracked, no snapshot.
-	fio_bw $DEV randwrite 4k --io_size=$SIZE >>/tmp/none
-	# Ours, first touch then steady state.
-	snap_take $DEV || exit 1
-	fio_bw $DEV randwrite 4k --io_size=$SIZE >>/tmp/first
-	dd if=/dev/zero of=$DEV bs=1M oflag=direct 2>/dev/null # copy every chunk
-	fio_bw $DEV randwrite 4k --io_size=$SIZE >>/tmp/steady
-	IMG=$(snap_ctl image $DEV)
-	fio_bw "$IMG" read 1M >>/tmp/imgread
-	fio_bw $DEV read 1M >>/tmp/origread
-	snap_ctl destroy "$ID"
-	# dm-snapshot.
+dm_up() { # P|N: dm-snapshot of $ORIG on $COW
 	dd if=/dev/zero of=$COW bs=1M count=1 oflag=direct 2>/dev/null
 	dmsetup create bo --table "0 $s snapshot-origin $ORIG" &&
-		dmsetup create bs --table "0 $s snapshot $ORIG $COW P 128" && dmsetup mknodes || exit 1
-	fio_bw /dev/mapper/bo randwrite 4k --io_size=$SIZE >>/tmp/dmfirst
-	dd if=/dev/zero of=/dev/mapper/bo bs=1M count=100 oflag=direct 2>/dev/null
-	fio_bw /dev/mapper/bo randwrite 4k --io_size=$SIZE >>/tmp/dmsteady
-	dmsetup remove bs && dmsetup remove bo
+		dmsetup create bs --table "0 $s snapshot $ORIG $COW $1 128" && dmsetup mknodes
+}
+dm_down() { dmsetup remove bs && dmsetup remove bo; }
+
+snap_ctl attach $DEV >/dev/null 2>&1
+for f in none first steady dmfirst dmsteady dmnfirst imghalf orighalf imgall origall imgnone orignone \
+	every wlim rlim p99 p99none; do : >/tmp/$f; done
+s=$(blockdev --getsz $ORIG)
+AIO="ioengine=libaio iodepth=16 io_size=$HALF"
+for r in $(seq $REPS); do
+	# Tracked, no snapshot: random writes, the two halves of the every-copy
+	# limit, and the latency at queue depth 16.
+	fio_jobs "$DEV randwrite 4k io_size=$SIZE" "$DEV write:60k 4k" "$DEV read 64k" \
+		"$DEV randwrite 4k $AIO" >/tmp/out
+	nth 1 1 </tmp/out >>/tmp/none
+	nth 2 1 </tmp/out >>/tmp/wlim
+	nth 3 1 </tmp/out >>/tmp/rlim
+	nth 4 2 </tmp/out >>/tmp/p99none
+
+	# Ours: image reads with no chunk copied, then first touch.
+	snap_take $DEV || exit 1
+	IMG=$(snap_ctl image $DEV)
+	fio_jobs "$IMG read 1M" "$DEV read 1M" "$DEV randwrite 4k io_size=$SIZE" >/tmp/out
+	nth 1 1 </tmp/out >>/tmp/imgnone
+	nth 2 1 </tmp/out >>/tmp/orignone
+	nth 3 1 </tmp/out >>/tmp/first
+	snap_ctl destroy "$ID"
+	# Ours: every other chunk copied, image reads; every chunk copied, steady
+	# state, image reads.
+	snap_take $DEV || exit 1
+	IMG=$(snap_ctl image $DEV)
+	fio_jobs "$DEV write:64k 64k" "$IMG read 1M" "$DEV read 1M" "$DEV write 1M" \
+		"$DEV randwrite 4k io_size=$SIZE" "$IMG read 1M" "$DEV read 1M" >/tmp/out
+	nth 2 1 </tmp/out >>/tmp/imghalf
+	nth 3 1 </tmp/out >>/tmp/orighalf
+	nth 5 1 </tmp/out >>/tmp/steady
+	nth 6 1 </tmp/out >>/tmp/imgall
+	nth 7 1 </tmp/out >>/tmp/origall
+	snap_ctl destroy "$ID"
+	# Ours: every write copies a chunk; then the latency at queue depth 16.
+	snap_take $DEV || exit 1
+	fio_jobs "$DEV write:60k 4k" | nth 1 1 >>/tmp/every
+	snap_ctl destroy "$ID"
+	snap_take $DEV || exit 1
+	fio_jobs "$DEV randwrite 4k $AIO" | nth 1 2 >>/tmp/p99
+	snap_ctl destroy "$ID"
+
+	# dm-snapshot, persistent then transient.
+	dm_up P || exit 1
+	fio_jobs "/dev/mapper/bo randwrite 4k io_size=$SIZE" "/dev/mapper/bo write 1M" \
+		"/dev/mapper/bo randwrite 4k io_size=$SIZE" >/tmp/out
+	nth 1 1 </tmp/out >>/tmp/dmfirst
+	nth 3 1 </tmp/out >>/tmp/dmsteady
+	dm_down
+	dm_up N || exit 1
+	fio_jobs "/dev/mapper/bo randwrite 4k io_size=$SIZE" | nth 1 1 >>/tmp/dmnfirst
+	dm_down
 done
 
-n=$(median </tmp/none); f=$(median </tmp/first); st=$(median </tmp/steady)
-df=$(median </tmp/dmfirst); ds=$(median </tmp/dmsteady)
-bench_line "4 KiB random write with a snapshot held, first touch, vs no snapshot" MiB/s "$f" "$n" "tracked, no snapshot" true $REPS "$(spread </tmp/first)"
-bench_line "4 KiB random write with a snapshot held, steady state, vs no snapshot" MiB/s "$st" "$n" "tracked, no snapshot" true $REPS "$(spread </tmp/steady)"
-bench_line "4 KiB random write with a snapshot held, first touch, vs dm-snapshot" MiB/s "$f" "$df" "dm-snapshot (LVM classic), first touch" true $REPS "$(spread </tmp/first)"
-bench_line "4 KiB random write with a snapshot held, steady state, vs dm-snapshot" MiB/s "$st" "$ds" "dm-snapshot (LVM classic), steady state" true $REPS "$(spread </tmp/steady)"
-bench_line "1 MiB sequential read of the image (all chunks in storage) vs the original" MiB/s "$(median </tmp/imgread)" "$(median </tmp/origread)" "the original device" true $REPS "$(spread </tmp/imgread)"
+m() { median <"/tmp/$1"; }
+sp() { spread <"/tmp/$1"; }
+bench_line cow.first_touch.vs_none "4 KiB random write with a snapshot held, first touch, vs no snapshot" MiB/s "$(m first)" "$(m none)" "tracked, no snapshot" true $REPS "$(sp first)"
+bench_line cow.first_touch.vs_dm_snapshot "4 KiB random write with a snapshot held, first touch, vs dm-snapshot" MiB/s "$(m first)" "$(m dmfirst)" "dm-snapshot persistent (LVM classic), first touch" true $REPS "$(sp first)"
+bench_line cow.first_touch.vs_dm_transient "4 KiB random write with a snapshot held, first touch, vs dm-snapshot transient" MiB/s "$(m first)" "$(m dmnfirst)" "dm-snapshot transient (no metadata writes), first touch" true $REPS "$(sp first)"
+bench_line cow.steady.vs_none "4 KiB random write with a snapshot held, steady state, vs no snapshot" MiB/s "$(m steady)" "$(m none)" "tracked, no snapshot" true $REPS "$(sp steady)"
+bench_line cow.steady.vs_dm_snapshot "4 KiB random write with a snapshot held, steady state, vs dm-snapshot" MiB/s "$(m steady)" "$(m dmsteady)" "dm-snapshot persistent (LVM classic), steady state" true $REPS "$(sp steady)"
+# The limit of a write that copies: 4 KiB at the write's speed plus 64 KiB at the read's.
+lim=$(awk -v w="$(m wlim)" -v r="$(m rlim)" 'BEGIN { if (w > 0 && r > 0) printf "%.2f", 4 / (4 / w + 64 / r); else print 0 }')
+bench_line cow.every_copy.vs_limit "4 KiB write that copies its 64 KiB chunk, every write, vs its limit" MiB/s "$(m every)" "$lim" "limit: the write plus one read of its chunk (both measured, no snapshot)" true $REPS "$(sp every)"
+bench_line cow.p99_latency.vs_none "p99 latency of 4 KiB random writes at queue depth 16 (libaio), first touch, vs no snapshot" us "$(m p99)" "$(m p99none)" "tracked, no snapshot" false $REPS "$(sp p99)"
+bench_line image.read.vs_original "1 MiB sequential read of the image (half the chunks copied) vs the original" MiB/s "$(m imghalf)" "$(m orighalf)" "the original device" true $REPS "$(sp imghalf)"
+bench_line image.read.all_copied.vs_original "1 MiB sequential read of the image (every chunk copied) vs the original" MiB/s "$(m imgall)" "$(m origall)" "the original device" true $REPS "$(sp imgall)"
+bench_line image.read.none_copied.vs_original "1 MiB sequential read of the image (no chunk copied) vs the original" MiB/s "$(m imgnone)" "$(m orignone)" "the original device" true $REPS "$(sp imgnone)"
 
 # Take time with writes running.
 : >/tmp/take; : >/tmp/dmtake
@@ -91,7 +129,7 @@ for r in $(seq $REPS); do
 		--runtime=30 --time_based >/dev/null 2>&1 &
 	fpid=$!
 	sleep 1
-	ID=$(snap_ctl create $STORE 4194304) && snap_ctl add "$ID" $DEV || exit 1
+	ID=$(snap_ctl create $STORE 262144) && snap_ctl add "$ID" $DEV || exit 1
 	t0=$(now_us); snap_ctl take "$ID"; t1=$(now_us)
 	echo $(((t1 - t0) / 1000)) >>/tmp/take
 	kill $fpid; wait $fpid 2>/dev/null
@@ -109,10 +147,9 @@ for r in $(seq $REPS); do
 	t1=$(now_us)
 	echo $(((t1 - t0) / 1000)) >>/tmp/dmtake
 	kill $fpid; wait $fpid 2>/dev/null
-	dmsetup remove bs; dmsetup remove bo
+	dm_down
 done
-bench_line "snapshot take time with 4 KiB random writes running vs dm-snapshot creation" ms "$(median </tmp/take)" "$(median </tmp/dmtake)" "dm-snapshot suspend+create+resume" false $REPS "$(spread </tmp/take)"
+bench_line snapshot.take.vs_dm_snapshot "snapshot take time with 4 KiB random writes running vs dm-snapshot creation" ms "$(m take)" "$(m dmtake)" "dm-snapshot suspend+create+resume" false $REPS "$(sp take)"
 
 snap_ctl detach $DEV >/dev/null 2>&1
-rm -rf $STORE
 rmmod blksnap && insmod /project/kmod/module/blksnap.ko

@@ -56,12 +56,12 @@ cond="fio psync direct=1 numjobs=1 runtime=${RUNTIME}s on $DEV (brd 128 MiB), QE
 measure rand4k randwrite 4k
 r4u=$untracked
 r4t=$tracked
-echo "BENCH {\"metric\":\"4 KiB random write, tracked vs untracked\",\"unit\":\"MiB/s\",\"ours\":$r4t,\"peer\":$r4u,\"peerName\":\"untracked\",\"higherIsBetter\":true,\"reps\":$REPS,\"spread\":$spread,\"conditions\":\"$cond\"}"
+echo "BENCH {\"id\":\"tracker.rand4k.vs_untracked\",\"metric\":\"4 KiB random write, tracked vs untracked\",\"unit\":\"MiB/s\",\"ours\":$r4t,\"peer\":$r4u,\"peerName\":\"untracked\",\"higherIsBetter\":true,\"reps\":$REPS,\"spread\":$spread,\"conditions\":\"$cond\"}"
 
 measure seq1m write 1M
 s1u=$untracked
 s1t=$tracked
-echo "BENCH {\"metric\":\"1 MiB sequential write, tracked vs untracked\",\"unit\":\"MiB/s\",\"ours\":$s1t,\"peer\":$s1u,\"peerName\":\"untracked\",\"higherIsBetter\":true,\"reps\":$REPS,\"spread\":$spread,\"conditions\":\"$cond\"}"
+echo "BENCH {\"id\":\"tracker.seq1m.vs_untracked\",\"metric\":\"1 MiB sequential write, tracked vs untracked\",\"unit\":\"MiB/s\",\"ours\":$s1t,\"peer\":$s1u,\"peerName\":\"untracked\",\"higherIsBetter\":true,\"reps\":$REPS,\"spread\":$spread,\"conditions\":\"$cond\"}"
 
 awk -v a="$r4t" -v b="$r4u" -v c="$s1t" -v d="$s1u" 'BEGIN {
 	printf "TRACKER_WRITE {\"rand4k_tracked_mibs\":%s,\"rand4k_untracked_mibs\":%s,\"rand4k_ratio\":%.3f,\"seq1m_tracked_mibs\":%s,\"seq1m_untracked_mibs\":%s,\"seq1m_ratio\":%.3f}\n", a, b, (b > 0 ? a / b : 0), c, d, (d > 0 ? c / d : 0)

@@ -14,12 +14,11 @@ import {
   type DeviceIdentity,
   deviceIdentity,
   FileSource,
-  Repository,
 } from "../../lib/backup/mod.ts";
 import { describeError, ExitCode, stoppedCleanly, UsageError } from "../_exit.ts";
 import { type CliContext, detail, report, warn } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, formatDuration, parseCount, parseSize } from "../_size.ts";
 
 const STOPPED = "no backup was written; the failed run is recorded (the next backup of the " +
@@ -115,7 +114,7 @@ export function backupCommand(ctx: CliContext): CommandUnknownOpts {
       if (devices.length > 0 && opts.diffStorage === undefined) {
         throw new UsageError("-s/--diff-storage is required with --device");
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "backup");
       const common = {
         full: opts.full,

@@ -5,9 +5,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { diffBackups, Repository, resolveBackupId } from "../../lib/backup/mod.ts";
+import { diffBackups, resolveBackupId } from "../../lib/backup/mod.ts";
 import { type CliContext, detail, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes } from "../_size.ts";
 
 /** The `diff` command. */
@@ -22,7 +22,7 @@ export function diffCommand(ctx: CliContext): CommandUnknownOpts {
     .addOption(repoOption())
     .option("--extents", "also list the changed byte ranges")
     .action(async (a, b, opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const d = await diffBackups(
         repo,
         await resolveBackupId(repo, a),

@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { forget, Repository } from "../../lib/backup/mod.ts";
+import { forget } from "../../lib/backup/mod.ts";
 import { stoppedCleanly } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 
 /** The `forget` command. */
 export function forgetCommand(ctx: CliContext): CommandUnknownOpts {
@@ -22,7 +22,7 @@ export function forgetCommand(ctx: CliContext): CommandUnknownOpts {
     .option("-d, --device <key>", "with latest: the newest backup of this device (id or path)")
     .option("--dry-run", "name what would be removed, remove nothing (takes no lock)")
     .action(async (specs, opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await stoppedCleanly(
         forget(repo, specs, { dryRun: opts.dryRun, device: opts.device, signal: ctx.signal }),
         "the backups removed before the stop are gone, the others kept",

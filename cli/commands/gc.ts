@@ -5,11 +5,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { gc, Repository } from "../../lib/backup/mod.ts";
+import { gc } from "../../lib/backup/mod.ts";
 import { stoppedCleanly } from "../_exit.ts";
 import { type CliContext, keyValues, report, warn } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
-import { formatBytes } from "../_size.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
+import { formatBytes, parseCount } from "../_size.ts";
 
 /** The `gc` command. */
 export function gcCommand(ctx: CliContext): CommandUnknownOpts {
@@ -20,10 +20,19 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
     )
     .addOption(repoOption())
     .option("--dry-run", "count what would be removed, remove nothing (takes no lock)")
+    .option(
+      "--grace <minutes>",
+      "never remove chunks written in the last <minutes> (default: 60 on s3://, 0 locally)",
+      (v) => parseCount(v, 1_000_000),
+    )
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await stoppedCleanly(
-        gc(repo, { dryRun: opts.dryRun, signal: ctx.signal }),
+        gc(repo, {
+          dryRun: opts.dryRun,
+          graceMs: opts.grace === undefined ? undefined : opts.grace * 60_000,
+          signal: ctx.signal,
+        }),
         "what was removed stays removed; the next gc finishes",
       );
       if (r.writer) {
@@ -43,6 +52,11 @@ export function gcCommand(ctx: CliContext): CommandUnknownOpts {
           [key("temp_files")]: r.tempFilesRemoved,
           [key("orphan_indexes")]: r.orphanIndexesRemoved,
           [key("run_records")]: r.runRecordsRemoved,
+          ...(r.sparedBefore
+            ? { chunks_spared: `${r.chunksSpared} (written after ${r.sparedBefore})` }
+            : {}),
+          ...(r.chunksRetained ? { chunks_retained_by_object_lock: r.chunksRetained } : {}),
+          ...(r.sparedBecause ? { all_unreferenced_spared: r.sparedBecause } : {}),
         }),
       ]);
     });

@@ -5,9 +5,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { list, matchesDevice, Repository } from "../../lib/backup/mod.ts";
+import { list, matchesDevice } from "../../lib/backup/mod.ts";
 import { type CliContext, report, table } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes } from "../_size.ts";
 
 /** The `list` command. */
@@ -20,7 +20,7 @@ export function listCommand(ctx: CliContext): CommandUnknownOpts {
     .addOption(repoOption())
     .option("-d, --device <key>", "only backups of this device (its id, or its name)")
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const result = await list(repo, { checkIndexes: true });
       const backups = opts.device === undefined
         ? result.backups

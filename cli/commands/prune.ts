@@ -5,10 +5,10 @@
  */
 
 import { Command, type CommandUnknownOpts, InvalidArgumentError } from "../../deps.ts";
-import { parseRetentionDuration, prune, Repository } from "../../lib/backup/mod.ts";
+import { parseRetentionDuration, prune } from "../../lib/backup/mod.ts";
 import { stoppedCleanly, UsageError } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { parseCount } from "../_size.ts";
 
 function duration(text: string): string {
@@ -59,7 +59,7 @@ export function pruneCommand(ctx: CliContext): CommandUnknownOpts {
             "--keep-monthly, --keep-yearly, --keep-within",
         );
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await stoppedCleanly(
         prune(repo, policy, { dryRun: opts.dryRun, device: opts.device, signal: ctx.signal }),
         "the backups listed as removed before the stop are gone, the others kept",

@@ -6,11 +6,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { FileSource, repair, Repository } from "../../lib/backup/mod.ts";
+import { FileSource, repair } from "../../lib/backup/mod.ts";
 import { ExitCode, stoppedCleanly } from "../_exit.ts";
 import { type CliContext, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 
 /** The `repair` command. */
 export function repairCommand(ctx: CliContext): CommandUnknownOpts {
@@ -25,7 +25,7 @@ export function repairCommand(ctx: CliContext): CommandUnknownOpts {
     .requiredOption("--source <path...>", "files or block devices to read")
     .option("--dry-run", "find what could be repaired, write nothing (takes no lock)")
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const sources: FileSource[] = [];
       const bar = progressBar(ctx, "repair");
       let r;

@@ -5,11 +5,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, resolveBackupId, restore } from "../../lib/backup/mod.ts";
+import { resolveBackupId, restore } from "../../lib/backup/mod.ts";
 import { stoppedCleanly, UsageError } from "../_exit.ts";
 import { type CliContext, keyValues, report } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, formatDuration } from "../_size.ts";
 
 /** The `restore` command. */
@@ -29,7 +29,7 @@ export function restoreCommand(ctx: CliContext): CommandUnknownOpts {
       if (target === "-") {
         throw new UsageError("restore writes a file or a block device, not stdout: give a path");
       }
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const id = await resolveBackupId(repo, spec, { device: opts.device });
       const bar = progressBar(ctx, "restore");
       const started = performance.now();

@@ -6,11 +6,10 @@
  */
 
 import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
-import { Repository } from "../../lib/backup/mod.ts";
 import { type NbdListenAddress, serveBackupPoint } from "../../lib/nbd/mod.ts";
 import { UsageError } from "../_exit.ts";
 import { type CliContext, keyValues, note, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes, parseCount, parseSizeNumber } from "../_size.ts";
 
 /** The `serve` command. */
@@ -50,7 +49,7 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
       const address: NbdListenAddress = opts.socket !== undefined
         ? { socket: opts.socket }
         : { port: opts.port! };
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const log = (m: string): void => ctx.io.stderr(`blksnap serve: ${m}\n`);
       const served = await serveBackupPoint(repo, id, address, {
         overlay: opts.overlay,

@@ -5,9 +5,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, stats, type UsageStats } from "../../lib/backup/mod.ts";
+import { stats, type UsageStats } from "../../lib/backup/mod.ts";
 import { type CliContext, report, table } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 import { formatBytes } from "../_size.ts";
 
 function ratio(a: number | bigint, b: number): string {
@@ -37,7 +37,7 @@ export function statsCommand(ctx: CliContext): CommandUnknownOpts {
     .addOption(repoOption())
     .option("-d, --device <key>", "only this device's backups (its id, or its name)")
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const s = await stats(repo, { device: opts.device });
       const lines = table(
         ["DEVICE", "BACKUPS", "LOGICAL", "UNIQUE", "STORED", "DEDUP", "COMPRESSION"],

@@ -5,9 +5,9 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, unlock } from "../../lib/backup/mod.ts";
+import { unlock } from "../../lib/backup/mod.ts";
 import { type CliContext, report } from "../_output.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 
 /** The `unlock` command. */
 export function unlockCommand(ctx: CliContext): CommandUnknownOpts {
@@ -21,7 +21,7 @@ export function unlockCommand(ctx: CliContext): CommandUnknownOpts {
     .option("--force", "remove the lock even if its holder may be running")
     .option("--dry-run", "say what would be removed")
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const r = await unlock(repo, { force: opts.force, dryRun: opts.dryRun });
       const h = r.removed?.info;
       const who = h ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}` : "unreadable";

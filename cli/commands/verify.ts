@@ -5,11 +5,11 @@
  */
 
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
-import { Repository, shortId, verify, type VerifyReport } from "../../lib/backup/mod.ts";
+import { shortId, verify, type VerifyReport } from "../../lib/backup/mod.ts";
 import { ExitCode, stoppedCleanly } from "../_exit.ts";
 import { type CliContext, detail, report, warn } from "../_output.ts";
 import { progressBar } from "../_progress.ts";
-import { repoOption, repoPath } from "../_repo.ts";
+import { openRepo, repoOption, repoPath } from "../_repo.ts";
 
 /** The report's lines: the verdict, each error, then what healed. */
 function describeReport(r: VerifyReport, path: string): string[] {
@@ -63,7 +63,7 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
       "do not record a deep verify's result in the manifests and the damage record",
     )
     .action(async (opts) => {
-      const repo = await Repository.open(repoPath(opts.repo));
+      const repo = await openRepo(repoPath(opts.repo));
       const bar = progressBar(ctx, "verify");
       let r;
       try {

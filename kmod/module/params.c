@@ -49,6 +49,17 @@ module_param(enable_test_ioctls, bool, 0444);
 MODULE_PARM_DESC(enable_test_ioctls,
 		 "Answer the testing ioctls (default 0; for the test suites only)");
 
+/*
+ * Testing only, and only with enable_test_ioctls: a busy wait of this many
+ * microseconds in the I/O path's tracker lookup, between finding a tracker
+ * and taking a reference, so the suites can hold RCU readers open while a
+ * tracker is detached. At most 10000.
+ */
+unsigned int test_lookup_delay_us;
+module_param(test_lookup_delay_us, uint, 0444);
+MODULE_PARM_DESC(test_lookup_delay_us,
+		 "Delay in the tracker lookup, with enable_test_ioctls only (default 0; for the test suites only)");
+
 #define TRACKING_SHIFT_MIN PAGE_SHIFT
 #define TRACKING_SHIFT_MAX 30U
 #define TRACKING_COUNT_MAX (1U << 30)
@@ -89,4 +100,5 @@ void params_validate(void)
 		    TRACKING_SHIFT_MAX);
 	param_clamp("tracking_block_maximum_count",
 		    &tracking_block_maximum_count, 1, TRACKING_COUNT_MAX);
+	param_clamp("test_lookup_delay_us", &test_lookup_delay_us, 0, 10000);
 }

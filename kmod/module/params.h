@@ -12,6 +12,7 @@ extern unsigned int tracking_block_minimum_shift;
 extern unsigned int tracking_block_maximum_count;
 extern unsigned int tracking_block_maximum_shift;
 extern bool enable_test_ioctls;
+extern unsigned int test_lookup_delay_us;
 
 void param_clamp(const char *name, unsigned int *value, unsigned int lo,
 		 unsigned int hi);

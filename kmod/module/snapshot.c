@@ -193,7 +193,8 @@ out_free_path:
 /* Devices                                                                */
 /* ---------------------------------------------------------------------- */
 
-int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
+int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
+			struct block_device *bdev)
 {
 	struct snapshot *snap, *cur;
 	int ret = 0;
@@ -218,11 +219,11 @@ int snapshot_add_device(const uuid_t *id, struct tracker *tracker)
 		ret = -EBUSY;
 	} else if (READ_ONCE(tracker->is_dead)) {
 		ret = -ENODEV;
-	} else if (blk_get_integrity(tracker->orig_bdev->bd_disk)) {
+	} else if (blk_get_integrity(bdev->bd_disk)) {
 		pr_err("[%u:%u] has data integrity: not supported\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		ret = -EPERM;
-	} else if (diff_storage_on_bdev(snap->storage, tracker->orig_bdev)) {
+	} else if (diff_storage_on_bdev(snap->storage, bdev)) {
 		pr_err("[%u:%u] holds the difference storage of snapshot %pUb\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id),
 		       &snap->id);
@@ -401,7 +402,8 @@ static int snapshot_take_devices(struct snapshot *snap,
 	 * with its queue frozen and writes blocked (tracker_take_snapshot()).
 	 */
 	for (taken = 0; !ret && taken < n; taken++) {
-		ret = tracker_take_snapshot(trackers[taken]);
+		ret = tracker_take_snapshot(trackers[taken],
+					    trackers[taken]->diff_area->bdev);
 		if (ret)
 			break;
 	}

@@ -16,6 +16,7 @@
 struct tracker;
 struct bio;
 struct bvec_iter;
+struct block_device;
 
 int snapshot_init(void);
 /* Module exit: destroys every snapshot left. May sleep. */
@@ -28,8 +29,12 @@ int snapshot_ioctl_take(struct blksnap_uuid __user *uarg);
 int snapshot_ioctl_collect(struct blksnap_snapshot_collect __user *uarg);
 int snapshot_ioctl_wait_event(struct blksnap_snapshot_event __user *uarg);
 
-/* Per-device commands, called by the tracker with tracker->ctl_lock held. */
-int snapshot_add_device(const uuid_t *id, struct tracker *tracker);
+/*
+ * Per-device commands, called by the tracker with tracker->ctl_lock held;
+ * @bdev is the tracked device, opened by the caller.
+ */
+int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
+			struct block_device *bdev);
 int snapshot_device_info(struct tracker *tracker,
 			 struct blksnap_snapshotinfo *info);
 

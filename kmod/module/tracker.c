@@ -16,6 +16,8 @@
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 #include <linux/overflow.h>
+#include <linux/delay.h>
+#include <linux/jump_label.h>
 #include "tracker.h"
 #include "cbt_map.h"
 #include "filter.h"
@@ -36,13 +38,28 @@ static DEFINE_HASHTABLE(tracker_table, TRACKER_HASH_BITS);
 static atomic_t tracker_count = ATOMIC_INIT(0);
 /* Frees trackers in process context (the last put may be on the I/O path). */
 static struct workqueue_struct *tracker_wq;
+/*
+ * Trackers come from their own cache, so that slub_debug can poison exactly
+ * them (the test VM boots with slub_debug=FZP,blksnap_tracker): a reader
+ * that touches a freed tracker then faults or is reported at once.
+ */
+static struct kmem_cache *tracker_cache;
 
+
+/*
+ * Testing only (test_lookup_delay_us with enable_test_ioctls): widens the
+ * window between finding a tracker and using it, where an unlinked tracker
+ * freed without a grace period would be touched.
+ */
+static DEFINE_STATIC_KEY_FALSE(lookup_delay_key);
 
 static struct tracker *tracker_lookup_rcu(dev_t dev_id)
 {
 	struct tracker *tracker;
 
 	hash_for_each_possible_rcu(tracker_table, tracker, hash_node, dev_id) {
+		if (static_branch_unlikely(&lookup_delay_key))
+			udelay(test_lookup_delay_us);
 		if (tracker->dev_id == dev_id)
 			return tracker;
 	}
@@ -51,24 +68,28 @@ static struct tracker *tracker_lookup_rcu(dev_t dev_id)
 
 static void tracker_release_work(struct work_struct *work)
 {
-	struct tracker *tracker =
-		container_of(work, struct tracker, release_work);
+	struct tracker *tracker = container_of(to_rcu_work(work),
+					       struct tracker, release_work);
 
 	pr_debug("[%u:%u] tracker freed\n", MAJOR(tracker->dev_id),
 		 MINOR(tracker->dev_id));
 	percpu_free_rwsem(&tracker->submit_lock);
 	lockdep_unregister_key(&tracker->submit_key);
 	cbt_map_put(rcu_dereference_protected(tracker->cbt_map, 1));
-	put_device(&tracker->orig_bdev->bd_device);
-	kfree(tracker);
+	kmem_cache_free(tracker_cache, tracker);
 }
 
-/* kref release: any context; the freeing is done by tracker_wq. */
+/*
+ * kref release: any context. The tracker left the table (hash_del_rcu)
+ * before its last reference went, but a lookup under rcu_read_lock() on
+ * another CPU may still hold its address: it is freed by tracker_wq only
+ * after a grace period (queue_rcu_work()).
+ */
 void tracker_release(struct kref *kref)
 {
 	struct tracker *tracker = container_of(kref, struct tracker, kref);
 
-	queue_work(tracker_wq, &tracker->release_work);
+	queue_rcu_work(tracker_wq, &tracker->release_work);
 }
 
 struct tracker *tracker_get_by_dev(dev_t dev_id)
@@ -272,9 +293,9 @@ out:
  * The CBT switch of a snapshot take, optionally turning copy-on-write on.
  * See tracker_take_snapshot() in tracker.h. May sleep.
  */
-static int tracker_switch(struct tracker *tracker, bool set_taken)
+static int tracker_switch(struct tracker *tracker, struct block_device *bdev,
+			  bool set_taken)
 {
-	struct block_device *bdev = tracker->orig_bdev;
 	struct request_queue *q = bdev_get_queue(bdev);
 	struct cbt_map *cbt_map, *old_map = NULL;
 	unsigned int noio_flags;
@@ -291,6 +312,11 @@ static int tracker_switch(struct tracker *tracker, bool set_taken)
 
 	cbt_map = rcu_dereference_protected(tracker->cbt_map, 1);
 	capacity = bdev_nr_sectors(bdev);
+	if (!capacity) {
+		/* The disk is being deleted: no map of size 0. */
+		ret = -ENODEV;
+		goto out;
+	}
 	if (capacity != cbt_map->device_capacity ||
 	    cbt_map_is_corrupted(cbt_map)) {
 		struct cbt_map *new_map;
@@ -323,9 +349,9 @@ out:
 	return ret;
 }
 
-int tracker_take_snapshot(struct tracker *tracker)
+int tracker_take_snapshot(struct tracker *tracker, struct block_device *bdev)
 {
-	return tracker_switch(tracker, true);
+	return tracker_switch(tracker, bdev, true);
 }
 
 void tracker_release_snapshot(struct tracker *tracker)
@@ -387,7 +413,7 @@ static struct tracker *tracker_alloc(struct block_device *bdev)
 	struct cbt_map *cbt_map;
 	int ret;
 
-	tracker = kzalloc(sizeof(*tracker), GFP_KERNEL);
+	tracker = kmem_cache_zalloc(tracker_cache, GFP_KERNEL);
 	if (!tracker)
 		return ERR_PTR(-ENOMEM);
 	/*
@@ -410,19 +436,18 @@ static struct tracker *tracker_alloc(struct block_device *bdev)
 	INIT_LIST_HEAD(&tracker->link);
 	kref_init(&tracker->kref);
 	tracker->dev_id = bdev->bd_dev;
-	get_device(&bdev->bd_device);
-	tracker->orig_bdev = bdev;
+	tracker->disk = bdev->bd_disk;
 	mutex_init(&tracker->ctl_lock);
 	RCU_INIT_POINTER(tracker->cbt_map, cbt_map);
 	atomic_set(&tracker->snapshot_is_taken, 0);
-	INIT_WORK(&tracker->release_work, tracker_release_work);
+	INIT_RCU_WORK(&tracker->release_work, tracker_release_work);
 	return tracker;
 
 fail_free_rwsem:
 	percpu_free_rwsem(&tracker->submit_lock);
 fail_free:
 	lockdep_unregister_key(&tracker->submit_key);
-	kfree(tracker);
+	kmem_cache_free(tracker_cache, tracker);
 	return ERR_PTR(ret);
 }
 
@@ -609,7 +634,7 @@ static struct tracker *tracker_unlink_one(struct gendisk *disk)
 
 	lockdep_assert_held(&tracker_mutex);
 	hash_for_each(tracker_table, bkt, tracker, hash_node) {
-		if (!disk || tracker->orig_bdev->bd_disk == disk) {
+		if (!disk || tracker->disk == disk) {
 			tracker_unlink(tracker);
 			return tracker;
 		}
@@ -791,14 +816,23 @@ static int ctl_snapshotadd(struct tracker *tracker, void __user *opt,
 			   u32 optlen)
 {
 	struct blksnap_snapshotadd arg;
+	struct block_device *bdev;
 	uuid_t id;
+	int ret;
 
 	if (optlen < sizeof(arg))
 		return -EINVAL;
 	if (copy_from_user(&arg, opt, sizeof(arg)))
 		return -EFAULT;
 	import_uuid(&id, arg.id.b);
-	return snapshot_add_device(&id, tracker);
+	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
+	if (IS_ERR(bdev))
+		return -ENODEV;
+	mutex_lock(&tracker->ctl_lock);
+	ret = snapshot_add_device(&id, tracker, bdev);
+	mutex_unlock(&tracker->ctl_lock);
+	blkdev_put(bdev, FMODE_READ);
+	return ret;
 }
 
 static int ctl_snapshotinfo(struct tracker *tracker, void __user *opt,
@@ -809,7 +843,9 @@ static int ctl_snapshotinfo(struct tracker *tracker, void __user *opt,
 
 	if (optlen < sizeof(arg))
 		return -EINVAL;
+	mutex_lock(&tracker->ctl_lock);
 	ret = snapshot_device_info(tracker, &arg);
+	mutex_unlock(&tracker->ctl_lock);
 	if (ret)
 		return ret;
 	if (copy_to_user(opt, &arg, sizeof(arg)))
@@ -822,8 +858,10 @@ static int ctl_snapshotinfo(struct tracker *tracker, void __user *opt,
  * @uarg: struct blksnap_filter_request; cmd selects the command, opt and
  *	optlen its payload.
  *
- * Every command needs CAP_SYS_ADMIN. Runs with tracker->ctl_lock held.
- * May sleep.
+ * Every command needs CAP_SYS_ADMIN. The CBT commands work on a reference
+ * to the map and its own lock; the snapshot commands take
+ * tracker->ctl_lock, never across a copy from or to user memory (device
+ * removal takes it too). May sleep.
  *
  * Return: 0 or -errno (see docs/kernel-abi.md); -ENOENT if the device has
  * no tracker, -ENOTTY for an unknown command.
@@ -840,7 +878,6 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
 		return PTR_ERR(tracker);
 	opt = u64_to_user_ptr(req.opt);
 
-	mutex_lock(&tracker->ctl_lock);
 	switch (req.cmd) {
 	case BLKFILTER_CTL_BLKSNAP_CBTINFO:
 		ret = ctl_cbtinfo(tracker, opt, req.optlen);
@@ -860,8 +897,6 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
 	default:
 		ret = -ENOTTY;
 	}
-	mutex_unlock(&tracker->ctl_lock);
-
 	tracker_put(tracker);
 	return ret;
 }
@@ -878,13 +913,20 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 {
 	struct blksnap_filter_request req;
+	struct block_device *bdev;
 	struct tracker *tracker;
 	int ret;
 
 	tracker = request_tracker(uarg, &req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
-	ret = tracker_switch(tracker, false);
+	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
+	if (IS_ERR(bdev)) {
+		ret = -ENODEV;
+	} else {
+		ret = tracker_switch(tracker, bdev, false);
+		blkdev_put(bdev, FMODE_READ);
+	}
 	tracker_put(tracker);
 	return ret;
 }
@@ -895,9 +937,17 @@ int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 
 int tracker_init(void)
 {
-	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
-	if (!tracker_wq)
+	tracker_cache = kmem_cache_create("blksnap_tracker",
+					  sizeof(struct tracker), 0, 0, NULL);
+	if (!tracker_cache)
 		return -ENOMEM;
+	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
+	if (!tracker_wq) {
+		kmem_cache_destroy(tracker_cache);
+		return -ENOMEM;
+	}
+	if (enable_test_ioctls && test_lookup_delay_us)
+		static_branch_enable(&lookup_delay_key);
 	return 0;
 }
 
@@ -919,7 +969,8 @@ void tracker_done(void)
 			MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		tracker_put(tracker);
 	}
-	/* RCU readers of the table are gone with the hooks; drain frees. */
-	synchronize_rcu();
+	/* Wait for the grace periods of queue_rcu_work(), then the frees. */
+	rcu_barrier();
 	destroy_workqueue(tracker_wq);
+	kmem_cache_destroy(tracker_cache);
 }

@@ -30,15 +30,19 @@ struct gendisk;
  * @kref: References: the tracker table holds one while attached; each user
  *	(ioctl, bio in flight, snapshot) holds its own (tracker_get/put).
  * @dev_id: The device number. Immutable.
- * @orig_bdev: The tracked block device. Immutable. Its memory is pinned
- *	(a reference on bd_device) for the tracker's lifetime, but it is not
- *	opened: open it (blkdev_get_by_dev(@dev_id, ...)) before doing I/O.
- *	After the device is removed (@is_dead) its queue is gone.
+ * @disk: The device's disk, as an identity only: never dereferenced. The
+ *	tracker holds no reference on the device, its disk or its driver
+ *	(a reference would keep disk_release() for after the driver's module
+ *	is gone); whoever needs the device opens it by @dev_id, which pins
+ *	the driver and fails once the device is gone. The del_gendisk() hook
+ *	unlinks the tracker before the disk can be freed, so @disk is not
+ *	compared with a new disk at the same address.
  * @is_dead: Set once, when the device went away or the tracker was
  *	detached; written under tracker_mutex, read locklessly.
- * @ctl_lock: Serialises the per-device commands (cbtinfo, cbtmap, cbtdirty,
- *	snapshotadd, snapshotinfo) and guards @diff_area and @snap_disk for
- *	the snapshot code. Not held on the I/O path.
+ * @ctl_lock: Serialises the per-device snapshot commands (snapshotadd,
+ *	snapshotinfo) and guards @diff_area and @snap_disk for the snapshot
+ *	code. Never held across a copy from or to user memory: device removal
+ *	takes it. Not held on the I/O path.
  * @submit_lock: Read side held by the I/O path while it marks the map and
  *	calls snapshot_cow_bio() and until the bio entered the block layer;
  *	write side held while @cbt_map is replaced or switched and while
@@ -53,14 +57,15 @@ struct gendisk;
  * @diff_area: Owned by the snapshot code (guarded by @ctl_lock).
  * @snap_disk: Owned by the snapshot code (guarded by @ctl_lock).
  * @snapshot_data: Free for the snapshot code.
- * @release_work: Frees the tracker in process context.
+ * @release_work: Frees the tracker in process context, after an RCU grace
+ *	period: the I/O path may still be reading it (tracker_lookup_rcu()).
  */
 struct tracker {
 	struct hlist_node hash_node;
 	struct list_head link;
 	struct kref kref;
 	dev_t dev_id;
-	struct block_device *orig_bdev;
+	const struct gendisk *disk;
 	bool is_dead;
 
 	struct mutex ctl_lock;
@@ -73,7 +78,7 @@ struct tracker {
 	struct gendisk *snap_disk;
 	void *snapshot_data;
 
-	struct work_struct release_work;
+	struct rcu_work release_work;
 };
 
 void tracker_release(struct kref *kref);
@@ -104,6 +109,7 @@ struct cbt_map *tracker_cbt_map_get(struct tracker *tracker);
 /**
  * tracker_take_snapshot() - The tracker's part of a snapshot take.
  * @tracker: The tracker.
+ * @bdev: The tracked device, opened by the caller.
  *
  * Blocks new writes of the device in the I/O path (write side of
  * @submit_lock), freezes the device's queue (waits for writes in flight),
@@ -115,7 +121,7 @@ struct cbt_map *tracker_cbt_map_get(struct tracker *tracker);
  *
  * Return: 0, or -ENOMEM (the map could not be re-created; nothing changed).
  */
-int tracker_take_snapshot(struct tracker *tracker);
+int tracker_take_snapshot(struct tracker *tracker, struct block_device *bdev);
 
 /**
  * tracker_release_snapshot() - Stop copy-on-write for the tracker.

@@ -7,9 +7,8 @@
  * @module
  */
 
-import { join } from "node:path";
 import { BoundedPool, concurrencyOf } from "./_pool.ts";
-import { digestOf, encodeChunk, encodeChunkSync } from "./chunk.ts";
+import { encodeChunkSync } from "./chunk.ts";
 import { type DamageRecord, unhealed } from "./damage.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
 import { ioError, isAbortOf, RepoError } from "./errors.ts";
@@ -21,10 +20,11 @@ import {
   isAllZero,
   newBackupId,
   sha256,
+  TEMP_PREFIX,
   toHex,
   ZERO_DIGEST,
 } from "./format.ts";
-import { type BackupIndex, encodeIndex } from "./index_file.ts";
+import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
   type BackupStats,
   type DeviceIdentity,
@@ -35,7 +35,9 @@ import {
   MAX_RUN_RECORD_SIZE,
   parseFailedRun,
 } from "./manifest.ts";
-import { readBounded, type Repository } from "./repository.ts";
+import type { Repository } from "./repository.ts";
+import { markRunning } from "./running.ts";
+import { indexName, runningName } from "./storage/backend.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
 import type { Progress } from "./types.ts";
 
@@ -148,11 +150,11 @@ async function lastFailedRun(
   after: string,
 ): Promise<FailedRun | null> {
   let last: FailedRun | null = null;
-  for (const name of await repo.fs.readDir(repo.runsDir)) {
-    if (!name.endsWith(".json")) continue;
+  for await (const { name } of repo.list("runs/")) {
+    if (!name.endsWith(".json") || name.slice(5).startsWith(TEMP_PREFIX)) continue;
     try {
-      const path = join(repo.runsDir, name);
-      const bytes = await readBounded(repo.fs, path, MAX_RUN_RECORD_SIZE);
+      const path = repo.backend.display(name);
+      const bytes = await repo.backend.get(name, MAX_RUN_RECORD_SIZE);
       if (bytes === null) continue;
       const r = parseFailedRun(bytes, path);
       if (r.device === key && r.startTime > after && (!last || r.startTime > last.startTime)) {
@@ -195,6 +197,8 @@ export async function backup(
   options.signal?.throwIfAborted();
   const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
   let indexWritten = false;
+  // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
+  const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
     // ---- decide
     const found = await findParent(repo, source.identity, options.parent);
@@ -256,6 +260,9 @@ export async function backup(
       decision.reason = parentProblem ?? "CBT changes could not be read";
     }
     options.onDecision?.(decision);
+    // Before the first chunk: gc spares what is younger than this run and what the parent
+    // (whose index decides what is not uploaded) references; prune keeps the parent.
+    if (marker) await markRunning(repo, id, key, pm?.id ?? null);
 
     // ---- read, hash, compress, store
     const digests = new Uint8Array(chunkCount * DIGEST_SIZE);
@@ -277,12 +284,18 @@ export async function backup(
       chunksReused: chunkCount - toRead.length,
       chunksZero: 0,
     };
+    // On S3 the parent's index says what is stored (no HEAD per chunk): a chunk it does not
+    // name is uploaded, even if another backup stored it already. Locally a stat is cheap.
+    const known = repo.backend.kind === "s3"
+      ? new Set(parentIndex ? referencedDigests(parentIndex).keys() : [])
+      : null;
     // Chunks a deep verify found bad are rewritten when read again, never
     // deduplicated against. An unreadable record is rewritten by the next
     // marking deep verify; until then nothing is known to be bad.
     const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
     const healed = await storeChunks(source, repo, toRead, digests, stats, {
       ...options,
+      known,
       damaged: unhealed(damage),
     });
 
@@ -290,7 +303,7 @@ export async function backup(
     await repo.syncChunkDirs();
     const indexBytes = encodeIndex(chunkSize, capacity, digests);
     indexWritten = true;
-    await repo.writeAtomic(repo.indexPath(id), indexBytes);
+    await repo.writeIndex(id, indexBytes);
     const manifest: Manifest = {
       format: "blksnap-backup",
       version: FORMAT_VERSION,
@@ -328,18 +341,19 @@ export async function backup(
     }
     return { manifest, decision, healed };
   } catch (e) {
-    if (indexWritten) await repo.fs.remove(repo.indexPath(id)).catch(() => {});
+    if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {
       id,
       device: key,
       startTime: startTime.toISOString(),
       error: e instanceof Error ? e.message : String(e),
     };
-    await repo.writeAtomic(repo.runRecordPath(id), encodeFailedRun(record)).catch(() => {});
+    await repo.writeRunRecord(id, encodeFailedRun(record)).catch(() => {});
     throw e instanceof RepoError || isAbortOf(e, options.signal)
       ? e
       : ioError("backup", repo.path, e);
   } finally {
+    if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});
   }
 }
@@ -363,8 +377,9 @@ async function storeChunks(
   toRead: number[],
   digests: Uint8Array,
   stats: BackupStats,
-  options: BackupOptions & { damaged: Set<string> },
+  options: BackupOptions & { known: Set<string> | null; damaged: Set<string> },
 ): Promise<string[]> {
+  const known = options.known;
   const healed: string[] = [];
   const { chunkSize } = repo.config;
   const level = repo.config.compression.level;
@@ -372,7 +387,7 @@ async function storeChunks(
   const offload = options.offload ?? true;
   const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
   const perRead = Math.max(1, Math.floor(readSize / chunkSize));
-  const pool = new BoundedPool(concurrencyOf(options.concurrency));
+  const pool = new BoundedPool(concurrencyOf(options.concurrency ?? repo.backend.parallelism));
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
   let bytesDone = 0;
   const pending = new Set<string>(); // digests being stored by this run
@@ -383,17 +398,19 @@ async function storeChunks(
       digest = ZERO_DIGEST;
       stats.chunksZero++;
     } else {
-      digest = offload ? await digestOf(data) : sha256(data);
+      digest = offload || repo.encrypted ? await repo.chunkDigest(data) : sha256(data);
       const hex = toHex(digest);
       const seen = pending.has(hex);
       pending.add(hex); // before any await, so a twin chunk in flight sees it
       const rewrite = !seen && options.damaged.has(hex);
-      if (seen || (!rewrite && await repo.hasChunk(hex))) {
+      if (seen || (!rewrite && (known ? known.has(hex) : await repo.hasChunk(hex)))) {
         stats.chunksDeduplicated++;
       } else {
         let file: Uint8Array;
         try {
-          file = offload ? await encodeChunk(data, level) : encodeChunkSync(data, level);
+          file = offload || repo.encrypted
+            ? await repo.encodeChunk(data, digest)
+            : encodeChunkSync(data, level);
           await repo.putChunk(hex, file);
         } catch (e) {
           pending.delete(hex);

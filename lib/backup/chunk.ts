@@ -116,17 +116,30 @@ export function decodeChunk(
   if ((zlib.crc32(payload) >>> 0) !== header.payloadCrc32) {
     throw new Error("payload CRC-32 mismatch");
   }
-  const data = header.encoding === ChunkEncoding.Raw
-    ? payload
-    : zstdDecompressSync(payload, header.length);
-  if (data.length !== header.length) {
-    throw new Error(`decompresses to ${data.length} bytes, header says ${header.length}`);
+  const data = decodePayload(header.encoding, payload, header.length, exactLength);
+  if (!bytesEqual(sha256(data), fromHex(hex))) {
+    throw new Error("content does not match its SHA-256 name");
+  }
+  return data;
+}
+
+/**
+ * The chunk's data from its stored payload (format 1 and 2 alike): as is, or
+ * one zstd frame decompressed to at most `length` bytes; then the length
+ * against the header's and, when given, against `exactLength`.
+ */
+export function decodePayload(
+  encoding: number,
+  payload: Uint8Array,
+  length: number,
+  exactLength?: number,
+): Uint8Array {
+  const data = encoding === ChunkEncoding.Raw ? payload : zstdDecompressSync(payload, length);
+  if (data.length !== length) {
+    throw new Error(`decompresses to ${data.length} bytes, header says ${length}`);
   }
   if (exactLength !== undefined && data.length !== exactLength) {
     throw new Error(`is ${data.length} bytes, expected ${exactLength}`);
-  }
-  if (!bytesEqual(sha256(data), fromHex(hex))) {
-    throw new Error("content does not match its SHA-256 name");
   }
   return data;
 }

@@ -28,6 +28,22 @@ export interface RepoConfig {
   compression: { algorithm: "zstd"; level: number };
   /** Creation time (ISO 8601 UTC). */
   created: string;
+  /** S3 only: every object is stored with Object Lock retention of this many days. */
+  objectLockDays?: number;
+  /**
+   * Version 2 (encrypted) only: the AEAD, and the MAC of this config (every field but `mac`)
+   * under the metadata key, so a changed config is refused once the key is known.
+   */
+  encryption?: { aead: "chacha20-poly1305"; mac: string };
+}
+
+/** Format version of an encrypted repository. */
+export const ENCRYPTED_FORMAT_VERSION = 2;
+
+/** The bytes the config MAC covers: the config without `encryption.mac`, as JSON. */
+export function configMacInput(config: RepoConfig): Uint8Array {
+  const { encryption, ...rest } = config;
+  return encodeJson({ ...rest, encryption: encryption ? { aead: encryption.aead } : undefined });
 }
 
 /** Encode a config as JSON bytes. */
@@ -53,9 +69,17 @@ export function parseConfig(bytes: Uint8Array, path: string): RepoConfig {
   const r = new FieldChecker(path);
   if (o.format !== "blksnap-repository") r.fail("format", '"blksnap-repository"');
   const version = r.uint(o, "version");
-  if (version !== FORMAT_VERSION) {
+  if (version !== FORMAT_VERSION && version !== ENCRYPTED_FORMAT_VERSION) {
     throw new CorruptError(path, `unsupported repository version ${version}`);
   }
+  let encryption: RepoConfig["encryption"];
+  if (version === ENCRYPTED_FORMAT_VERSION) {
+    const e = r.obj(o, "encryption");
+    if (e.aead !== "chacha20-poly1305") r.fail("encryption.aead", '"chacha20-poly1305"');
+    const mac = r.str(e, "mac", "encryption.mac");
+    if (!/^[0-9a-f]{64}$/.test(mac)) r.fail("encryption.mac", "64 hex digits");
+    encryption = { aead: "chacha20-poly1305", mac };
+  } else if (o.encryption !== undefined) r.fail("encryption", "absent in version 1");
   const id = r.str(o, "id");
   if (!/^[0-9a-f]{32}$/.test(id)) r.fail("id", "32 hex digits");
   const chunkSize = r.uint(o, "chunkSize");
@@ -71,5 +95,7 @@ export function parseConfig(bytes: Uint8Array, path: string): RepoConfig {
     chunkSize,
     compression: { algorithm: "zstd", level },
     created: r.time(o, "created"),
+    ...(o.objectLockDays === undefined ? {} : { objectLockDays: r.uint(o, "objectLockDays") }),
+    ...(encryption ? { encryption } : {}),
   };
 }

@@ -22,6 +22,8 @@ export const RepoErrorCode = {
   Io: "IO",
   /** Reading the backup source failed. */
   Source: "SOURCE",
+  /** An encrypted repository: no passphrase given, or no key slot opens with it. */
+  Key: "KEY",
 } as const;
 /** One of {@linkcode RepoErrorCode}. */
 export type RepoErrorCode = typeof RepoErrorCode[keyof typeof RepoErrorCode];

@@ -108,6 +108,13 @@ export function isAllZero(buf: Uint8Array): boolean {
   return true;
 }
 
+/** The start time encoded in backup id `id` (milliseconds since the epoch). */
+export function backupIdTime(id: string): number {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(\d{3})Z/.exec(id);
+  if (!m) return NaN;
+  return Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6], +m[7]);
+}
+
 /** True if `s` is a backup id as made by {@linkcode newBackupId}. */
 export function isBackupId(s: string): boolean {
   return ID_RE.test(s);

@@ -5,7 +5,7 @@
  */
 
 import { RepoError } from "./errors.ts";
-import { indexFileSize } from "./index_file.ts";
+import { indexName } from "./storage/backend.ts";
 import type { Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import type { BadBackup } from "./types.ts";
@@ -52,8 +52,8 @@ export async function list(repo: Repository, options: ListOptions = {}): Promise
     out.backups.push(m);
     if (!options.checkIndexes) continue;
     const path = repo.indexPath(id);
-    const size = (await repo.fs.stat(path))?.size ?? null;
-    const expected = indexFileSize(m.chunkCount);
+    const size = (await repo.backend.stat(indexName(id)))?.size ?? null;
+    const expected = repo.indexObjectSize(m.chunkCount);
     if (size !== expected) {
       const error = size === null
         ? "index missing"

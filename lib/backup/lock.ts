@@ -76,7 +76,7 @@ export function hostname(): string {
  * `--allow-all` to read /proc), else `kill -0` (needs `--allow-run`); when
  * neither is permitted it answers true, so the lock is judged by age only.
  */
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     Deno.statSync(`/proc/${pid}`);
     return true;
@@ -96,7 +96,8 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-function parseLockInfo(bytes: Uint8Array): LockInfo | null {
+/** The lock's contents, or `null` when it is not a valid lock (judged by its age then). */
+export function parseLockInfo(bytes: Uint8Array): LockInfo | null {
   try {
     const o = JSON.parse(new TextDecoder().decode(bytes));
     if (
@@ -110,7 +111,8 @@ function parseLockInfo(bytes: Uint8Array): LockInfo | null {
   return null;
 }
 
-function lockBytes(info: LockInfo): Uint8Array {
+/** The bytes of a lock holding `info`. */
+export function lockBytes(info: LockInfo): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(info) + "\n");
 }
 
@@ -248,6 +250,18 @@ export async function lockHolder(repo: Lockable): Promise<LockHolder> {
   return { exists: true, info, stale: old || dead };
 }
 
+/** What {@linkcode unlock} needs of a repository (a directory or an S3 lease). */
+export interface Unlockable {
+  /** Where the repository is. */
+  readonly path: string;
+  /** Path (or URL) of the lock. */
+  readonly lockPath: string;
+  /** Who holds the lock. */
+  lockHolder(): Promise<LockHolder>;
+  /** Remove the lock whoever holds it. */
+  breakLock(): Promise<void>;
+}
+
 /** Options of {@linkcode unlock}. */
 export interface UnlockOptions {
   /** Remove the lock even when its holder may be running (another host's, a live pid). */
@@ -275,8 +289,11 @@ export interface UnlockResult {
  * console.log(r.removed?.info?.operation ?? "no lock");
  * ```
  */
-export async function unlock(repo: Lockable, options: UnlockOptions = {}): Promise<UnlockResult> {
-  const holder = await lockHolder(repo);
+export async function unlock(
+  repo: Unlockable,
+  options: UnlockOptions = {},
+): Promise<UnlockResult> {
+  const holder = await repo.lockHolder();
   if (!holder.exists) return { removed: null };
   if (!holder.stale && !options.force) {
     const h = holder.info;
@@ -290,7 +307,7 @@ export async function unlock(repo: Lockable, options: UnlockOptions = {}): Promi
   }
   if (!options.dryRun) {
     try {
-      await repo.fs.remove(repo.lockPath);
+      await repo.breakLock();
     } catch (e) {
       throw ioError("remove", repo.lockPath, e);
     }

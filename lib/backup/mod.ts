@@ -1,12 +1,14 @@
 /**
- * Block-level backups of Linux block devices into a local-directory
- * repository: content-addressed, zstd-compressed, fixed-size chunks named by
- * SHA-256, one index and one manifest per backup, incrementals driven by the
- * CBT cursor. Each flow is a function: {@linkcode backup},
- * {@linkcode backupDevices}, {@linkcode restore}, {@linkcode verify},
- * {@linkcode list}, {@linkcode prune}, {@linkcode forget}, {@linkcode gc},
- * {@linkcode repair}, {@linkcode stats}, {@linkcode diffBackups},
- * {@linkcode unlock}. Repositories are private (directories 0700, files
+ * Block-level backups of Linux block devices into a repository in a local
+ * directory or on S3 (`s3://bucket/prefix`): content-addressed,
+ * zstd-compressed, fixed-size chunks (named by SHA-256, or by a keyed HMAC
+ * and sealed with ChaCha20-Poly1305 in an encrypted repository), one index
+ * and one manifest per backup, incrementals driven by the CBT cursor. Each
+ * flow is a function: {@linkcode backup}, {@linkcode backupDevices},
+ * {@linkcode restore}, {@linkcode verify}, {@linkcode list},
+ * {@linkcode prune}, {@linkcode forget}, {@linkcode gc}, {@linkcode repair},
+ * {@linkcode stats}, {@linkcode diffBackups}, {@linkcode unlock},
+ * {@linkcode copy}. Local repositories are private (directories 0700, files
  * 0600); chunks a deep verify finds bad are remembered and rewritten by the
  * next backup that reads the same data. The format is in
  * docs/repository-format.md.
@@ -34,7 +36,13 @@ export {
   type TakenDevice,
 } from "./backup_devices.ts";
 export { parseConfig, type RepoConfig } from "./config.ts";
+export { copy, type CopyOptions, type CopyResult } from "./copy.ts";
+export { DEFAULT_SCRYPT, type KeySlot, type ScryptParams } from "./crypto/keys.ts";
 export type { DamagedChunk, DamageRecord } from "./damage.ts";
+export type { Backend, PutOptions, StoredObject } from "./storage/backend.ts";
+export { LocalBackend } from "./storage/local.ts";
+export { S3Backend, type S3BackendOptions } from "./storage/s3.ts";
+export type { S3Settings } from "./s3/config.ts";
 export {
   decideBackupMode,
   type Decision,
@@ -64,6 +72,7 @@ export {
   type LockOptions,
   RepoLock,
   unlock,
+  type Unlockable,
   type UnlockOptions,
   type UnlockResult,
 } from "./lock.ts";
@@ -87,7 +96,7 @@ export {
   type RetentionPolicy,
 } from "./prune.ts";
 export { type LostChunk, repair, type RepairOptions, type RepairResult } from "./repair.ts";
-export { type InitOptions, type OpenOptions, Repository } from "./repository.ts";
+export { cacheDir, type InitOptions, type OpenOptions, Repository } from "./repository.ts";
 export {
   devNumbers,
   mountedDevices,

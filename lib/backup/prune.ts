@@ -8,6 +8,7 @@ import { RepoError } from "./errors.ts";
 import { list } from "./list.ts";
 import { deviceKey, type Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { runningBackups } from "./running.ts";
 import { matchesDevice } from "./select.ts";
 import type { BadBackup } from "./types.ts";
 
@@ -220,10 +221,16 @@ export async function prune(
       groups.set(key, [...(groups.get(key) ?? []), b]);
     }
     const result: PruneResult = { kept: [], removed: [], problems };
+    // On S3 a running backup (another host: the lock is advisory) reuses its parent's chunks.
+    const parents = new Map<string, string>();
+    if (repo.backend.kind === "s3") {
+      for (const r of await runningBackups(repo)) if (r.parent) parents.set(r.parent, r.id);
+    }
     for (const group of groups.values()) {
       const keep = applyRetention(group, retention);
       for (const b of group) {
-        const reasons = keep.get(b.id);
+        const reasons = keep.get(b.id) ??
+          (parents.has(b.id) ? [`parent of running backup ${parents.get(b.id)}`] : undefined);
         if (reasons) result.kept.push({ id: b.id, reasons });
         else result.removed.push(b.id);
       }

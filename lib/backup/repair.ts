@@ -11,7 +11,6 @@
  */
 
 import { BoundedPool, concurrencyOf } from "./_pool.ts";
-import { digestOf, encodeChunk } from "./chunk.ts";
 import type { DamageRecord } from "./damage.ts";
 import { isAbortOf, RepoError } from "./errors.ts";
 import { chunkCountOf, chunkLengthOf, isAllZero, toHex } from "./format.ts";
@@ -143,12 +142,11 @@ async function repairLocked(
         options.onProgress?.({ bytesDone: bytesRead, bytesTotal });
         if (n !== buf.length || isAllZero(buf)) continue;
         const ok = await pool.run(async () => {
-          const hex = toHex(await digestOf(buf));
+          const digest = await repo.chunkDigest(buf);
+          const hex = toHex(digest);
           if (!wanted.has(hex) || repaired.has(hex)) return;
           repaired.add(hex);
-          if (!dryRun) {
-            await repo.putChunk(hex, await encodeChunk(buf, repo.config.compression.level));
-          }
+          if (!dryRun) await repo.putChunk(hex, await repo.encodeChunk(buf, digest));
         });
         if (!ok) break;
       }

@@ -1,21 +1,58 @@
 /**
- * The local-directory backup repository: its layout and paths, crash-safe
- * writes, and the checked reads of config, manifests, indexes and chunks.
- * The formats are in `config.ts`, `chunk.ts`, `index_file.ts` and
- * `manifest.ts`, the writer lock in `lock.ts`. Layout and rules:
- * docs/repository-format.md.
+ * The backup repository: its layout over a storage {@linkcode Backend} (a
+ * local directory, or `s3://bucket/prefix`), and the checked reads and
+ * writes of config, manifests, indexes and chunks. The formats are in
+ * `config.ts`, `chunk.ts`, `index_file.ts` and `manifest.ts`, the writer
+ * lock in `lock.ts` (directory) and `storage/s3_lock.ts` (S3). Layout and
+ * rules: docs/repository-format.md.
  *
  * @module
  */
 
-import { dirname, join } from "node:path";
-import { decodeChunk, maxChunkFileSize } from "./chunk.ts";
-import { encodeConfig, parseConfig, type RepoConfig } from "./config.ts";
+import { join, relative } from "node:path";
+import {
+  ChunkEncoding,
+  decodeChunk,
+  decodePayload,
+  digestOf,
+  encodeChunk,
+  maxChunkFileSize,
+  zstdCompress,
+} from "./chunk.ts";
+import {
+  configMacInput,
+  encodeConfig,
+  ENCRYPTED_FORMAT_VERSION,
+  parseConfig,
+  type RepoConfig,
+} from "./config.ts";
+import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
 import { type DamageRecord, encodeDamage, MAX_DAMAGE_SIZE, parseDamage } from "./damage.ts";
+import {
+  chunkId,
+  deriveKeys,
+  encodeSlot,
+  type KeySlot,
+  makeSlot,
+  newMaster,
+  openSlot,
+  parseSlot,
+  type RepoKeys,
+  type ScryptParams,
+} from "./crypto/keys.ts";
+import {
+  maxSealedChunkSize,
+  openChunk,
+  openObject,
+  sealChunk,
+  SEALED_OBJECT_HEADER_SIZE,
+  sealObject,
+} from "./crypto/sealed.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
+  fromHex,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
@@ -27,6 +64,17 @@ import {
   toHex,
 } from "./format.ts";
 import { DenoFs, type RepoFs } from "./fs.ts";
+import {
+  type Backend,
+  chunkName,
+  indexName,
+  manifestName,
+  runRecordName,
+} from "./storage/backend.ts";
+import { LocalBackend, readBounded } from "./storage/local.ts";
+import { S3Backend, type S3BackendOptions } from "./storage/s3.ts";
+import { acquireS3Lock, s3LockHolder } from "./storage/s3_lock.ts";
+import { isS3Url } from "./s3/config.ts";
 import { type BackupIndex, decodeIndex, indexFileSize } from "./index_file.ts";
 import {
   acquireLock,
@@ -36,8 +84,9 @@ import {
   type RepoLock,
 } from "./lock.ts";
 import { encodeManifest, type Manifest, parseManifest } from "./manifest.ts";
+import type { StoredObject } from "./storage/backend.ts";
 
-export { TEMP_PREFIX };
+export { readBounded, TEMP_PREFIX };
 
 /** Options of {@linkcode Repository.init}. */
 export interface InitOptions {
@@ -45,16 +94,121 @@ export interface InitOptions {
   chunkSize?: number;
   /** zstd compression level, 1..19. @default 1 */
   compressionLevel?: number;
-  /** File-system layer (tests inject faults here). @default new DenoFs() */
+  /** File-system layer of a local repository (tests inject faults here). @default new DenoFs() */
   fs?: RepoFs;
+  /** S3 settings and client options of an `s3://` repository. @default from the environment */
+  s3?: S3BackendOptions;
+  /** S3 only: create the bucket with Object Lock and keep every object this many days. */
+  objectLockDays?: number;
+  /**
+   * Encrypt (format 2) with a key slot that opens with this passphrase (or the one a function
+   * returns, asked only once the location is known to be usable). Absent: a plain (format 1)
+   * repository. The CLI encrypts unless `--no-encryption`.
+   */
+  passphrase?: string | (() => string | Promise<string>);
+  /** Label of the first key slot. @default "initial" */
+  keyLabel?: string;
+  /** scrypt cost of the key slot. @default DEFAULT_SCRYPT (2^17, 8, 1) */
+  scrypt?: ScryptParams;
 }
 
 /** Options of {@linkcode Repository.open}. */
 export interface OpenOptions {
-  /** File-system layer (tests inject faults here). @default new DenoFs() */
+  /** File-system layer of a local repository (tests inject faults here). @default new DenoFs() */
   fs?: RepoFs;
+  /** S3 settings and client options of an `s3://` repository. @default from the environment */
+  s3?: S3BackendOptions;
   /** A lock older than this many milliseconds is stale. @default 3600000 */
   lockStaleMs?: number;
+  /**
+   * The passphrase of an encrypted repository, or a function asked for it
+   * (a terminal prompt). @default $BLKSNAP_PASSWORD
+   */
+  passphrase?: string | (() => string | Promise<string>);
+}
+
+/** The object name of the damage record. */
+const DAMAGE_NAME = "damage.json";
+
+/** Bytes a sealed index or manifest adds to its plaintext (header and tag). */
+const SEALED_OVERHEAD = SEALED_OBJECT_HEADER_SIZE + TAG_SIZE;
+
+/** A passphrase must not be empty. */
+function checkPassphrase(p: string): void {
+  if (p.length === 0) throw new RepoError("KEY", "The passphrase is empty");
+}
+
+async function readSlots(backend: Backend): Promise<KeySlot[]> {
+  const slots: KeySlot[] = [];
+  for await (const o of backend.list("keys/")) {
+    if (!o.name.endsWith(".json") || o.name.slice(5).startsWith(TEMP_PREFIX)) continue;
+    const bytes = await backend.get(o.name, 64 * 1024);
+    if (bytes === null) continue;
+    try {
+      slots.push(parseSlot(bytes, backend.display(o.name)));
+    } catch (e) {
+      throw new CorruptError(backend.display(o.name), (e as Error).message, e);
+    }
+  }
+  return slots;
+}
+
+/**
+ * The keys of an encrypted repository: the first slot that opens with the
+ * passphrase gives the master secret; then the config's MAC must match.
+ */
+async function unlock(
+  backend: Backend,
+  config: RepoConfig,
+  given: OpenOptions["passphrase"],
+): Promise<{ keys: RepoKeys; slot: string }> {
+  let env: string | undefined;
+  try {
+    env = Deno.env.get("BLKSNAP_PASSWORD");
+  } catch {
+    env = undefined;
+  }
+  const source = given ?? env;
+  if (source === undefined) {
+    throw new RepoError(
+      "KEY",
+      `Repository ${backend.location} is encrypted: give its passphrase (BLKSNAP_PASSWORD, ` +
+        "--password-file, or at the prompt)",
+    );
+  }
+  const passphrase = typeof source === "function" ? await source() : source;
+  const slots = await readSlots(backend);
+  if (slots.length === 0) {
+    throw new CorruptError(backend.display("keys"), "an encrypted repository without key slots");
+  }
+  for (const slot of slots) {
+    const master = openSlot(slot, config.id, passphrase);
+    if (master === null) continue;
+    const keys = deriveKeys(master, config.id);
+    const mac = toHex(hmacSha256(keys.metaKey, configMacInput(config)));
+    if (mac !== config.encryption!.mac) {
+      throw new CorruptError(backend.display("config.json"), "its MAC does not match (altered)");
+    }
+    return { keys, slot: slot.id };
+  }
+  throw new RepoError(
+    "KEY",
+    `Wrong passphrase: none of the ${slots.length} key slot(s) of ${backend.location} opens with it`,
+  );
+}
+
+/** The backend of `location`: S3 for `s3://...`, else a local directory. */
+export function backendFor(
+  location: string,
+  options: { fs?: RepoFs; s3?: S3BackendOptions } = {},
+): Backend {
+  if (!isS3Url(location)) return new LocalBackend(location, options.fs ?? new DenoFs());
+  try {
+    return S3Backend.connect(location, options.s3);
+  } catch (e) {
+    // A bad s3:// name or missing credentials: a usage problem, said as one.
+    throw new RepoError("INVALID", (e as Error).message, { cause: e });
+  }
 }
 
 /**
@@ -69,27 +223,48 @@ export interface OpenOptions {
  * ```
  */
 export class Repository {
-  /** Repository directory. */
+  /** Where the repository is: its directory, or `s3://bucket/prefix`. */
   readonly path: string;
   /** Parsed `config.json`. */
   readonly config: RepoConfig;
-  /** The file-system layer every repository file operation goes through. */
-  readonly fs: RepoFs;
+  /** The storage every repository object goes through. */
+  readonly backend: Backend;
   /** Age after which a lock is stale, in milliseconds. */
   readonly lockStaleMs: number;
-  readonly #dirtyDirs = new Set<string>();
-  readonly #knownDirs = new Set<string>();
+  /** The working keys of an encrypted repository, `null` for a plain one. */
+  readonly keys: RepoKeys | null;
+  /** The key slot the passphrase opened (`null`: plain, or just created). */
+  openedSlot: string | null = null;
 
-  private constructor(path: string, config: RepoConfig, fs: RepoFs, lockStaleMs: number) {
-    this.path = path;
+  private constructor(
+    backend: Backend,
+    config: RepoConfig,
+    lockStaleMs: number,
+    keys: RepoKeys | null,
+  ) {
+    this.path = backend.location;
+    this.backend = backend;
     this.config = config;
-    this.fs = fs;
     this.lockStaleMs = lockStaleMs;
+    this.keys = keys;
   }
 
-  /** Create a repository in `path` (an empty or missing directory). */
+  /**
+   * The file-system layer of a local repository (the directory lock and the
+   * crash tests use it). Throws for an S3 repository, which has none.
+   */
+  get fs(): RepoFs {
+    if (this.backend instanceof LocalBackend) return this.backend.fs;
+    throw new RepoError("INVALID", `${this.path} is not a local directory`);
+  }
+
+  /**
+   * Create a repository in `path`: an empty or missing directory, or an
+   * `s3://bucket/prefix` with no repository in it (the bucket is created if
+   * missing).
+   */
   static async init(path: string, options: InitOptions = {}): Promise<Repository> {
-    const fs = options.fs ?? new DenoFs();
+    const backend = backendFor(path, options);
     const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!isValidChunkSize(chunkSize)) {
       throw new RepoError(
@@ -101,180 +276,227 @@ export class Repository {
     if (!Number.isInteger(level) || level < 1 || level > 19) {
       throw new RepoError("INVALID", `Compression level ${level} must be 1..19`);
     }
+    const lockDays = options.objectLockDays ?? 0;
+    if (!Number.isInteger(lockDays) || lockDays < 0 || lockDays > 36500) {
+      throw new RepoError("INVALID", `Object Lock days ${lockDays} must be 0..36500`);
+    }
+    if (lockDays > 0 && !(backend instanceof S3Backend)) {
+      throw new RepoError("INVALID", "Object Lock needs an s3:// repository");
+    }
+    // The passphrase is asked once the location is known to be usable, before anything is made.
+    let passphrase: string | undefined;
+    const ask = async (): Promise<void> => {
+      if (options.passphrase === undefined) return;
+      passphrase = typeof options.passphrase === "function"
+        ? await options.passphrase()
+        : options.passphrase;
+      checkPassphrase(passphrase);
+    };
     try {
-      const st = await fs.stat(path);
-      if (st !== null && !st.isDirectory) {
-        throw new RepoError("INVALID", `${path} exists and is not a directory`, { path });
+      if (backend instanceof LocalBackend) {
+        const fs = backend.fs;
+        const st = await fs.stat(path);
+        if (st !== null && !st.isDirectory) {
+          throw new RepoError("INVALID", `${path} exists and is not a directory`, { path });
+        }
+        const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
+        if (existing.includes("config.json")) {
+          throw new RepoError("INVALID", `${path} is already a blksnap repository`, { path });
+        }
+        if (existing.length > 0) {
+          throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
+        }
+        await ask();
+        await fs.mkdir(path);
+        for (const sub of ["chunks", "backups", "runs", "keys"]) await fs.mkdir(join(path, sub));
+        await fs.syncDir(path);
+      } else if (backend instanceof S3Backend) {
+        const exists = await backend.client.bucketExists();
+        if (exists && lockDays > 0 && !(await backend.client.objectLockEnabled())) {
+          throw new RepoError(
+            "INVALID",
+            `Bucket ${backend.client.bucket} has no Object Lock; S3 can turn it on only when a ` +
+              "bucket is created: use a new bucket",
+          );
+        }
+        if (exists && (await backend.stat("config.json")) !== null) {
+          throw new RepoError("INVALID", `There is a repository at ${path} already`, { path });
+        }
+        await ask();
+        if (!exists) await backend.client.createBucket({ objectLock: lockDays > 0 });
+        backend.objectLockDays = lockDays;
       }
-      const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
-      if (existing.includes("config.json")) {
-        throw new RepoError("INVALID", `${path} is already a blksnap repository`, { path });
-      }
-      if (existing.length > 0) {
-        throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
-      }
-      await fs.mkdir(path);
-      for (const sub of ["chunks", "backups", "runs"]) await fs.mkdir(join(path, sub));
-      await fs.syncDir(path);
       const config: RepoConfig = {
         format: "blksnap-repository",
-        version: FORMAT_VERSION,
+        version: options.passphrase === undefined ? FORMAT_VERSION : ENCRYPTED_FORMAT_VERSION,
         id: randomHex(16),
         chunkSize,
         compression: { algorithm: "zstd", level },
         created: new Date().toISOString(),
+        ...(lockDays > 0 ? { objectLockDays: lockDays } : {}),
       };
-      const repo = new Repository(path, config, fs, 3_600_000);
-      await repo.writeAtomic(join(path, "config.json"), encodeConfig(config));
+      let keys: RepoKeys | null = null;
+      if (passphrase !== undefined) {
+        const master = newMaster();
+        keys = deriveKeys(master, config.id);
+        config.encryption = { aead: "chacha20-poly1305", mac: "0".repeat(64) };
+        config.encryption.mac = toHex(hmacSha256(keys.metaKey, configMacInput(config)));
+        const slot = makeSlot(master, config.id, passphrase, {
+          label: options.keyLabel ?? "initial",
+          scrypt: options.scrypt,
+        });
+        // The key slot first: a config that names an encryption without any key is useless.
+        await backend.put(`keys/${slot.id}.json`, encodeSlot(slot));
+      }
+      const repo = new Repository(backend, config, 3_600_000, keys);
+      await backend.put("config.json", encodeConfig(config));
       return repo;
     } catch (e) {
       throw ioError("init repository", path, e);
     }
   }
 
-  /** Open the repository in `path`, checking its config. */
+  /** Open the repository in `path` (a directory or `s3://bucket/prefix`), checking its config. */
   static async open(path: string, options: OpenOptions = {}): Promise<Repository> {
-    const fs = options.fs ?? new DenoFs();
-    const file = join(path, "config.json");
-    const bytes = await readBounded(fs, file, MAX_JSON_SIZE);
+    const backend = backendFor(path, options);
+    const file = backend.display("config.json");
+    const bytes = await backend.get("config.json", MAX_JSON_SIZE);
     if (bytes === null) {
       throw new RepoError("NOT_FOUND", `No repository at ${path} (missing config.json)`, {
         path: file,
       });
     }
-    return new Repository(path, parseConfig(bytes, file), fs, options.lockStaleMs ?? 3_600_000);
+    const config = parseConfig(bytes, file);
+    if (backend instanceof S3Backend) backend.objectLockDays = config.objectLockDays ?? 0;
+    const unlocked = config.encryption ? await unlock(backend, config, options.passphrase) : null;
+    const repo = new Repository(
+      backend,
+      config,
+      options.lockStaleMs ?? 3_600_000,
+      unlocked?.keys ?? null,
+    );
+    repo.openedSlot = unlocked?.slot ?? null;
+    return repo;
   }
 
-  /** Path of the lock file. */
+  /** Path (or URL) of the lock. */
   get lockPath(): string {
-    return join(this.path, "lock");
+    return this.backend.display("lock");
   }
-  /** Directory of the chunk store. */
+  /** Path (or URL) of the chunk store. */
   get chunksDir(): string {
-    return join(this.path, "chunks");
+    return this.backend.display("chunks");
   }
-  /** Directory of indexes and manifests. */
+  /** Path (or URL) of the indexes and manifests. */
   get backupsDir(): string {
-    return join(this.path, "backups");
+    return this.backend.display("backups");
   }
-  /** Directory of failed-run records. */
+  /** Path (or URL) of the failed-run records. */
   get runsDir(): string {
-    return join(this.path, "runs");
+    return this.backend.display("runs");
   }
 
-  /** Path of the chunk named by hex digest `hex`: `chunks/ab/abcdef...`. */
+  /** Path (or URL) of the chunk named by hex digest `hex`: `chunks/ab/abcdef...`. */
   chunkPath(hex: string): string {
-    return join(this.path, "chunks", hex.slice(0, 2), hex);
+    return this.backend.display(chunkName(hex));
   }
-  /** Path of the index of backup `id`. */
+  /** Path (or URL) of the index of backup `id`. */
   indexPath(id: string): string {
-    return join(this.backupsDir, `${id}.index`);
+    return this.backend.display(indexName(id));
   }
-  /** Path of the manifest of backup `id`. */
+  /** Path (or URL) of the manifest of backup `id`. */
   manifestPath(id: string): string {
-    return join(this.backupsDir, `${id}.json`);
+    return this.backend.display(manifestName(id));
   }
-  /** Path of the damage record (chunks a deep verify found bad). */
+  /** Path (or URL) of the damage record (chunks a deep verify found bad). */
   get damagePath(): string {
-    return join(this.path, "damage.json");
+    return this.backend.display(DAMAGE_NAME);
   }
-  /** Path of the failed-run record of run `id`. */
+  /** Path (or URL) of the failed-run record of run `id`. */
   runRecordPath(id: string): string {
-    return join(this.runsDir, `${id}.json`);
+    return this.backend.display(runRecordName(id));
   }
 
   // ---------------------------------------------------------------- writes
 
   /**
-   * Write `data` to `path` crash-safely: a temp file in the same directory,
-   * `fsync`, rename over `path`, `fsync` of the directory. The temp file is
-   * removed on failure (best effort).
+   * Write `data` to the file `path` of a local repository crash-safely: a
+   * temp file in the same directory, `fsync`, rename over `path`, `fsync` of
+   * the directory (the directory lock uses it). Objects are written with
+   * {@linkcode Backend.put}.
    */
-  async writeAtomic(path: string, data: Uint8Array, syncDir = true): Promise<void> {
-    const dir = dirname(path);
-    const tmp = join(dir, `${TEMP_PREFIX}${randomHex(6)}-${path.slice(dir.length + 1)}`);
-    try {
-      await this.fs.writeFile(tmp, data, { createNew: true, sync: true });
-      await this.fs.rename(tmp, path);
-      if (syncDir) await this.fs.syncDir(dir);
-    } catch (e) {
-      await this.fs.remove(tmp).catch(() => {});
-      throw ioError("write", path, e);
-    }
+  async writeAtomic(path: string, data: Uint8Array): Promise<void> {
+    const local = this.backend as LocalBackend;
+    await local.put(relative(local.location, path), data);
   }
 
-  /** True if the chunk `hex` is stored. */
+  /** True if the chunk `hex` is stored (a stat or a HEAD: backups decide from the parent's index first). */
   async hasChunk(hex: string): Promise<boolean> {
-    return (await this.fs.stat(this.chunkPath(hex)))?.isFile ?? false;
+    return (await this.backend.stat(chunkName(hex))) !== null;
   }
 
   /**
    * Store a chunk file (see `encodeChunk` in chunk.ts) under `hex`. The file is durable when this
-   * returns; the rename becomes durable at {@linkcode Repository.syncChunkDirs}.
+   * returns; its directory entry becomes durable at {@linkcode Repository.syncChunkDirs}.
    */
   async putChunk(hex: string, file: Uint8Array): Promise<void> {
-    const path = this.chunkPath(hex);
-    const dir = dirname(path);
-    if (!this.#knownDirs.has(dir)) {
-      if (!(await this.fs.stat(dir))?.isDirectory) {
-        await this.fs.mkdir(dir).catch((e) => {
-          throw ioError("mkdir", dir, e);
-        });
-        this.#dirtyDirs.add(this.chunksDir);
-      }
-      this.#knownDirs.add(dir);
-    }
-    await this.writeAtomic(path, file, false);
-    this.#dirtyDirs.add(dir);
+    await this.backend.put(chunkName(hex), file, { deferSync: true });
   }
 
-  /** `fsync` every chunk directory changed since the last call. */
+  /** Make every chunk stored since the last call durable (directory `fsync`s; nothing on S3). */
   async syncChunkDirs(): Promise<void> {
-    const dirs = [...this.#dirtyDirs].sort((a, b) => b.length - a.length);
-    for (const dir of dirs) {
-      await this.fs.syncDir(dir).catch((e) => {
-        throw ioError("fsync", dir, e);
-      });
-      this.#dirtyDirs.delete(dir);
-    }
+    await this.backend.flush();
+  }
+
+  /** Write the index of backup `id` (before its manifest). */
+  async writeIndex(id: string, bytes: Uint8Array): Promise<void> {
+    await this.backend.put(indexName(id), this.#seal(indexName(id), bytes));
+  }
+
+  /** Write a failed-run record. */
+  async writeRunRecord(id: string, bytes: Uint8Array): Promise<void> {
+    await this.backend.put(runRecordName(id), bytes);
   }
 
   /** Write a manifest crash-safely (after its index). */
   async writeManifest(manifest: Manifest): Promise<void> {
-    await this.writeAtomic(this.manifestPath(manifest.id), encodeManifest(manifest));
+    const name = manifestName(manifest.id);
+    await this.backend.put(name, this.#seal(name, encodeManifest(manifest)));
   }
 
   /** Replace the damage record (removed when empty). Hold the lock. */
   async writeDamage(record: DamageRecord): Promise<void> {
-    if (record.size > 0) {
-      await this.writeAtomic(this.damagePath, encodeDamage(record));
-      return;
-    }
     try {
-      await this.fs.remove(this.damagePath);
+      if (record.size > 0) {
+        await this.backend.put(DAMAGE_NAME, this.#seal(DAMAGE_NAME, encodeDamage(record)));
+      } else await this.backend.delete(DAMAGE_NAME);
     } catch (e) {
-      throw ioError("remove", this.damagePath, e);
+      throw ioError("write", this.damagePath, e);
     }
   }
 
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
   async removeBackup(id: string): Promise<void> {
     try {
-      await this.fs.remove(this.manifestPath(id));
-      await this.fs.syncDir(this.backupsDir);
-      await this.fs.remove(this.indexPath(id));
+      await this.backend.delete(manifestName(id));
+      await this.backend.flush();
+      await this.backend.delete(indexName(id));
     } catch (e) {
       throw ioError("remove backup", id, e);
     }
+  }
+
+  /** Names of every object under `prefix` (`backups/`, `runs/`, `chunks/`), with sizes where free. */
+  list(prefix: string): AsyncIterable<StoredObject> {
+    return this.backend.list(prefix);
   }
 
   // ---------------------------------------------------------------- reads
 
   /** Ids of backups that have a manifest, oldest first. */
   async listBackupIds(): Promise<string[]> {
-    const names = await this.fs.readDir(this.backupsDir).catch((e) => {
-      throw ioError("list", this.backupsDir, e);
-    });
+    const names: string[] = [];
+    for await (const o of this.backend.list("backups/")) names.push(o.name.slice(8));
     return backupIdsIn(names);
   }
 
@@ -282,39 +504,24 @@ export class Repository {
   async readManifest(id: string): Promise<Manifest> {
     if (!isBackupId(id)) throw new RepoError("INVALID", `Not a backup id: ${JSON.stringify(id)}`);
     const path = this.manifestPath(id);
-    const bytes = await readBounded(this.fs, path, MAX_JSON_SIZE);
-    if (bytes === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
-    const m = parseManifest(bytes, path);
+    const stored = await this.backend.get(manifestName(id), MAX_JSON_SIZE + SEALED_OVERHEAD);
+    if (stored === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
+    const m = parseManifest(this.#unseal(manifestName(id), stored), path);
     if (m.id !== id) throw new CorruptError(path, `manifest names backup ${m.id}`);
     return m;
   }
 
-  /** Read the damage record; empty when there is none. Throws `CORRUPT` when unreadable. */
-  async readDamage(): Promise<DamageRecord> {
-    const bytes = await readBounded(this.fs, this.damagePath, MAX_DAMAGE_SIZE);
-    return bytes === null ? new Map() : parseDamage(bytes, this.damagePath);
+  /** Size of the stored index of a backup of `chunkCount` chunks (sealed when encrypted). */
+  indexObjectSize(chunkCount: number): number {
+    return indexFileSize(chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
   }
 
-  /**
-   * Read and check the index of `manifest`'s backup: its own checksum, the
-   * SHA-256 the manifest records, and chunk size and capacity against the
-   * manifest.
-   */
-  async readIndex(manifest: Manifest): Promise<BackupIndex> {
-    const path = this.indexPath(manifest.id);
-    if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const bytes = await readBounded(this.fs, path, indexFileSize(manifest.chunkCount));
-    if (bytes === null) {
-      throw new RepoError("NOT_FOUND", `Index of backup ${manifest.id} is missing`, { path });
-    }
-    const index = decodeIndex(bytes, path);
-    if (toHex(sha256(bytes)) !== manifest.indexSha256) {
-      throw new CorruptError(path, `index does not match manifest of backup ${manifest.id}`);
-    }
-    if (index.chunkSize !== manifest.chunkSize || index.capacity !== manifest.device.capacity) {
-      throw new CorruptError(path, "index geometry differs from its manifest");
-    }
-    return index;
+  /** Read the damage record; empty when there is none. Throws `CORRUPT` when unreadable. */
+  async readDamage(): Promise<DamageRecord> {
+    const stored = await this.backend.get(DAMAGE_NAME, MAX_DAMAGE_SIZE + SEALED_OVERHEAD);
+    return stored === null
+      ? new Map()
+      : parseDamage(this.#unseal(DAMAGE_NAME, stored), this.damagePath);
   }
 
   /**
@@ -324,11 +531,52 @@ export class Repository {
    */
   async readIndexAlone(id: string): Promise<BackupIndex> {
     const path = this.indexPath(id);
-    const bytes = await readBounded(this.fs, path, 1 << 30);
-    if (bytes === null) {
+    const stored = await this.backend.get(indexName(id), (1 << 30) + SEALED_OVERHEAD);
+    if (stored === null) {
       throw new RepoError("NOT_FOUND", `Index of backup ${id} is missing`, { path });
     }
-    return decodeIndex(bytes, path);
+    return decodeIndex(this.#unseal(indexName(id), stored), path);
+  }
+
+  /**
+   * Read and check the index of `manifest`'s backup: its own checksum, the
+   * SHA-256 the manifest records, and chunk size and capacity against the
+   * manifest. An S3 repository keeps a checked copy in the local cache
+   * ({@linkcode cacheDir}) and reads that first unless `fresh` (verify reads
+   * the store itself).
+   */
+  async readIndex(manifest: Manifest, options: { fresh?: boolean } = {}): Promise<BackupIndex> {
+    const path = this.indexPath(manifest.id);
+    if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
+    const size = this.indexObjectSize(manifest.chunkCount);
+    const cached = options.fresh ? null : await readCachedIndex(this, manifest, size);
+    if (cached) {
+      try {
+        return this.#checkIndex(manifest, cached);
+      } catch {
+        // a stale or damaged copy: fetched again below
+      }
+    }
+    const stored = await this.backend.get(indexName(manifest.id), size);
+    if (stored === null) {
+      throw new RepoError("NOT_FOUND", `Index of backup ${manifest.id} is missing`, { path });
+    }
+    const index = this.#checkIndex(manifest, stored);
+    await cacheIndex(this, manifest.id, stored);
+    return index;
+  }
+
+  #checkIndex(manifest: Manifest, stored: Uint8Array): BackupIndex {
+    const path = this.indexPath(manifest.id);
+    const bytes = this.#unseal(indexName(manifest.id), stored);
+    const index = decodeIndex(bytes, path);
+    if (toHex(sha256(bytes)) !== manifest.indexSha256) {
+      throw new CorruptError(path, `index does not match manifest of backup ${manifest.id}`);
+    }
+    if (index.chunkSize !== manifest.chunkSize || index.capacity !== manifest.device.capacity) {
+      throw new CorruptError(path, "index geometry differs from its manifest");
+    }
+    return index;
   }
 
   /**
@@ -341,17 +589,93 @@ export class Repository {
     const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await readBounded(this.fs, path, maxChunkFileSize(maxLength));
+      file = await this.backend.get(
+        chunkName(hex),
+        this.keys ? maxSealedChunkSize(maxLength) : maxChunkFileSize(maxLength),
+      );
     } catch (e) {
       if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
       throw e;
     }
     if (file === null) throw badChunk(hex, path, "missing");
     try {
-      return decodeChunk(file, hex, maxLength, exactLength);
+      if (!this.keys) return decodeChunk(file, hex, maxLength, exactLength);
+      return decodeSealedChunk(this.keys, hex, file, maxLength, exactLength);
     } catch (e) {
       throw badChunk(hex, path, (e as Error).message, e);
     }
+  }
+
+  // ---------------------------------------------------------------- encryption
+
+  /** True for a format-2 (encrypted) repository. */
+  get encrypted(): boolean {
+    return this.keys !== null;
+  }
+
+  /**
+   * The id of a chunk's bytes: SHA-256 (on Deno's thread pool) in a plain
+   * repository, HMAC-SHA256 under the id key in an encrypted one.
+   */
+  async chunkDigest(data: Uint8Array): Promise<Uint8Array> {
+    return this.keys ? chunkId(this.keys, data) : await digestOf(data);
+  }
+
+  /** The stored object of a chunk: zstd or raw, sealed in an encrypted repository. */
+  async encodeChunk(data: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
+    const level = this.config.compression.level;
+    if (!this.keys) return await encodeChunk(data, level);
+    const z = await zstdCompress(data, level);
+    const zstd = z.length < data.length;
+    const payload = zstd ? z : data;
+    return sealChunk(this.keys, digest, {
+      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
+      length: data.length,
+      payloadLength: payload.length,
+    }, payload);
+  }
+
+  /** Seal `plain` for object `name` in an encrypted repository; as is in a plain one. */
+  #seal(name: string, plain: Uint8Array): Uint8Array {
+    return this.keys ? sealObject(this.keys, name, plain) : plain;
+  }
+
+  #unseal(name: string, stored: Uint8Array): Uint8Array {
+    if (!this.keys) return stored;
+    try {
+      return openObject(this.keys, name, stored);
+    } catch (e) {
+      throw new CorruptError(this.backend.display(name), (e as Error).message, e);
+    }
+  }
+
+  /** The key slots (`keys/<slot>.json`) of an encrypted repository. */
+  async keySlots(): Promise<KeySlot[]> {
+    return await readSlots(this.backend);
+  }
+
+  /** Add a key slot opening with `passphrase`; returns it. */
+  async addKey(
+    passphrase: string,
+    options: { label?: string; scrypt?: ScryptParams } = {},
+  ): Promise<KeySlot> {
+    if (!this.keys) throw new RepoError("INVALID", `${this.path} is not encrypted`);
+    checkPassphrase(passphrase);
+    const slot = makeSlot(this.keys.master, this.config.id, passphrase, options);
+    await this.backend.put(`keys/${slot.id}.json`, encodeSlot(slot));
+    return slot;
+  }
+
+  /** Remove key slot `id`; the last one is refused (the data would be lost for good). */
+  async removeKey(id: string): Promise<void> {
+    const slots = await this.keySlots();
+    if (!slots.some((s) => s.id === id)) {
+      throw new RepoError("NOT_FOUND", `No key slot ${id} in ${this.path}`);
+    }
+    if (slots.length === 1) {
+      throw new RepoError("INVALID", `Key slot ${id} is the last one: add another key first`);
+    }
+    await this.backend.delete(`keys/${id}.json`);
   }
 
   // ---------------------------------------------------------------- lock
@@ -363,12 +687,20 @@ export class Repository {
    * refreshes the time every `lockStaleMs / 3`. See lock.ts.
    */
   lock(operation: string, options: LockOptions = {}): Promise<RepoLock> {
+    if (this.backend instanceof S3Backend) return acquireS3Lock(this, operation, options);
     return acquireLock(this, operation, options);
   }
 
   /** Who holds the lock, and whether it is stale. */
   lockHolder(): Promise<LockHolder> {
+    if (this.backend instanceof S3Backend) return s3LockHolder(this);
     return lockHolder(this);
+  }
+
+  /** Remove the lock whoever holds it (see `unlock` in lock.ts, which decides when). */
+  async breakLock(): Promise<void> {
+    if (this.backend instanceof S3Backend) await this.backend.delete("lock");
+    else await this.fs.remove(this.lockPath);
   }
 }
 
@@ -383,30 +715,77 @@ function badChunk(hex: string, path: string, problem: string, cause?: unknown): 
 }
 
 /**
- * Read `path` if it exists and is at most `max` bytes; `null` if missing;
- * `CorruptError` if larger (checked before reading, so no huge allocation).
+ * Where S3 repositories keep copies of their indexes: `$BLKSNAP_CACHE`, else
+ * `$XDG_CACHE_HOME/blksnap`, else `~/.cache/blksnap`; `null` when none can be
+ * told (no `--allow-env`). An index never changes once written, and every
+ * read checks it against its manifest's SHA-256, so a stale or damaged copy
+ * is never used: it is fetched again.
  */
-export async function readBounded(
-  fs: RepoFs,
-  path: string,
+export function cacheDir(): string | null {
+  try {
+    const explicit = Deno.env.get("BLKSNAP_CACHE");
+    if (explicit) return explicit;
+    const xdg = Deno.env.get("XDG_CACHE_HOME");
+    if (xdg) return join(xdg, "blksnap");
+    const home = Deno.env.get("HOME");
+    return home ? join(home, ".cache", "blksnap") : null;
+  } catch {
+    return null;
+  }
+}
+
+function cachePath(repo: Repository, id: string): string | null {
+  const dir = repo.backend.kind === "s3" ? cacheDir() : null;
+  return dir && join(dir, repo.config.id, `${id}.index`);
+}
+
+async function readCachedIndex(
+  repo: Repository,
+  manifest: Manifest,
   max: number,
 ): Promise<Uint8Array | null> {
-  let st;
+  const path = cachePath(repo, manifest.id);
+  if (!path) return null;
   try {
-    st = await fs.stat(path);
-  } catch (e) {
-    throw ioError("stat", path, e);
+    const bytes = await Deno.readFile(path);
+    // The copy is the stored object (sealed when encrypted); readIndex checks it against the
+    // manifest like a download, and a copy that fails is fetched again (below).
+    if (bytes.length <= max) return bytes;
+  } catch {
+    // no copy, or unreadable: fetch it
   }
-  if (st === null) return null;
-  if (!st.isFile) throw new CorruptError(path, "not a regular file");
-  if (st.size > max) throw new CorruptError(path, `${st.size} bytes, more than ${max}`);
+  return null;
+}
+
+async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Promise<void> {
+  const path = cachePath(repo, id);
+  if (!path) return;
   try {
-    const bytes = await fs.readFile(path);
-    if (bytes.length > max) throw new CorruptError(path, `grew past ${max} bytes`);
-    return bytes;
-  } catch (e) {
-    if (e instanceof CorruptError) throw e;
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw ioError("read", path, e);
+    await Deno.mkdir(join(path, ".."), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.${randomHex(4)}.tmp`;
+    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+    await Deno.rename(tmp, path);
+  } catch {
+    // a cache that cannot be written only costs a download next time
   }
+}
+
+/**
+ * A format-2 chunk's data: tag (the object was not altered and is stored
+ * under its own id), decompression bounded by the header's length, the
+ * length (`exactLength` when given) and the keyed id against the name.
+ * Throws a plain `Error` saying what is wrong.
+ */
+function decodeSealedChunk(
+  keys: RepoKeys,
+  hex: string,
+  file: Uint8Array,
+  maxLength: number,
+  exactLength?: number,
+): Uint8Array {
+  const id = fromHex(hex);
+  const { header, payload } = openChunk(keys, id, file, maxLength);
+  const data = decodePayload(header.encoding, payload, header.length, exactLength);
+  if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
+  return data;
 }

@@ -12,6 +12,7 @@ import { referencedDigests } from "./index_file.ts";
 import { list } from "./list.ts";
 import { deviceKey } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { chunkName } from "./storage/backend.ts";
 import { matchesDevice } from "./select.ts";
 import type { BadBackup } from "./types.ts";
 
@@ -96,9 +97,16 @@ export async function stats(repo: Repository, options: StatsOptions = {}): Promi
     }
   }
   const size = new Map<string, number>(); // chunk -> file size, when present
+  // One listing of the store (with sizes on S3), then a stat where it gave none.
+  const listed = new Map<string, number | undefined>();
+  for await (const o of repo.list("chunks/")) {
+    const n = o.name.slice(o.name.lastIndexOf("/") + 1);
+    if (/^[0-9a-f]{64}$/.test(n)) listed.set(n, o.size);
+  }
+  const sizeOf = async (hex: string) =>
+    listed.get(hex) ?? (await repo.backend.stat(chunkName(hex)))?.size ?? 0;
   await runBounded(length.keys(), 16, async (hex) => {
-    const st = await repo.fs.stat(repo.chunkPath(hex));
-    if (st?.isFile) size.set(hex, st.size);
+    if (listed.has(hex)) size.set(hex, await sizeOf(hex));
   });
   const usage = (chunks: Iterable<string>, ids: number, logical: bigint): UsageStats => {
     const u = {
@@ -131,12 +139,10 @@ export async function stats(repo: Repository, options: StatsOptions = {}): Promi
   let unreferencedChunks = 0;
   let unreferencedBytes = 0;
   if (options.device === undefined) {
-    for (const fan of await repo.fs.readDir(repo.chunksDir)) {
-      for (const n of await repo.fs.readDir(`${repo.chunksDir}/${fan}`)) {
-        if (length.has(n) || !/^[0-9a-f]{64}$/.test(n)) continue;
-        unreferencedChunks++;
-        unreferencedBytes += (await repo.fs.stat(repo.chunkPath(n)))?.size ?? 0;
-      }
+    for (const hex of listed.keys()) {
+      if (length.has(hex)) continue;
+      unreferencedChunks++;
+      unreferencedBytes += await sizeOf(hex);
     }
   }
   return { ...total, devices, unreferencedChunks, unreferencedBytes, problems };

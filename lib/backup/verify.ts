@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { concurrencyOf, runBounded } from "./_pool.ts";
 import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
+import { maxSealedChunkSize } from "./crypto/sealed.ts";
 import type { DamageRecord } from "./damage.ts";
 import { RepoError } from "./errors.ts";
 import { chunkLengthOf, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts";
@@ -20,6 +21,7 @@ import { type BackupIndex, referencedDigests } from "./index_file.ts";
 import type { LockInfo } from "./lock.ts";
 import type { Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
+import { chunkName } from "./storage/backend.ts";
 import type { BadBackup, Progress } from "./types.ts";
 
 /** Options of {@linkcode verify}. */
@@ -103,7 +105,10 @@ export interface VerifyReport {
   tempFiles: string[];
   /** Warning: files in `chunks/` whose name is not a digest. */
   strayFiles: string[];
-  /** Warning: repository files or directories group or others may access (should be 0600/0700). */
+  /**
+   * Warning: files or directories of a local repository that group or others
+   * may access (should be 0600/0700).
+   */
   widePermissions: string[];
   /** The writer holding the lock while a fast verify ran (its new chunks look unreferenced). */
   writer: LockInfo | null;
@@ -169,16 +174,18 @@ async function verifyLocked(
     marked: [],
   };
   const { chunkSize } = repo.config;
+  // File modes exist in a local repository only (an S3 bucket has its policy).
+  const local = repo.backend.kind === "local";
   const checkMode = (path: string, st: RepoStat | null) => {
     if (st?.mode == null) return;
     const allowed = st.isDirectory ? PRIVATE_DIR_MODE : PRIVATE_FILE_MODE;
     if ((st.mode & ~allowed & 0o777) !== 0) report.widePermissions.push(path);
   };
-  for (const p of [repo.path, repo.chunksDir, repo.backupsDir, repo.runsDir]) {
-    checkMode(p, await repo.fs.stat(p));
-  }
-  const configPath = join(repo.path, "config.json");
-  checkMode(configPath, await repo.fs.stat(configPath));
+  const checkModeOf = async (path: string) => {
+    if (local) checkMode(path, await repo.fs.stat(path));
+  };
+  for (const p of [repo.path, repo.chunksDir, repo.backupsDir, repo.runsDir]) await checkModeOf(p);
+  await checkModeOf(join(repo.path, "config.json"));
 
   let damage: DamageRecord = new Map();
   try {
@@ -190,22 +197,23 @@ async function verifyLocked(
   // Backups: manifests and indexes.
   const users = new Map<string, ChunkUse>();
   const manifests = new Map<string, Manifest>();
-  const names = await repo.fs.readDir(repo.backupsDir);
+  const names: string[] = [];
+  for await (const o of repo.list("backups/")) names.push(o.name.slice("backups/".length));
   const ids = new Set<string>();
   for (const n of names) {
-    if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(repo.backupsDir, n));
+    if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(repo.backend.display(`backups/${n}`));
     else if (n.endsWith(".json") && isBackupId(n.slice(0, -5))) ids.add(n.slice(0, -5));
   }
   for (const n of names) {
     if (n.endsWith(".index") && !ids.has(n.slice(0, -6))) {
-      report.orphanIndexes.push(join(repo.backupsDir, n));
+      report.orphanIndexes.push(repo.backend.display(`backups/${n}`));
     }
   }
   const indexBad = new Set<string>();
   for (const id of [...ids].sort()) {
     options.signal?.throwIfAborted();
-    checkMode(repo.manifestPath(id), await repo.fs.stat(repo.manifestPath(id)));
-    checkMode(repo.indexPath(id), await repo.fs.stat(repo.indexPath(id)));
+    await checkModeOf(repo.manifestPath(id));
+    await checkModeOf(repo.indexPath(id));
     let m: Manifest;
     let index: BackupIndex;
     try {
@@ -216,7 +224,7 @@ async function verifyLocked(
     }
     manifests.set(id, m);
     try {
-      index = await repo.readIndex(m);
+      index = await repo.readIndex(m, { fresh: true });
     } catch (e) {
       indexBad.add(id);
       report.badBackups.push({ id, path: repo.indexPath(id), error: (e as Error).message });
@@ -233,9 +241,37 @@ async function verifyLocked(
     }
   }
 
+  // The chunk store as listed: on S3 one listing gives every size (no HEAD per chunk);
+  // a directory listing gives names, and each referenced chunk is then stat'ed.
+  const stored = new Map<string, number | undefined>();
+  for await (const o of repo.list("chunks/")) {
+    const slash = o.name.indexOf("/", "chunks/".length);
+    const fan = slash < 0 ? "" : o.name.slice("chunks/".length, slash);
+    const n = o.name.slice(o.name.lastIndexOf("/") + 1);
+    if (n.startsWith(TEMP_PREFIX) || fan.startsWith(TEMP_PREFIX)) {
+      report.tempFiles.push(repo.backend.display(o.name));
+    } else if (!isDigestHex(n) || n.slice(0, 2) !== fan) {
+      report.strayFiles.push(repo.backend.display(o.name));
+    } else stored.set(n, o.size);
+  }
+  if (local) {
+    const fans = new Set([...stored.keys()].map((hex) => hex.slice(0, 2)));
+    for (const fan of fans) await checkModeOf(join(repo.chunksDir, fan));
+  }
+  /** A stored chunk's size, or null when it is missing (a local one's mode is checked too). */
+  const sizeOf = async (hex: string): Promise<number | null> => {
+    if (!stored.has(hex)) return null;
+    if (local) {
+      const st = await repo.fs.stat(repo.chunkPath(hex));
+      checkMode(repo.chunkPath(hex), st);
+      return st?.isFile ? st.size : null;
+    }
+    return stored.get(hex) ?? (await repo.backend.stat(chunkName(hex)))?.size ?? null;
+  };
+
   // Chunks: existence (fast) or content (deep); a fast verify also trusts
   // the damage record about chunks nothing has rewritten since.
-  const bound = maxChunkFileSize(chunkSize);
+  const bound = Math.max(maxChunkFileSize(chunkSize), maxSealedChunkSize(chunkSize));
   let bytesDone = 0;
   let bytesTotal = 0;
   for (const u of users.values()) bytesTotal += u.length;
@@ -251,14 +287,13 @@ async function verifyLocked(
   const checkOne = async (hex: string, u: ChunkUse): Promise<void> => {
     options.signal?.throwIfAborted();
     const path = repo.chunkPath(hex);
-    const st = await repo.fs.stat(path);
+    const size = await sizeOf(hex);
     report.chunksChecked++;
-    checkMode(path, st);
     const known = damage.get(hex);
-    if (st === null || !st.isFile) {
+    if (size === null) {
       bad(hex, u, "missing", "no such file");
-    } else if (st.size <= CHUNK_HEADER_SIZE || st.size > bound) {
-      bad(hex, u, "corrupt", `implausible size ${st.size}`);
+    } else if (size <= CHUNK_HEADER_SIZE || size > bound) {
+      bad(hex, u, "corrupt", `implausible size ${size}`);
     } else if (deep) {
       try {
         await repo.readChunk(hex, chunkSize, u.length);
@@ -285,7 +320,7 @@ async function verifyLocked(
     options.onProgress?.({ bytesDone, bytesTotal });
   };
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  const concurrency = deep ? concurrencyOf(options.concurrency) : 16;
+  const concurrency = deep ? concurrencyOf(options.concurrency ?? repo.backend.parallelism) : 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
 
@@ -316,20 +351,7 @@ async function verifyLocked(
     if (deep || healedUsers.has(id)) report.healedBackups.push(id);
   }
 
-  // Warnings: unreferenced chunks, temp files, stray names.
-  for (const fan of await repo.fs.readDir(repo.chunksDir)) {
-    const dir = join(repo.chunksDir, fan);
-    if (fan.startsWith(TEMP_PREFIX)) {
-      report.tempFiles.push(dir);
-      continue;
-    }
-    checkMode(dir, await repo.fs.stat(dir));
-    for (const n of await repo.fs.readDir(dir)) {
-      if (n.startsWith(TEMP_PREFIX)) report.tempFiles.push(join(dir, n));
-      else if (!isDigestHex(n) || n.slice(0, 2) !== fan) report.strayFiles.push(join(dir, n));
-      else if (!users.has(n)) report.unreferencedChunks.push(n);
-    }
-  }
+  for (const hex of stored.keys()) if (!users.has(hex)) report.unreferencedChunks.push(hex);
   if (!mark) {
     const holder = await repo.lockHolder();
     if (holder.info && !holder.stale) report.writer = holder.info;

@@ -55,7 +55,7 @@ function setup(): Promise<Fixture> {
     const image = join(dir, "disk.img");
     await Deno.writeFile(image, fillImage());
     const repo = join(dir, "repo");
-    const init = await blksnap(["init", "-r", repo, "--chunk-size", "1M"]);
+    const init = await blksnap(["init", "-r", repo, "--chunk-size", "1M", "--no-encryption"]);
     assert.equal(init.code, 0, init.stderr);
     const b = await blksnap(["--json", "backup", "-r", repo, "--image", image]);
     assert.equal(b.code, 0, b.stderr);

@@ -72,7 +72,8 @@ async function forward(
   }, credentials);
   const res = await fetch(upstream, { method: req.method, headers: signed, body });
   const out = new Uint8Array(await res.arrayBuffer());
-  return new Response(req.method === "HEAD" ? null : out, {
+  const empty = req.method === "HEAD" || res.status === 204 || res.status === 304;
+  return new Response(empty ? null : out, {
     status: res.status,
     headers: res.headers,
   });
@@ -97,10 +98,12 @@ export function startProxy(
       const body = new ReadableStream<Uint8Array>({
         start(c): void {
           c.enqueue(new Uint8Array(100));
-          c.error(new Error("dropped by the test proxy"));
+          c.close(); // short of the announced length: the server must cut the connection
         },
       });
-      return new Response(body, { headers: { "content-length": String(1 << 20) } });
+      // Status 500, so a HEAD (whose body is never read) sees a failure too, as it would
+      // when a real connection breaks before the answer.
+      return new Response(body, { status: 500, headers: { "content-length": String(1 << 20) } });
     }
     if (what !== "pass") {
       await req.body?.cancel();

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { countTap } from "../_tap.ts";
 import { parseBenchLines, table } from "../../bench/_results.ts";
+import { GOALS, idProblems } from "../../bench/_goals.ts";
 
 Deno.test("countTap() counts top-level results, CR LF endings included", () => {
   const text = [
@@ -46,4 +47,33 @@ Deno.test("parseBenchLines() reads BENCH lines and orients the ratio", () => {
   assert.equal(rs[1].ratio, 0.5);
   assert.equal(rs[1].source, "x.sh");
   assert.match(table(rs), /\| write \| 50\.0 MiB\/s \| untracked: 100 MiB\/s \| 0\.500 \|/);
+});
+
+Deno.test("parseBenchLines() keeps the id and says where a row was measured", () => {
+  const line = (id: string) =>
+    `BENCH {"id":"${id}","metric":"m","unit":"s","ours":2,"peer":1,"peerName":"p","higherIsBetter":false}`;
+  const [host] = parseBenchLines(line("backup.full.vs_restic"), "backup.ts");
+  const [vm] = parseBenchLines(line("cow.steady.vs_none"), "vm/snapshot_cow.sh");
+  assert.equal(host.id, "backup.full.vs_restic");
+  assert.equal(host.where, "host");
+  assert.match(vm.where ?? "", /VM \(cloud kernel, QEMU TCG\)/);
+  assert.match(table([host]), /^\| `backup\.full\.vs_restic` \| m \|/m);
+});
+
+Deno.test("idProblems() names goal rows not measured and ids reported twice", () => {
+  const row = (id: string) => ({
+    id,
+    metric: id,
+    unit: "s",
+    ours: 1,
+    peer: 1,
+    peerName: "p",
+    higherIsBetter: false,
+  });
+  const all = GOALS.map((g) => row(g.id));
+  assert.deepEqual(idProblems(all), []);
+  const problems = idProblems([...all.slice(1), row("x.y"), row("x.y")]);
+  assert.equal(problems.length, 2);
+  assert.match(problems[0], new RegExp(`not measured: ${GOALS[0].id.replaceAll(".", "\\.")}$`));
+  assert.match(problems[1], /more than once: x\.y$/);
 });

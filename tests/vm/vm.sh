@@ -75,7 +75,7 @@ if [ -z "$work" ]; then
 	# Logs of runs older than a day go.
 	find "$work_root" -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
 fi
-mkdir -p "$work"
+mkdir -p "$work" "$work_root"
 ln -sfn "$work" "$work_root/last"
 
 # ---------------------------------------------------------------------------
@@ -195,7 +195,7 @@ copy_with_libs() { # root program-path
 }
 
 cloud_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	virtio_blk virtio_pci)
+	virtio_blk virtio_pci null_blk)
 
 build_base() { # output
 	local out=$1 root deno_bin p mod f rel
@@ -358,6 +358,8 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	[ -f "$kimg" ] || die "no kernel image at $kimg (run: tests/vm/vm.sh setup)"
 	append="console=ttyS0 panic=-1 loglevel=5 rdinit=/init brd.rd_nr=4 brd.rd_size=131072"
 	append+=" hung_task_timeout_secs=60 oops=panic panic_on_warn=0 blksnap.vmkernel=$kernel"
+	# Freed trackers are poisoned: a use after free faults or is reported.
+	append+=" slub_debug=FZP,blksnap_tracker"
 	started=$(date +%s)
 	local attempt qrc why
 	for attempt in 1 2 3; do

@@ -165,3 +165,26 @@ export async function deadPid(): Promise<number> {
   await child.status;
   return child.pid;
 }
+
+/** Text-like data: zstd leaves literal runs of it in plain repositories. */
+export function textImage(size: number, seed: number): Uint8Array {
+  const words = ["backup", "secret", "passwd", "root", "volume", "ledger", "invoice", "kernel"];
+  let x = seed;
+  let s = "";
+  while (s.length < size) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    s += `${words[x % words.length]}-${(x >>> 8).toString(36)} `;
+  }
+  return new TextEncoder().encode(s.slice(0, size));
+}
+
+/** Every 24-byte window of `source` at a 1 KiB stride that appears in `bytes`. */
+export function plaintextHits(bytes: Uint8Array, source: Uint8Array): number {
+  const hay = new TextDecoder("latin1").decode(bytes);
+  let hits = 0;
+  for (let off = 0; off + 24 <= source.length; off += 1024) {
+    const needle = new TextDecoder("latin1").decode(source.subarray(off, off + 24));
+    if (hay.includes(needle)) hits++;
+  }
+  return hits;
+}

@@ -15,7 +15,7 @@ async function setup(path: string): Promise<{ repo: Repository; ids: string[] }>
   const ids: string[] = [];
   for (let i = 0; i < 4; i++) {
     ids.push(
-      (await backup(new MemSource(pseudoRandom(256 * KiB, i + 1), { id: "d" }), repo)).manifest.id,
+      (await backup(new MemSource(pseudoRandom(512 * KiB, i + 1), { id: "d" }), repo)).manifest.id,
     );
   }
   return { repo, ids };
@@ -69,11 +69,12 @@ Deno.test("restore(), verify(), prune() and gc() stop at their signal with its r
   const realRemove = repo.fs.remove.bind(repo.fs);
   repo.fs.remove = async (p: string) => {
     await realRemove(p);
-    if (p.startsWith(repo.chunksDir) && ++removals === 3) ac4.abort(reason4);
+    if (p.startsWith(repo.chunksDir) && ++removals === 1) ac4.abort(reason4);
   };
   await assert.rejects(gc(repo, { signal: ac4.signal }), (e: unknown) => e === reason4);
   repo.fs.remove = realRemove;
-  assert.equal(removals, 3, "gc stopped right after the third chunk removal");
+  // Removals go in batches of 200; the signal is checked between them.
+  assert.equal(removals, 200, "gc stopped after the batch in flight");
   await unlocked(repo);
   assert.equal(
     (await verify(repo, { deep: true })).ok,

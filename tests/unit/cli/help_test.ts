@@ -20,7 +20,18 @@ const COMMANDS: Record<string, string[]> = {
   "snapshot info": ["-d, --device <path>", "--field <name>"],
   "snapshot wait-event": ["-i, --id <uuid>", "-t, --timeout <ms>"],
   "snapshot watch": ["-i, --id <uuid>", "--interval <ms>"],
-  "init": ["-r, --repo <path>", "-c, --chunk-size <size>", "--compression-level <n>"],
+  "init": [
+    "-r, --repo <path>",
+    "-c, --chunk-size <size>",
+    "--compression-level <n>",
+    "--no-encryption",
+    "--object-lock-days <n>",
+  ],
+  "copy": ["--from <repo>", "--to <repo>", "--latest", "[ids...]"],
+  "key list": ["-r, --repo <path>"],
+  "key add": ["-r, --repo <path>", "--label <text>", "--new-password-file <file>"],
+  "key remove": ["<id>", "-r, --repo <path>"],
+  "key passwd": ["-r, --repo <path>", "--new-password-file <file>"],
   "backup": [
     "-r, --repo <path>",
     "-d, --device <path...>",
@@ -66,7 +77,7 @@ const COMMANDS: Record<string, string[]> = {
     "--dry-run",
   ],
   "forget": ["<id...>", "-r, --repo <path>", "-d, --device <key>", "--dry-run"],
-  "gc": ["-r, --repo <path>", "--dry-run"],
+  "gc": ["-r, --repo <path>", "--dry-run", "--grace <minutes>"],
   "unlock": ["-r, --repo <path>", "--force", "--dry-run"],
   "completion": ["<shell>"],
 };
@@ -121,6 +132,8 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "forget",
     "gc",
     "unlock",
+    "copy",
+    "key(list add remove passwd)",
     "completion",
   ]);
 });

@@ -20,7 +20,7 @@ async function withRepo(
     const data = new Uint8Array(256 * 1024);
     crypto.getRandomValues(data.subarray(0, 65536));
     await Deno.writeFile(image, data);
-    assert.equal((await cli("init", "-r", repo, "-c", "64K")).code, 0);
+    assert.equal((await cli("init", "-r", repo, "-c", "64K", "--no-encryption")).code, 0);
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       crypto.getRandomValues(data.subarray(65536 * i, 65536 * i + 1000));
@@ -166,7 +166,7 @@ Deno.test("odd input: --image of a directory, init of a repository, a bad keep-w
     const d = await cli("backup", "-r", repo, "--image", dir);
     assert.equal(d.code, 2);
     assert.match(d.stderr, /is a directory/);
-    const again = await cli("init", "-r", repo);
+    const again = await cli("init", "-r", repo, "--no-encryption");
     assert.equal(again.code, 2);
     assert.match(again.stderr, /already a blksnap repository/);
     const within = await cli("prune", "-r", repo, "--keep-within", "soon");

@@ -21,7 +21,7 @@ async function fixture(): Promise<{ dir: string; repo: string; image: string; id
   const data = randomBytes(300_000 + 123);
   data.fill(0, 65536, 3 * 65536); // two zero chunks
   await Deno.writeFile(image, data);
-  const init = await cliJson("init", "-r", repo, "--chunk-size", "64K");
+  const init = await cliJson("init", "-r", repo, "--chunk-size", "64K", "--no-encryption");
   assert.deepEqual(init.code, 0, init.stderr);
   const ids: string[] = [];
   for (let i = 0; i < 2; i++) {
@@ -43,13 +43,54 @@ async function fixture(): Promise<{ dir: string; repo: string; image: string; id
 Deno.test("init --json reports the new repository's config", async () => {
   const dir = await tempDir();
   try {
-    const r = await cliJson("init", "-r", join(dir, "r"), "-c", "1M", "--compression-level", "3");
+    const r = await cliJson(
+      "init",
+      "-r",
+      join(dir, "r"),
+      "-c",
+      "1M",
+      "--compression-level",
+      "3",
+      "--no-encryption",
+    );
     assert.deepEqual(r.code, 0, r.stderr);
+    assert.deepEqual(r.json.encrypted, false);
     assert.deepEqual(r.json.chunkSize, 1 << 20);
     assert.deepEqual(r.json.compression, { algorithm: "zstd", level: 3 });
     assert.match(String(r.json.id), /^[0-9a-f]{32}$/);
     const again = await cli("init", "-r", join(dir, "r"));
     assert.deepEqual(again.code, 2, "a non-empty directory is refused as a usage error");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("init encrypts by default: passphrase from --password-file; none is one KEY error", async () => {
+  const dir = await tempDir();
+  try {
+    const pw = join(dir, "pw");
+    await Deno.writeTextFile(pw, "a passphrase\nignored second line\n");
+    const r = await cliJson(
+      "--password-file",
+      pw,
+      "init",
+      "-r",
+      join(dir, "e"),
+      "--kdf-log2n",
+      "10",
+    );
+    assert.deepEqual(r.code, 0, r.stderr);
+    assert.deepEqual([r.json.encrypted, r.json.version], [true, 2]);
+    const repo = await Repository.open(join(dir, "e"), { passphrase: "a passphrase" });
+    assert.ok(repo.encrypted);
+    if (!Deno.stdin.isTerminal() && Deno.env.get("BLKSNAP_PASSWORD") === undefined) {
+      const none = await cli("init", "-r", join(dir, "f"));
+      assert.deepEqual(none.code, 1);
+      assert.match(none.stderr, /KEY: New repository passphrase needed: set BLKSNAP_PASSWORD/);
+      const list = await cli("list", "-r", join(dir, "e"));
+      assert.deepEqual(list.code, 1);
+      assert.match(list.stderr, /KEY: Repository passphrase needed/);
+    }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -82,6 +82,8 @@ losetup -d "$loop"	# the writer holds it open: cleared at its last close
 sleep 1
 writer_stop
 sleep 0.5
+check "a switch of the cleared loop device (capacity 0) gives ENODEV" \
+	cbt_tool expect ENODEV switch "$loop"
 log_mark
 check "the loop device is removed (LOOP_CTL_REMOVE)" cbt_tool loop_remove "$num"
 check "removal detached both trackers" \

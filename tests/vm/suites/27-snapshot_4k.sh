@@ -6,8 +6,9 @@
 # threads, and chunk-boundary writes, storage in a directory.
 . /project/tests/vm/lib.sh
 
-mount -t configfs none /sys/kernel/config 2>/dev/null
+# null_blk loads configfs (a module on the cloud kernel): mount it after.
 modprobe null_blk nr_devices=0 2>/dev/null
+mount -t configfs none /sys/kernel/config 2>/dev/null
 N=/sys/kernel/config/nullb/snap27
 if ! mkdir $N 2>/dev/null; then
 	tap_skip "4 KiB logical block device" "no null_blk configfs"

@@ -57,7 +57,7 @@ check "markdirty past the end fails (exit 1)" sh -c \
 check "cbtinfo of a regular file fails (exit 1)" sh -c "$B cbtinfo -d $W/disk.img >/dev/null 2>&1; [ \$? -eq 1 ]"
 
 # operator's commands on the raw device (nothing writes to it meanwhile)
-check "init a repository" $B init -r "$W/repo" -c 256K
+check "init a repository" $B init -r "$W/repo" -c 256K --no-encryption
 check "backup of the device (full)" sh -c "$B backup -r $W/repo -d $DEV -s $W -l 64M | grep -q 'full backup'"
 # that backup's take froze the writes made during the first snapshot and the marks
 $B readcbtmap -d "$DEV" --since 1 >"$W/map.txt"

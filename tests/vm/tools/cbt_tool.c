@@ -6,12 +6,16 @@
  *   cbt_tool attach|detach|info|switch DEV
  *   cbt_tool map DEV                   nonzero read-map bytes, "index value"
  *   cbt_tool dirty DEV SECTOR:COUNT... cbtdirty
+ *   cbt_tool dirtyall DEV N            one cbtdirty of N whole-device ranges
+ *                                      (a long request: holds the tracker)
  *   cbt_tool expect ERRNAME CMD DEV... passes when CMD fails with ERRNAME
  *   cbt_tool semantics DEV             TAP: writes vs a model (DEV attached)
  *   cbt_tool wrap DEV                  TAP: the 255 wrap (DEV attached)
  *   cbt_tool badinput DEV              TAP: bounds as root (DEV attached)
  *   cbt_tool nobody DEV                TAP: everything as uid 65534
- *   cbt_tool cycles DEV N              N attach/detach cycles
+ *   cbt_tool cycles DEV N [PAUSE_MS]   N attach/detach cycles (a pause after
+ *                                      each detach lets a freed tracker stay
+ *                                      free, not reused by the next attach)
  *   cbt_tool imgcmp DEV BEFORE AFTER PREV
  *                                      every changed block marked > PREV
  *   cbt_tool mkpart DEV START SIZE     write an MBR with one partition
@@ -596,7 +600,7 @@ static int cmd_nobody(const char *dev)
 /* Lifecycle helpers                                                      */
 /* ---------------------------------------------------------------------- */
 
-static int cmd_cycles(const char *dev, long n)
+static int cmd_cycles(const char *dev, long n, long pause_ms)
 {
 	struct blksnap_cbtinfo info;
 	long i;
@@ -621,6 +625,8 @@ static int cmd_cycles(const char *dev, long n)
 				errname(-rc));
 			return 1;
 		}
+		if (pause_ms)
+			usleep(pause_ms * 1000);
 	}
 	return 0;
 }
@@ -773,6 +779,18 @@ static int run_simple(int argc, char **argv)
 				printf("%u %u\n", j, map[j]);
 		return 0;
 	}
+	if (!strcmp(cmd, "dirtyall") && argc == 3) {
+		uint32_t n = strtoul(argv[2], NULL, 0);
+		struct blksnap_sectors *r = calloc(n ? n : 1, sizeof(*r));
+		uint32_t j;
+
+		rc = cbtinfo(dev, &info);
+		if (rc)
+			return rc;
+		for (j = 0; j < n; j++)
+			r[j].count = info.device_capacity / 512;
+		return cbtdirty(dev, r, n);
+	}
 	if (!strcmp(cmd, "dirty")) {
 		struct blksnap_sectors *r = calloc(argc, sizeof(*r));
 
@@ -825,8 +843,9 @@ int main(int argc, char **argv)
 		return cmd_badinput(argv[1]);
 	if (!strcmp(argv[0], "nobody") && argc == 2)
 		return cmd_nobody(argv[1]);
-	if (!strcmp(argv[0], "cycles") && argc == 3)
-		return cmd_cycles(argv[1], atol(argv[2]));
+	if (!strcmp(argv[0], "cycles") && (argc == 3 || argc == 4))
+		return cmd_cycles(argv[1], atol(argv[2]),
+				  argc == 4 ? atol(argv[3]) : 0);
 	if (!strcmp(argv[0], "imgcmp") && argc == 5)
 		return cmd_imgcmp(argv[1], argv[2], argv[3], atoi(argv[4]));
 	if (!strcmp(argv[0], "mkpart") && argc == 4)
