@@ -194,12 +194,14 @@ export async function backup(
   const capacity = source.capacity;
   if (capacity < 0n) throw new RepoError("INVALID", `Negative capacity ${capacity}`);
   const chunkCount = chunkCountOf(capacity, chunkSize);
-  options.signal?.throwIfAborted();
   const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
   let indexWritten = false;
   // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
+    // An abort before the run started still fails it here, so the failed
+    // run is recorded and the next backup of the device is full.
+    options.signal?.throwIfAborted();
     // ---- decide
     const found = await findParent(repo, source.identity, options.parent);
     let parentIndex: BackupIndex | null = null;

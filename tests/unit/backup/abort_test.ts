@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { backup, forget, gc, prune, Repository, restore, verify } from "../../../lib/backup/mod.ts";
-import { MemSource, pseudoRandom, tempDir } from "./_helpers.ts";
+import { FakeCbt, MemSource, pseudoRandom, tempDir } from "./_helpers.ts";
 
 const KiB = 1024;
 
@@ -82,4 +82,24 @@ Deno.test("restore(), verify(), prune() and gc() stop at their signal with its r
     "an interrupted gc leaves a valid repository",
   );
   assert.ok((await gc(repo)).chunksRemoved > 0, "the next gc finishes the work");
+});
+
+Deno.test("backup() with a signal aborted before it starts records the failed run: the next is full", async () => {
+  await using dir = await tempDir();
+  const repo = await Repository.init(join(dir.path, "repo"), { chunkSize: 4 * KiB });
+  const img = pseudoRandom(64 * KiB, 9);
+  const cbt = new FakeCbt(BigInt(img.length), 4 * KiB);
+  await backup(new MemSource(img, { id: "d", cbt }), repo);
+  cbt.take();
+  const ac = new AbortController();
+  ac.abort(new Stop("stopped before it began"));
+  await assert.rejects(
+    backup(new MemSource(img, { id: "d", cbt }), repo, { signal: ac.signal }),
+    Stop,
+  );
+  await unlocked(repo);
+  cbt.take();
+  const next = await backup(new MemSource(img, { id: "d", cbt }), repo);
+  assert.equal(next.decision.mode, "full");
+  assert.match(next.decision.reason, /previous run .* failed: stopped before it began/);
 });
