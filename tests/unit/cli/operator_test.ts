@@ -153,7 +153,12 @@ Deno.test("a missing module names /dev/blksnap-control and how to load it", {
 });
 
 Deno.test("a library that cannot be loaded is one error line and each path tried once", async () => {
-  const r = await cli("--lib", "/nonexistent/libblksnap.so.1", "version");
+  // --lib sets BLKSNAP_LIB in this process: put it back for the tests that follow.
+  const saved = Deno.env.get("BLKSNAP_LIB");
+  const r = await cli("--lib", "/nonexistent/libblksnap.so.1", "version").finally(() => {
+    if (saved === undefined) Deno.env.delete("BLKSNAP_LIB");
+    else Deno.env.set("BLKSNAP_LIB", saved);
+  });
   assert.equal(r.code, 1);
   const lines = r.stderr.trim().split("\n");
   assert.match(lines[0], /^blksnap: error: libblksnap not found: BLKSNAP_LIB \(or --lib\) names/);
