@@ -32,7 +32,8 @@ const HELP = `${USAGE}
 Installs, as root:
   PREFIX/bin/blksnap              the command (deno install; runs with -A: Deno asks
                                   --allow-all for device files and /proc, /sys)
-  PREFIX/lib/blksnap/             its Deno module cache (and Deno itself with --copy-deno)
+  PREFIX/lib/blksnap/             its Deno module cache ($DENO_DIR instead when set), and
+                                  Deno itself with --copy-deno
   PREFIX/lib/libblksnap.so.1      the C library (built with make -C kmod lib), then ldconfig
   blksnap.ko                      through DKMS (dkms add ./kmod; dkms install), and
                                   ETC/modules-load.d/blksnap.conf to load it at boot
@@ -163,7 +164,10 @@ async function denoFor(files: string[]): Promise<string> {
 
 async function installCommand(files: string[]): Promise<void> {
   const deno = await denoFor(files);
-  const cache = join(home, "cache");
+  // $DENO_DIR, when set, is used (and kept on uninstall): a machine without
+  // network (the test VM) installs from the cache it was given.
+  const given = Deno.env.get("DENO_DIR");
+  const cache = given || join(home, "cache");
   const main = new URL("cli/main.ts", here).href;
   if (!dry) {
     // deno install caches the module graph (npm packages included) into DENO_DIR.
@@ -197,7 +201,8 @@ async function installCommand(files: string[]): Promise<void> {
       ),
     );
   }
-  files.push(join(bin, "blksnap"), join(bin, ".blksnap"), cache);
+  files.push(join(bin, "blksnap"), join(bin, ".blksnap"));
+  if (!given) files.push(cache);
   say({
     what: `the blksnap command: ${join(bin, "blksnap")} (Deno ${deno}, cache ${cache})`,
     state: "done",

@@ -86,3 +86,18 @@ export function substitute(text: string, s: Sandbox): string {
     .replaceAll("/mnt/restore", `${s.dir}/mnt`)
     .replaceAll("/opt/blksnap", s.clone);
 }
+
+/** The documents' example id, for when the repository has no backup yet. */
+const EXAMPLE_ID = "20261124T020000123Z-0a1b2c3d";
+
+/** The full id of the oldest backup in the local repository `repo`, or the example id. */
+export async function oldestBackupId(repo: string): Promise<string> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(`${repo}/backups`)) names.push(e.name);
+  } catch {
+    // no repository yet
+  }
+  const manifests = names.filter((n) => n.endsWith(".json")).sort();
+  return manifests.length > 0 ? manifests[0].slice(0, -5) : EXAMPLE_ID;
+}

@@ -7,19 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { docBlocks, DOCS, ROOT, substitute } from "../_doc_blocks.ts";
-
-/** The full id of the oldest backup in `repo`, or a placeholder when there is none. */
-async function oldestId(repo: string): Promise<string> {
-  try {
-    const names = [...Deno.readDirSync(join(repo, "backups"))].map((e) => e.name)
-      .filter((n) => n.endsWith(".json")).sort();
-    if (names.length > 0) return names[0].slice(0, -5);
-  } catch {
-    // no repository yet
-  }
-  return "20261124T020000123Z-0a1b2c3d";
-}
+import { docBlocks, DOCS, oldestBackupId, ROOT, substitute } from "../_doc_blocks.ts";
 
 for (const doc of DOCS) {
   const blocks = (await docBlocks(doc)).filter((b) => b.where === "host");
@@ -48,7 +36,7 @@ for (const doc of DOCS) {
         BLKSNAP_PASSWORD: "doc-test-passphrase",
       };
       for (const b of blocks) {
-        const id = await oldestId(join(dir, "repo"));
+        const id = await oldestBackupId(join(dir, "repo"));
         const script = substitute(b.text, { dir, id, clone: ROOT });
         const out = await new Deno.Command("/bin/sh", {
           args: ["-e", "-c", script],
