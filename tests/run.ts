@@ -188,7 +188,10 @@ async function s3Tier(): Promise<void> {
       tierSummaries.push("s3: server did not start");
       return;
     }
+    // The S3 repositories' index and manifest cache goes to a directory of this run.
+    env.BLKSNAP_CACHE = await Deno.makeTempDir({ prefix: "blksnap-s3-cache-" });
     await tapTier("s3", [deno, "test", "--quiet", "--reporter=tap", "-A", "tests/s3"], env);
+    await Deno.remove(env.BLKSNAP_CACHE, { recursive: true });
   } finally {
     await run(["bash", "tests/s3/server.sh", "stop"]);
     tierSummaries.push(

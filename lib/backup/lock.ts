@@ -182,13 +182,7 @@ export async function acquireLock(
   options: LockOptions = {},
 ): Promise<RepoLock> {
   const deadline = Date.now() + (options.waitMs ?? 0);
-  const info: LockInfo = {
-    pid: Deno.pid,
-    host: hostname(),
-    time: new Date().toISOString(),
-    operation,
-    token: randomHex(8),
-  };
+  const info = newLockInfo(operation);
   for (;;) {
     // Write the lock complete under a temp name, then link it into place: the
     // link is the atomic test-and-set, and a reader never sees a half-written lock.
@@ -243,11 +237,30 @@ export async function lockHolder(repo: Lockable): Promise<LockHolder> {
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return { exists: false, info: null, stale: false };
   }
-  const time = info ? Date.parse(info.time) : st.mtimeMs;
-  const old = Date.now() - time > repo.lockStaleMs;
+  return { exists: true, info, stale: isStale(info, st.mtimeMs, repo.lockStaleMs) };
+}
+
+/**
+ * Whether a lock may be broken: older than `staleMs` (by its time, else by
+ * `mtimeMs` when unreadable), or held by a dead process of this host.
+ */
+export function isStale(info: LockInfo | null, mtimeMs: number, staleMs: number): boolean {
+  const time = info ? Date.parse(info.time) : mtimeMs;
+  const old = Date.now() - time > staleMs;
   const dead = info !== null && info.host === hostname() && info.pid !== Deno.pid &&
     !pidAlive(info.pid);
-  return { exists: true, info, stale: old || dead };
+  return old || dead;
+}
+
+/** A new lock's contents for `operation`: this process, this host, now, a random token. */
+export function newLockInfo(operation: string): LockInfo {
+  return {
+    pid: Deno.pid,
+    host: hostname(),
+    time: new Date().toISOString(),
+    operation,
+    token: randomHex(8),
+  };
 }
 
 /** What {@linkcode unlock} needs of a repository (a directory or an S3 lease). */

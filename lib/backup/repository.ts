@@ -235,6 +235,8 @@ export class Repository {
   readonly keys: RepoKeys | null;
   /** The key slot the passphrase opened (`null`: plain, or just created). */
   openedSlot: string | null = null;
+  /** ETags of `backups/` objects from the last S3 listing (the manifest cache's keys). */
+  readonly #listedEtags = new Map<string, string>();
 
   private constructor(
     backend: Backend,
@@ -461,6 +463,7 @@ export class Repository {
   /** Write a manifest crash-safely (after its index). */
   async writeManifest(manifest: Manifest): Promise<void> {
     const name = manifestName(manifest.id);
+    this.#listedEtags.delete(name); // its cached copy is stale from now on
     await this.backend.put(name, this.#seal(name, encodeManifest(manifest)));
   }
 
@@ -477,6 +480,7 @@ export class Repository {
 
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
   async removeBackup(id: string): Promise<void> {
+    this.#listedEtags.delete(manifestName(id));
     try {
       await this.backend.delete(manifestName(id));
       await this.backend.flush();
@@ -496,7 +500,10 @@ export class Repository {
   /** Ids of backups that have a manifest, oldest first. */
   async listBackupIds(): Promise<string[]> {
     const names: string[] = [];
-    for await (const o of this.backend.list("backups/")) names.push(o.name.slice(8));
+    for await (const o of this.backend.list("backups/")) {
+      names.push(o.name.slice(8));
+      if (o.etag !== undefined) this.#listedEtags.set(o.name, o.etag);
+    }
     return backupIdsIn(names);
   }
 
@@ -504,10 +511,16 @@ export class Repository {
   async readManifest(id: string): Promise<Manifest> {
     if (!isBackupId(id)) throw new RepoError("INVALID", `Not a backup id: ${JSON.stringify(id)}`);
     const path = this.manifestPath(id);
-    const stored = await this.backend.get(manifestName(id), MAX_JSON_SIZE + SEALED_OVERHEAD);
+    // On S3, a manifest whose ETag the last listing gave is read from the cache when a copy
+    // with that ETag is there (a verify that marks it changes its ETag).
+    const etag = this.#listedEtags.get(manifestName(id));
+    const cached = etag === undefined ? null : await readCachedManifest(this, id, etag);
+    const stored = cached ??
+      await this.backend.get(manifestName(id), MAX_JSON_SIZE + SEALED_OVERHEAD);
     if (stored === null) throw new RepoError("NOT_FOUND", `Backup ${id} not found`, { path });
     const m = parseManifest(this.#unseal(manifestName(id), stored), path);
     if (m.id !== id) throw new CorruptError(path, `manifest names backup ${m.id}`);
+    if (etag !== undefined && cached === null) await cacheManifest(this, id, etag, stored);
     return m;
   }
 
@@ -734,9 +747,53 @@ export function cacheDir(): string | null {
   }
 }
 
-function cachePath(repo: Repository, id: string): string | null {
+function cachePath(repo: Repository, id: string, suffix = ".index"): string | null {
   const dir = repo.backend.kind === "s3" ? cacheDir() : null;
-  return dir && join(dir, repo.config.id, `${id}.index`);
+  return dir && join(dir, repo.config.id, `${id}${suffix}`);
+}
+
+/** The cached manifest of backup `id` stored with ETag `etag`, or `null`. */
+async function readCachedManifest(
+  repo: Repository,
+  id: string,
+  etag: string,
+): Promise<Uint8Array | null> {
+  const path = cachePath(repo, id, `.${etag}.json`);
+  if (!path || !/^[0-9a-zA-Z-]+$/.test(etag)) return null;
+  try {
+    const bytes = await Deno.readFile(path);
+    // The copy is checked as a download would be (parse, seal); an MD5 ETag of another
+    // content would have another name.
+    if (bytes.length <= MAX_JSON_SIZE + SEALED_OVERHEAD) return bytes;
+  } catch {
+    // no copy
+  }
+  return null;
+}
+
+async function cacheManifest(
+  repo: Repository,
+  id: string,
+  etag: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const path = cachePath(repo, id, `.${etag}.json`);
+  if (!path || !/^[0-9a-zA-Z-]+$/.test(etag)) return;
+  try {
+    const dir = join(path, "..");
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    // Older copies of this manifest (before a verify marked it) are dropped.
+    for await (const e of Deno.readDir(dir)) {
+      if (e.name.startsWith(`${id}.`) && e.name.endsWith(".json")) {
+        await Deno.remove(join(dir, e.name)).catch(() => {});
+      }
+    }
+    const tmp = `${path}.${randomHex(4)}.tmp`;
+    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
+    await Deno.rename(tmp, path);
+  } catch {
+    // a cache that cannot be written only costs a download next time
+  }
 }
 
 async function readCachedIndex(

@@ -103,6 +103,43 @@ Deno.test(
   },
 );
 
+Deno.test(
+  { name: "s3 repo: manifests and indexes come from the local cache once read", ignore },
+  async () => {
+    await using p = place("cache");
+    await using cache = await tempDir();
+    Deno.env.set("BLKSNAP_CACHE", cache.path);
+    try {
+      const repo = await Repository.init(p.url, { chunkSize: 256 * KiB });
+      const { manifest } = await backup(new MemSource(image(2 * MiB, 50), { id: "d" }), repo);
+      await using proxy = startProxy(server!.endpoint, server!.credentials, () => "pass");
+      const via = { s3: { settings: { ...server!, endpoint: proxy.endpoint } } };
+      const readAll = async () => {
+        const r = await Repository.open(p.url, via);
+        for (const id of await r.listBackupIds()) await r.readIndex(await r.readManifest(id));
+      };
+      const gets = () =>
+        proxy.log.filter((l) => l.method === "GET" && /\/backups\/.+\.(json|index)$/.test(l.path))
+          .length;
+      await readAll();
+      assert.equal(gets(), 2); // first time: the manifest and the index are downloaded
+      await readAll();
+      assert.equal(gets(), 2); // then both come from the cache (one listing, no GET)
+      // A deep verify rewrites the manifest (new ETag): the next read downloads it again, and
+      // verify itself always reads the index from the store.
+      await verify(await Repository.open(p.url, via), { deep: true });
+      const before = gets();
+      const r = await Repository.open(p.url, via);
+      assert.equal((await r.readManifest((await r.listBackupIds())[0])).verification.state, "ok");
+      assert.equal(gets(), before + 1);
+      const files = [...Deno.readDirSync(join(cache.path, repo.config.id))].map((e) => e.name);
+      assert.equal(files.filter((n) => n.startsWith(manifest.id) && n.endsWith(".json")).length, 1);
+    } finally {
+      Deno.env.delete("BLKSNAP_CACHE");
+    }
+  },
+);
+
 Deno.test({
   name: "s3 repo: objects deleted or altered behind our back are found and named",
   ignore,

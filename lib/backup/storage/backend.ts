@@ -21,6 +21,8 @@ export interface StoredObject {
   size?: number;
   /** Last modification, milliseconds since the epoch, when the listing gives it. */
   mtimeMs?: number;
+  /** The store's ETag (S3: the MD5 of a single-PUT object), when the listing gives it. */
+  etag?: string;
 }
 
 /** Options of {@linkcode Backend.put}. */

@@ -149,7 +149,12 @@ export class S3Backend implements Backend {
   async *list(prefix: string): AsyncIterable<StoredObject> {
     try {
       for await (const o of this.client.list(this.#key(prefix))) {
-        yield { name: o.key.slice(this.prefix.length), size: o.size, mtimeMs: o.lastModified };
+        yield {
+          name: o.key.slice(this.prefix.length),
+          size: o.size,
+          mtimeMs: o.lastModified,
+          etag: o.etag,
+        };
       }
     } catch (e) {
       throw this.#error("list", prefix, e);

@@ -16,16 +16,15 @@
 import { RepoError } from "../errors.ts";
 import type { RepoFs, RepoStat } from "../fs.ts";
 import {
-  hostname,
+  isStale,
   lockBytes,
   type LockHolder,
   type LockInfo,
   type LockOptions,
+  newLockInfo,
   parseLockInfo,
-  pidAlive,
   RepoLock,
 } from "../lock.ts";
-import { randomHex } from "../format.ts";
 import type { Backend } from "./backend.ts";
 
 /** What the S3 lock needs of a repository. */
@@ -88,11 +87,7 @@ export async function s3LockHolder(repo: S3Lockable): Promise<LockHolder> {
   const st = await repo.backend.stat("lock");
   if (st === null) return { exists: false, info: null, stale: false };
   const info = parse(await repo.backend.get("lock", 64 * 1024));
-  const time = info ? Date.parse(info.time) : st.mtimeMs;
-  const old = Date.now() - time > repo.lockStaleMs;
-  const dead = info !== null && info.host === hostname() && info.pid !== Deno.pid &&
-    !pidAlive(info.pid);
-  return { exists: true, info, stale: old || dead };
+  return { exists: true, info, stale: isStale(info, st.mtimeMs, repo.lockStaleMs) };
 }
 
 /** Take the advisory S3 lock for `operation` (see the module doc for what it guarantees). */
@@ -102,13 +97,7 @@ export async function acquireS3Lock(
   options: LockOptions = {},
 ): Promise<RepoLock> {
   const deadline = Date.now() + (options.waitMs ?? 0);
-  const info: LockInfo = {
-    pid: Deno.pid,
-    host: hostname(),
-    time: new Date().toISOString(),
-    operation,
-    token: randomHex(8),
-  };
+  const info = newLockInfo(operation);
   const bytes = () => lockBytes(info);
   for (;;) {
     const holder = await s3LockHolder(repo);
