@@ -202,3 +202,53 @@ _blksnap; printf '%s\\n' "\${COMPREPLY[@]}"`;
   }
   assert.equal((await cli("completion", "tcsh")).code, 2);
 });
+
+Deno.test("what an operator sees of damage, a running writer and an empty image", async () => {
+  await withRepo(async ({ dir, repo, ids }) => {
+    // A cut index: list marks the backup damaged (without a verify).
+    const index = join(repo, "backups", `${ids[0]}.index`);
+    const saved = await Deno.readFile(index);
+    await Deno.truncate(index, 100);
+    const listed = await cli("list", "-r", repo);
+    assert.match(listed.stdout, new RegExp(`^${ids[0]} .* damaged `, "m"));
+    await Deno.writeFile(index, saved);
+    // A corrupt chunk: restore's BAD_CHUNK line names the chunk file.
+    const chunks: string[] = [];
+    for await (const fan of Deno.readDir(join(repo, "chunks"))) {
+      for await (const c of Deno.readDir(join(repo, "chunks", fan.name))) {
+        chunks.push(join(repo, "chunks", fan.name, c.name));
+      }
+    }
+    const bytes = await Deno.readFile(chunks[0]);
+    bytes[bytes.length - 1] ^= 1;
+    await Deno.writeFile(chunks[0], bytes);
+    const r = await cli("restore", "-r", repo, "latest", join(dir, "x.img"));
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^blksnap: error: BAD_CHUNK: .*\//);
+    assert.ok(r.stderr.includes(chunks[0]), r.stderr);
+    // A writer holds the lock: a dry-run gc and a fast verify still run and name it.
+    await Deno.writeTextFile(
+      join(repo, "lock"),
+      JSON.stringify({
+        pid: Deno.pid,
+        host: "writer-host",
+        time: new Date().toISOString(),
+        operation: "backup",
+        token: "w",
+      }),
+    );
+    const dry = await cli("gc", "-r", repo, "--dry-run");
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stderr, /backup by pid \d+ on writer-host holds the lock/);
+    assert.match(dry.stdout, /^chunks_to_remove=/m);
+    const fast = await cliJson("verify", "-r", repo);
+    assert.equal((fast.json.writer as { host: string }).host, "writer-host");
+    await Deno.remove(join(repo, "lock"));
+    // An empty image is backed up with a warning.
+    const empty = join(dir, "empty.img");
+    await Deno.writeFile(empty, new Uint8Array(0));
+    const e = await cli("backup", "-r", repo, "--image", empty);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stderr, /^warning: .*empty\.img is empty \(0 bytes\)/m);
+  });
+});
