@@ -44,6 +44,30 @@ function serveTree(): { url: string; close: () => Promise<void> } {
   return { url: `http://127.0.0.1:${server.addr.port}`, close: () => server.shutdown() };
 }
 
+/** Install into a scratch PREFIX and ETC (`deno task install` with `extra` options). */
+async function installTo(
+  dir: string,
+  ...extra: string[]
+): Promise<{ prefix: string; etc: string }> {
+  const prefix = join(dir, "usr");
+  const etc = join(dir, "etc");
+  const inst = await run(DENO, [
+    "task",
+    "--quiet",
+    "install",
+    "--prefix",
+    prefix,
+    "--etc",
+    etc,
+    "--no-module",
+    ...extra,
+  ]);
+  assert.equal(inst.code, 0, inst.stdout + inst.stderr);
+  if (!extra.includes("--no-lib")) assert.match(inst.stdout, /^ok +libblksnap\.so\.1/m);
+  assert.match(inst.stdout, /^ok +the blksnap command/m);
+  return { prefix, etc };
+}
+
 async function scratch(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "blksnap-operator-" });
 }
@@ -127,21 +151,7 @@ Deno.test("by URL from an empty directory: the CLI, every example and the instal
 Deno.test("deno task install: runs under cron's environment, units verify, uninstall removes it", async () => {
   const dir = await scratch();
   try {
-    const prefix = join(dir, "usr");
-    const etc = join(dir, "etc");
-    const inst = await run(DENO, [
-      "task",
-      "--quiet",
-      "install",
-      "--prefix",
-      prefix,
-      "--etc",
-      etc,
-      "--no-module",
-    ]);
-    assert.equal(inst.code, 0, inst.stdout + inst.stderr);
-    assert.match(inst.stdout, /^ok +the blksnap command/m);
-    assert.match(inst.stdout, /^ok +libblksnap\.so\.1/m);
+    const { prefix, etc } = await installTo(dir);
     const bin = join(prefix, "bin/blksnap");
     const v = await run(bin, ["--version"], { cwd: dir, env: CRON_ENV });
     assert.deepEqual([v.code, v.stdout.trim()], [0, "0.1.0"], v.stderr);
@@ -203,20 +213,7 @@ Deno.test("deno task install: runs under cron's environment, units verify, unins
 Deno.test("the shipped schedules run as systemd and cron run them; a failure is one journal line", async () => {
   const dir = await scratch();
   try {
-    const prefix = join(dir, "usr");
-    const etc = join(dir, "etc");
-    const inst = await run(DENO, [
-      "run",
-      "-A",
-      "dist/install.ts",
-      "--prefix",
-      prefix,
-      "--etc",
-      etc,
-      "--no-module",
-      "--no-lib",
-    ]);
-    assert.equal(inst.code, 0, inst.stdout + inst.stderr);
+    const { prefix, etc } = await installTo(dir, "--no-lib");
     const bin = join(prefix, "bin/blksnap");
     const repo = join(dir, "repo");
     const image = join(dir, "disk.img");

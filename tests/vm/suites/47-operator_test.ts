@@ -20,34 +20,20 @@ import assert from "node:assert/strict";
 import { Snapshot } from "../../../mod.ts";
 import { docBlocks, DOCS, oldestBackupId, substitute } from "../../_doc_blocks.ts";
 import { execArgv, parseEnvironmentFile, unitValues } from "../../_systemd.ts";
+import { type Ran, run as runHost } from "../../host/_host.ts";
+import { signalMidRun } from "../../_signals.ts";
 import { detachQuietly, loopDevice, randomBytes, sh, writeAt } from "./40-helpers.ts";
 
 const ROOT = "/project";
 const CRON_ENV = { PATH: "/usr/bin:/bin", SHELL: "/bin/sh", HOME: "/root" };
 
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(
+function run(
   cmd: string,
   args: string[],
   env: Record<string, string> = {},
   clearEnv = false,
 ): Promise<Ran> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd: ROOT,
-    env: { NO_COLOR: "1", ...env },
-    clearEnv,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const t = new TextDecoder();
-  return { code: out.code, stdout: t.decode(out.stdout), stderr: t.decode(out.stderr) };
+  return runHost(cmd, args, { env, cwd: ROOT, clearEnv });
 }
 
 /** The argv of `blksnap args...`: as installed, else from the tree. */
@@ -184,28 +170,19 @@ Deno.test("SIGTERM during a device backup: exit 143, snapshot destroyed, failed 
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    // Wait for the first stored chunk: the snapshot is taken and being read.
+    // Signalled once the first chunk is stored: the snapshot is taken and being read.
+    let snapshots = 0;
     const started = async () => {
-      for await (const _ of Deno.readDir(`${repo}/chunks`)) return true;
+      for await (const _ of Deno.readDir(`${repo}/chunks`)) {
+        snapshots = Snapshot.collect().length;
+        return true;
+      }
       return false;
     };
-    const deadline = Date.now() + 300_000;
-    while (!(await started())) {
-      assert.ok(Date.now() < deadline, "the backup never started");
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    child.kill("SIGSTOP");
-    assert.equal(Snapshot.collect().length, 1, "the run's snapshot exists");
-    child.kill("SIGTERM");
-    const t0 = performance.now();
-    child.kill("SIGCONT");
-    const [status, , err] = await Promise.all([
-      child.status,
-      child.stdout.cancel(),
-      new Response(child.stderr).text(),
-    ]);
-    console.log(`# stopped ${(performance.now() - t0).toFixed(0)} ms after SIGTERM (TCG)`);
-    assert.equal(status.code, 143, err);
+    const { code, stderr: err, stopMs } = await signalMidRun(child, started, "SIGTERM", 300_000);
+    assert.equal(snapshots, 1, "the run's snapshot existed");
+    console.log(`# stopped ${stopMs.toFixed(0)} ms after SIGTERM (TCG)`);
+    assert.equal(code, 143, err);
     assert.match(
       err.trim(),
       /^blksnap: error: interrupted by SIGTERM: .*the snapshot is destroyed$/,
