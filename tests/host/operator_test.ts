@@ -280,3 +280,36 @@ Deno.test("the shipped schedules run as systemd and cron run them; a failure is 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: "an air-gapped install (no network namespace) installs from the module cache it is given",
+  ignore: (await run("unshare", ["-n", "true"])).code !== 0,
+  fn: async () => {
+    const dir = await scratch();
+    try {
+      const denoDir = JSON.parse((await run(DENO, ["info", "--json"])).stdout).denoDir;
+      const prefix = join(dir, "usr");
+      const inst = await run("unshare", [
+        "-n",
+        DENO,
+        "run",
+        "-A",
+        "dist/install.ts",
+        "--prefix",
+        prefix,
+        "--etc",
+        join(dir, "etc"),
+        "--no-module",
+        "--no-lib",
+      ], { env: { DENO_DIR: denoDir } });
+      assert.equal(inst.code, 0, inst.stdout + inst.stderr);
+      const v = await run("unshare", ["-n", join(prefix, "bin/blksnap"), "--version"], {
+        env: CRON_ENV,
+        clearEnv: true,
+      });
+      assert.deepEqual([v.code, v.stdout.trim()], [0, "0.1.0"], v.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
