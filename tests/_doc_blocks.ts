@@ -3,7 +3,7 @@
  * docs/operations.md), each with the annotation that says where the tests
  * run it: the HTML comment before its fence (a blank line between is fine),
  * `<!-- test: host -->` (tests/host/docs_test.ts), `<!-- test: vm -->` (VM
- * suite 47), `<!-- test: cron -->` (the shipped cron file) or
+ * suite 49), `<!-- test: cron -->` (the shipped cron file) or
  * `<!-- test: skip: why -->`. A block without one fails
  * tests/unit/doc_blocks_test.ts, so a new documented command is always
  * classified. The substitutions turn the documents' example paths and ids

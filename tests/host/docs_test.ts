@@ -3,7 +3,7 @@
  * `<!-- test: host -->` run here, in document order, as an operator would
  * type them (`sh -e`, `blksnap` on PATH), with the documents' example paths
  * and ids pointed at a scratch directory (tests/_doc_blocks.ts). Blocks that
- * need the kernel module run in VM suite 47.
+ * need the kernel module run in VM suite 49.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

@@ -11,7 +11,7 @@
  * - scheduled: the shipped units' ExecStart lines and the cron lines run as
  *   systemd and cron would run them; a failed run exits non-zero with one
  *   `blksnap: error:` line.
- * Device backups (which need the module) are in VM suite 47.
+ * Device backups (which need the module) are in VM suite 49.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
