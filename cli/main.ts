@@ -46,6 +46,7 @@ import { initCommand } from "./commands/init.ts";
 import { keyCommand } from "./commands/key.ts";
 import { listCommand } from "./commands/list.ts";
 import { markdirtyCommand } from "./commands/markdirty.ts";
+import { mountCommand, umountCommand } from "./commands/mount.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { readcbtmapCommand } from "./commands/readcbtmap.ts";
 import { repairCommand } from "./commands/repair.ts";
@@ -139,6 +140,8 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     backupCommand(ctx),
     restoreCommand(ctx),
     serveCommand(ctx),
+    mountCommand(ctx),
+    umountCommand(ctx),
     verifyCommand(ctx),
     repairCommand(ctx),
     listCommand(ctx),
