@@ -150,32 +150,26 @@ Deno.test("the installed systemd backup service and the cron backup line run as 
 });
 
 Deno.test("SIGTERM during a device backup: exit 143, snapshot destroyed, failed run recorded, next full", async () => {
-  await using loop = await loopDevice(192, true);
+  // A zero device backs up quickly (no chunk is stored); then every byte changes, so the
+  // interrupted incremental run has a parent and reads and stores the whole device.
+  await using loop = await loopDevice(192);
   const repo = `${loop.dir}/repo`;
   try {
     assert.equal((await blksnap(["init", "-r", repo, "--no-encryption", "-c", "1M"])).code, 0);
-    const [cmd, ...args] = await blksnapArgv([
-      "backup",
-      "-r",
-      repo,
-      "-d",
-      loop.dev,
-      "-s",
-      loop.dir,
-      "-l",
-      "256M",
-    ]);
-    const child = new Deno.Command(cmd, {
-      args,
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // Signalled once the first chunk is stored: the snapshot is taken and being read.
+    const backupArgs = ["backup", "-r", repo, "-d", loop.dev, "-s", loop.dir, "-l", "256M"];
+    const first = await blksnap(["--json", ...backupArgs]);
+    assert.equal(first.code, 0, first.stderr);
+    await writeAt(loop.dev, 0, randomBytes(192 << 20, 7));
+    const [cmd, ...args] = await blksnapArgv(backupArgs);
+    const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
+    // Signalled once a chunk is stored: the snapshot is taken and being read.
     let snapshots = 0;
     const started = async () => {
-      for await (const _ of Deno.readDir(`${repo}/chunks`)) {
-        snapshots = Snapshot.collect().length;
-        return true;
+      for await (const sub of Deno.readDir(`${repo}/chunks`)) {
+        for await (const _ of Deno.readDir(`${repo}/chunks/${sub.name}`)) {
+          snapshots = Snapshot.collect().length;
+          return true;
+        }
       }
       return false;
     };
@@ -190,10 +184,11 @@ Deno.test("SIGTERM during a device backup: exit 143, snapshot destroyed, failed 
     assert.deepEqual(Snapshot.collect(), [], "the snapshot is destroyed");
     assert.equal(await Deno.stat(`${repo}/lock`).catch(() => null), null, "the lock is released");
     const runs = [...Deno.readDirSync(`${repo}/runs`)];
-    assert.equal(runs.length, 1);
-    const next = JSON.parse(
-      (await blksnap(["--json", "backup", "-r", repo, "-d", loop.dev, "-s", loop.dir])).stdout,
-    );
+    assert.equal(runs.length, 1, "the failed run is recorded");
+    const listed = JSON.parse((await blksnap(["--json", "list", "-r", repo])).stdout);
+    assert.equal(listed.backups.length, 1, "the interrupted run left no backup");
+    // The changes the interrupted run had taken from the tracker are not lost: full again.
+    const next = JSON.parse((await blksnap(["--json", ...backupArgs])).stdout);
     assert.equal(next.backups[0].manifest.mode, "full");
     assert.match(next.backups[0].decision.reason, /failed: interrupted by SIGTERM/);
   } finally {
