@@ -155,14 +155,14 @@ Deno.test("the installed systemd backup service and the cron backup line run as 
 Deno.test("SIGTERM during a device backup: exit 143, snapshot destroyed, failed run recorded, next full", async () => {
   // A zero device backs up quickly (no chunk is stored); then every byte changes, so the
   // interrupted incremental run has a parent and reads and stores the whole device.
-  await using loop = await loopDevice(192);
+  await using loop = await loopDevice(64);
   const repo = `${loop.dir}/repo`;
   try {
     assert.equal((await blksnap(["init", "-r", repo, "--no-encryption", "-c", "1M"])).code, 0);
     const backupArgs = ["backup", "-r", repo, "-d", loop.dev, "-s", loop.dir, "-l", "256M"];
     const first = await blksnap(["--json", ...backupArgs]);
     assert.equal(first.code, 0, first.stderr);
-    await writeAt(loop.dev, 0, randomBytes(192 << 20, 7));
+    await writeAt(loop.dev, 0, randomBytes(64 << 20, 7));
     const [cmd, ...args] = await blksnapArgv(backupArgs);
     const child = new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).spawn();
     // Signalled once a chunk is stored: the snapshot is taken and being read.
