@@ -8,8 +8,9 @@
  */
 
 import { storeChunks } from "./backup_chunks.ts";
+import { type DamageRecord, unhealed } from "./damage.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
-import { ioError, RepoError } from "./errors.ts";
+import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import {
   chunkCountOf,
   DIGEST_SIZE,
@@ -22,6 +23,7 @@ import {
 import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
   type BackupStats,
+  type DeviceIdentity,
   deviceKey,
   encodeFailedRun,
   type FailedRun,
@@ -62,7 +64,11 @@ export interface BackupOptions {
   onProgress?: (progress: Progress) => void;
   /** Called once the mode is decided, before reading. */
   onDecision?: (decision: Decision) => void;
-  /** Abort the run; the backup then fails and leaves nothing. */
+  /**
+   * Abort the run (checked before each chunk is read; the chunks in flight
+   * end first): the backup then fails, records the failed run,
+   * releases the lock and leaves no backup; it throws `signal.reason` as is.
+   */
   signal?: AbortSignal;
 }
 
@@ -70,6 +76,12 @@ export interface BackupOptions {
 export interface BackupResult {
   /** The manifest written. */
   manifest: Manifest;
+  /**
+   * Chunks the damage record named that this backup rewrote from the source:
+   * every older backup using them is whole again (the next deep verify
+   * confirms it).
+   */
+  healed: string[];
   /** Full or incremental, and why. */
   decision: Decision;
 }
@@ -90,15 +102,26 @@ export function chunksOfExtents(
   return [...set].sort((a, b) => a - b);
 }
 
+/**
+ * Whether backup `m` is of the device `identity` names: same key; or, for a
+ * device that now has a stable id, a backup made before ids were recorded
+ * (no id, same path), so upgrading keeps the chain. The CBT generation check
+ * still makes the next backup full if that path was another device then.
+ */
+function sameDevice(m: Manifest, identity: DeviceIdentity): boolean {
+  if (deviceKey(m.device) === deviceKey(identity)) return true;
+  return identity.id !== undefined && m.device.id === null && m.device.name === identity.name;
+}
+
 async function findParent(
   repo: Repository,
-  key: string,
+  identity: DeviceIdentity,
   explicit: string | undefined,
 ): Promise<{ manifest: Manifest | null; problem?: string }> {
   if (explicit !== undefined) {
     try {
       const m = await repo.readManifest(explicit);
-      if (deviceKey(m.device) !== key) {
+      if (!sameDevice(m, identity)) {
         return { manifest: null, problem: `parent ${explicit} is a backup of another device` };
       }
       return { manifest: m };
@@ -110,7 +133,7 @@ async function findParent(
   for (let i = ids.length - 1; i >= 0; i--) {
     try {
       const m = await repo.readManifest(ids[i]);
-      if (deviceKey(m.device) === key) return { manifest: m };
+      if (sameDevice(m, identity)) return { manifest: m };
     } catch {
       // a corrupt manifest is reported by verify; it cannot be a parent
     }
@@ -174,8 +197,11 @@ export async function backup(
   // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
+    // An abort before the run started still fails it here, so the failed
+    // run is recorded and the next backup of the device is full.
+    options.signal?.throwIfAborted();
     // ---- decide
-    const found = await findParent(repo, key, options.parent);
+    const found = await findParent(repo, source.identity, options.parent);
     let parentIndex: BackupIndex | null = null;
     let parentProblem = found.problem;
     if (found.manifest) {
@@ -312,11 +338,18 @@ export async function backup(
       staged.prepared = prepare();
       staged.prepared.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     };
+    // Chunks a deep verify found bad are rewritten when read again, never
+    // deduplicated against. An unreadable record is rewritten by the next
+    // marking deep verify; until then nothing is known to be bad.
+    const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
+    let healed: string[];
     try {
-      await storeChunks(source, repo, toRead, digests, stats, {
+      healed = await storeChunks(source, repo, toRead, digests, stats, {
         ...options,
+        known,
+        damaged: unhealed(damage),
         onEncoded: startPrepare,
-      }, known);
+      });
       startPrepare();
     } catch (e) {
       await staged.prepared?.then((ps) => Promise.all(ps.map((p) => p.discard())), () => {});
@@ -331,7 +364,17 @@ export async function backup(
       throw e;
     }
     await manifestPut.commit();
-    return { manifest: manifest!, decision };
+    if (healed.length > 0) {
+      const time = new Date().toISOString();
+      for (const hex of healed) {
+        const entry = damage.get(hex);
+        if (entry) entry.healed = { time, by: id };
+      }
+      // The backup is complete; a failure here only leaves the chunks marked
+      // bad, and the next backup rewrites them again.
+      await repo.writeDamage(damage).catch(() => {});
+    }
+    return { manifest: manifest!, decision, healed };
   } catch (e) {
     if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {
@@ -341,7 +384,9 @@ export async function backup(
       error: e instanceof Error ? e.message : String(e),
     };
     await repo.writeRunRecord(id, encodeFailedRun(record)).catch(() => {});
-    throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
+    throw e instanceof RepoError || isAbortOf(e, options.signal)
+      ? e
+      : ioError("backup", repo.path, e);
   } finally {
     if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});

@@ -44,14 +44,21 @@ export interface StoreChunksOptions {
   onEncoded?: () => void;
   /** Stops starting chunks once aborted; the chunks in flight end first. */
   signal?: AbortSignal;
+  /** The set of chunks the store holds, when known (no existence check per chunk). */
+  known?: Set<string> | null;
+  /**
+   * Chunks known to be bad (the damage record): stored again when read,
+   * never deduplicated against. @default none
+   */
+  damaged?: Set<string>;
 }
 
 /**
  * Back up chunks `toRead` of `source` into `repo`: set their names in
  * `digests` (32 bytes per chunk, by chunk number) and count them in `stats`.
- * `known`, when given, is the set of chunks the store holds (no existence
- * check per chunk). Throws the first failure after every chunk in flight
- * has ended; the worker threads are stopped on every path.
+ * Returns the damaged chunks it stored again (healed). Throws the first
+ * failure after every chunk in flight has ended; the worker threads are
+ * stopped on every path.
  */
 export async function storeChunks(
   source: BackupSource,
@@ -60,8 +67,10 @@ export async function storeChunks(
   digests: Uint8Array,
   stats: BackupStats,
   options: StoreChunksOptions,
-  known: Set<string> | null,
-): Promise<void> {
+): Promise<string[]> {
+  const known = options.known ?? null;
+  const damaged = options.damaged ?? new Set<string>();
+  const healed: string[] = [];
   const { chunkSize } = repo.config;
   const capacity = source.capacity;
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
@@ -148,7 +157,8 @@ export async function storeChunks(
         const hex = toHex(name);
         const seen = pending.has(hex);
         pending.add(hex); // before any await, so a twin chunk in flight sees it
-        if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
+        const rewrite = !seen && damaged.has(hex);
+        if (seen || (!rewrite && (known ? known.has(hex) : await repo.hasChunk(hex)))) {
           stats.chunksDeduplicated++;
           digests.set(name, i * DIGEST_SIZE);
           countEncoded();
@@ -168,6 +178,7 @@ export async function storeChunks(
             digests.set(name, i * DIGEST_SIZE);
             countEncoded();
             await repo.putChunk(hex, stored);
+            if (rewrite) healed.push(hex);
           } catch (e) {
             pending.delete(hex);
             throw e;
@@ -194,4 +205,5 @@ export async function storeChunks(
   }
   await pool.drain();
   pool.throwIfFailed();
+  return healed;
 }

@@ -128,7 +128,7 @@ Deno.test("an aborted backup on threads leaves no backup, and the next one is fu
         if (p.bytesDone > 3 * CHUNK) ac.abort(reason);
       },
     }),
-    (e: unknown) => e === reason || (e instanceof Error && e.cause === reason),
+    (e: unknown) => e === reason,
   );
   assert.deepEqual((await list(repo)).backups.map((b) => b.id), [first.manifest.id]);
   assert.equal(await Deno.stat(join(repo.path, "lock")).catch(() => null), null);
@@ -138,4 +138,38 @@ Deno.test("an aborted backup on threads leaves no backup, and the next one is fu
   const out = join(dir.path, "o.img");
   await restore(repo, next.manifest.id, out, { workers: 2 });
   assert.equal(sha256Hex(await Deno.readFile(out)), sha256Hex(img));
+});
+
+Deno.test("restore and verify on threads stop at their signal: a new target removed, nothing marked", async () => {
+  await using dir = await tempDir();
+  const repo = await Repository.init(join(dir.path, "r"), { chunkSize: CHUNK });
+  const { manifest } = await backup(new MemSource(image(), { id: "d" }), repo, { workers: 2 });
+  const target = join(dir.path, "out.img");
+  const ac = new AbortController();
+  const reason = new Error("restore stopped");
+  await assert.rejects(
+    restore(repo, manifest.id, target, {
+      workers: 2,
+      signal: ac.signal,
+      onProgress: (p) => p.bytesDone >= 4 * CHUNK && ac.abort(reason),
+    }),
+    (e: unknown) => e === reason,
+  );
+  assert.equal(await Deno.stat(target).catch(() => null), null, "the partial new file is removed");
+  for (const mode of [{ deep: true }, { scrub: true }]) {
+    const ac2 = new AbortController();
+    const reason2 = new Error("verify stopped");
+    await assert.rejects(
+      verify(repo, {
+        ...mode,
+        workers: 2,
+        signal: ac2.signal,
+        onProgress: (p) => p.bytesDone >= 4 * CHUNK && ac2.abort(reason2),
+      }),
+      (e: unknown) => e === reason2,
+      JSON.stringify(mode),
+    );
+  }
+  assert.equal((await repo.readManifest(manifest.id)).verification.state, "none", "nothing marked");
+  assert.equal((await repo.lockHolder()).exists, false, "the lock is released");
 });
