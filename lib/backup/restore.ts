@@ -244,11 +244,13 @@ async function restoreInner(
   } catch (e) {
     writer?.close();
     if (kind === "new-file") await Deno.remove(target).catch(() => {});
-    else if (bytesWritten > 0 && e instanceof RepoError) {
+    else if (bytesWritten > 0 && !isAbortOf(e, options.signal)) {
+      // Whatever failed (a bad chunk, the target, a worker thread), say what was touched.
+      const err = ioError("restore to", target, e);
       throw new RepoError(
-        e.code,
-        `${e.message}; ${target} was partly overwritten (${bytesWritten} bytes written)`,
-        { path: e.path, cause: e },
+        err.code,
+        `${err.message}; ${target} was partly overwritten (${bytesWritten} bytes written)`,
+        { path: err.path, cause: e },
       );
     }
     throw e;
