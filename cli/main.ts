@@ -31,6 +31,7 @@ import { gcCommand } from "./commands/gc.ts";
 import { initCommand } from "./commands/init.ts";
 import { listCommand } from "./commands/list.ts";
 import { markdirtyCommand } from "./commands/markdirty.ts";
+import { mountCommand, umountCommand } from "./commands/mount.ts";
 import { pruneCommand } from "./commands/prune.ts";
 import { readcbtmapCommand } from "./commands/readcbtmap.ts";
 import { restoreCommand } from "./commands/restore.ts";
@@ -115,6 +116,8 @@ export function buildCli(ctx: CliContext): CommandUnknownOpts {
     backupCommand(ctx),
     restoreCommand(ctx),
     serveCommand(ctx),
+    mountCommand(ctx),
+    umountCommand(ctx),
     verifyCommand(ctx),
     listCommand(ctx),
     pruneCommand(ctx),

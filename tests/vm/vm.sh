@@ -119,7 +119,7 @@ ln -sfn "$work" "$work_root/last"
 
 # Debian packages the VM needs on the host, with the command each provides.
 host_packages=(qemu-system-x86 linux-image-cloud-amd64 linux-headers-cloud-amd64
-	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd xz-utils gcc make)
+	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd xz-utils gcc make nbd-client)
 
 missing_packages() {
 	local p
@@ -234,7 +234,7 @@ do_build() {
 
 # Host programs copied into the guest with the shared libraries they link.
 guest_programs=(mke2fs e2fsck tune2fs dumpe2fs debugfs mkfs.xfs xfs_repair xfs_db fio
-	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp)
+	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp nbd-client)
 
 copy_with_libs() { # root program-path
 	local root=$1 bin=$2 lib
@@ -250,7 +250,7 @@ copy_with_libs() { # root program-path
 # The drivers the suites use; a kernel with modules gets these (and what
 # they depend on) in the initramfs, the debug kernels have them built in.
 guest_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	null_blk virtio_blk virtio_pci)
+	null_blk virtio_blk virtio_pci nbd)
 
 # Copies the guest modules of the kernel (from modroot) into the initramfs
 # root, decompressed (6.12 and later ship .ko.xz: the host unpacks them once
