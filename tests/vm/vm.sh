@@ -433,6 +433,11 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	append+=" hung_task_timeout_secs=60 oops=panic panic_on_warn=0 blksnap.vmkernel=$kernel"
 	# Freed trackers are poisoned: a use after free faults or is reported.
 	append+=" slub_debug=FZP,blksnap_tracker"
+	# The clocksource watchdog, late under a loaded host, finds the emulated
+	# TSC skewed, marks it unstable and patches sched_clock's static key in
+	# running code, which QEMU 7.2's TCG mishandles (an int3 Oops on 7.2,
+	# docs/kernel-abi.md). QEMU's TSC is steady: no watchdog.
+	append+=" tsc=reliable"
 	[ -n "$extra_append" ] && append+=" $extra_append"
 	[ -n "$cpu" ] || cpu=max
 	started=$(date +%s)
