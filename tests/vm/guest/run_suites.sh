@@ -44,6 +44,7 @@ for file in /project/tests/vm/suites/*; do
 	params=$(sed -n 's/^# vm-modparams: *//p' "$file" | head -n 1)
 	echo "=== suite $name (module params: ${params:-none})"
 	mark=$(dmesg | wc -l)
+	started=$(date +%s)
 	out=/tmp/suite.$name.out
 	# shellcheck disable=SC2086
 	if ! insmod /project/kmod/module/blksnap.ko $params; then
@@ -93,5 +94,7 @@ for file in /project/tests/vm/suites/*; do
 	else
 		tap "ok - [$name] kernel log clean during the suite"
 	fi
+	# What each suite costs, for the test command's time budget (docs/testing.md).
+	tap "# [$name] took $(($(date +%s) - started)) s"
 done
 exit $failed
