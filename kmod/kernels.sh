@@ -399,7 +399,7 @@ do_build() { # series make-args...
 	started=$SECONDS
 	# Called from make -C kmod module KVER=...: that make's variables must
 	# not reach ours (KVER would call us again).
-	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES KVER
 	case "$toolchain" in
 	installed) make -s -C "$repo/kmod" module KDIR="$kdir" "$@" >&2 ;;
 	host) make -s -C "$repo/kmod" module KDIR="$kdir" CC="$cc" HOSTCC=gcc "$@" >&2 ;;
