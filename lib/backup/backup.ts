@@ -9,8 +9,9 @@
 
 import { BoundedPool, concurrencyOf } from "./_pool.ts";
 import { encodeChunkSync } from "./chunk.ts";
+import { type DamageRecord, unhealed } from "./damage.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
-import { ioError, RepoError } from "./errors.ts";
+import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import {
   chunkCountOf,
   chunkLengthOf,
@@ -26,6 +27,7 @@ import {
 import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
   type BackupStats,
+  type DeviceIdentity,
   deviceKey,
   encodeFailedRun,
   type FailedRun,
@@ -65,7 +67,11 @@ export interface BackupOptions {
   onProgress?: (progress: Progress) => void;
   /** Called once the mode is decided, before reading. */
   onDecision?: (decision: Decision) => void;
-  /** Abort the run; the backup then fails and leaves nothing. */
+  /**
+   * Abort the run (checked between reads, within about one read of up to
+   * `readSize` bytes): the backup then fails, records the failed run,
+   * releases the lock and leaves no backup; it throws `signal.reason` as is.
+   */
   signal?: AbortSignal;
 }
 
@@ -73,6 +79,12 @@ export interface BackupOptions {
 export interface BackupResult {
   /** The manifest written. */
   manifest: Manifest;
+  /**
+   * Chunks the damage record named that this backup rewrote from the source:
+   * every older backup using them is whole again (the next deep verify
+   * confirms it).
+   */
+  healed: string[];
   /** Full or incremental, and why. */
   decision: Decision;
 }
@@ -93,15 +105,26 @@ export function chunksOfExtents(
   return [...set].sort((a, b) => a - b);
 }
 
+/**
+ * Whether backup `m` is of the device `identity` names: same key; or, for a
+ * device that now has a stable id, a backup made before ids were recorded
+ * (no id, same path), so upgrading keeps the chain. The CBT generation check
+ * still makes the next backup full if that path was another device then.
+ */
+function sameDevice(m: Manifest, identity: DeviceIdentity): boolean {
+  if (deviceKey(m.device) === deviceKey(identity)) return true;
+  return identity.id !== undefined && m.device.id === null && m.device.name === identity.name;
+}
+
 async function findParent(
   repo: Repository,
-  key: string,
+  identity: DeviceIdentity,
   explicit: string | undefined,
 ): Promise<{ manifest: Manifest | null; problem?: string }> {
   if (explicit !== undefined) {
     try {
       const m = await repo.readManifest(explicit);
-      if (deviceKey(m.device) !== key) {
+      if (!sameDevice(m, identity)) {
         return { manifest: null, problem: `parent ${explicit} is a backup of another device` };
       }
       return { manifest: m };
@@ -113,7 +136,7 @@ async function findParent(
   for (let i = ids.length - 1; i >= 0; i--) {
     try {
       const m = await repo.readManifest(ids[i]);
-      if (deviceKey(m.device) === key) return { manifest: m };
+      if (sameDevice(m, identity)) return { manifest: m };
     } catch {
       // a corrupt manifest is reported by verify; it cannot be a parent
     }
@@ -176,8 +199,11 @@ export async function backup(
   // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
+    // An abort before the run started still fails it here, so the failed
+    // run is recorded and the next backup of the device is full.
+    options.signal?.throwIfAborted();
     // ---- decide
-    const found = await findParent(repo, key, options.parent);
+    const found = await findParent(repo, source.identity, options.parent);
     let parentIndex: BackupIndex | null = null;
     let parentProblem = found.problem;
     if (found.manifest) {
@@ -265,7 +291,15 @@ export async function backup(
     const known = repo.backend.kind === "s3"
       ? new Set(parentIndex ? referencedDigests(parentIndex).keys() : [])
       : null;
-    await storeChunks(source, repo, toRead, digests, stats, options, known);
+    // Chunks a deep verify found bad are rewritten when read again, never
+    // deduplicated against. An unreadable record is rewritten by the next
+    // marking deep verify; until then nothing is known to be bad.
+    const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
+    const healed = await storeChunks(source, repo, toRead, digests, stats, {
+      ...options,
+      known,
+      damaged: unhealed(damage),
+    });
 
     // ---- chunks are durable; then index; then manifest
     await repo.syncChunkDirs();
@@ -297,7 +331,17 @@ export async function backup(
       verification: { state: "none", time: null, badChunks: 0 },
     };
     await repo.writeManifest(manifest);
-    return { manifest, decision };
+    if (healed.length > 0) {
+      const time = new Date().toISOString();
+      for (const hex of healed) {
+        const entry = damage.get(hex);
+        if (entry) entry.healed = { time, by: id };
+      }
+      // The backup is complete; a failure here only leaves the chunks marked
+      // bad, and the next backup rewrites them again.
+      await repo.writeDamage(damage).catch(() => {});
+    }
+    return { manifest, decision, healed };
   } catch (e) {
     if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {
@@ -307,7 +351,9 @@ export async function backup(
       error: e instanceof Error ? e.message : String(e),
     };
     await repo.writeRunRecord(id, encodeFailedRun(record)).catch(() => {});
-    throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
+    throw e instanceof RepoError || isAbortOf(e, options.signal)
+      ? e
+      : ioError("backup", repo.path, e);
   } finally {
     if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});
@@ -333,9 +379,10 @@ async function storeChunks(
   toRead: number[],
   digests: Uint8Array,
   stats: BackupStats,
-  options: BackupOptions,
-  known: Set<string> | null,
-): Promise<void> {
+  options: BackupOptions & { known: Set<string> | null; damaged: Set<string> },
+): Promise<string[]> {
+  const known = options.known;
+  const healed: string[] = [];
   const { chunkSize } = repo.config;
   const level = repo.config.compression.level;
   const capacity = source.capacity;
@@ -357,7 +404,8 @@ async function storeChunks(
       const hex = toHex(digest);
       const seen = pending.has(hex);
       pending.add(hex); // before any await, so a twin chunk in flight sees it
-      if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
+      const rewrite = !seen && options.damaged.has(hex);
+      if (seen || (!rewrite && (known ? known.has(hex) : await repo.hasChunk(hex)))) {
         stats.chunksDeduplicated++;
       } else {
         let file: Uint8Array;
@@ -372,6 +420,7 @@ async function storeChunks(
         }
         stats.chunksNew++;
         stats.bytesStored += file.length;
+        if (rewrite) healed.push(hex);
       }
     }
     digests.set(digest, i * DIGEST_SIZE);
@@ -433,4 +482,5 @@ async function storeChunks(
   await next?.catch(() => {}); // a read still in flight must end before the lock is released
   await pool.drain();
   pool.throwIfFailed();
+  return healed;
 }

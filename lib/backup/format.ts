@@ -138,9 +138,12 @@ export function randomHex(bytes: number): string {
 /** A parsed JSON object. */
 export type Json = Record<string, unknown>;
 
-/** Parse `bytes` (read from `path`) as one JSON object, or throw {@linkcode CorruptError}. */
-export function parseJsonObject(bytes: Uint8Array, path: string): Json {
-  if (bytes.length > MAX_JSON_SIZE) throw new CorruptError(path, "file too large");
+/**
+ * Parse `bytes` (read from `path`, at most `max` bytes) as one JSON object,
+ * or throw {@linkcode CorruptError}.
+ */
+export function parseJsonObject(bytes: Uint8Array, path: string, max = MAX_JSON_SIZE): Json {
+  if (bytes.length > max) throw new CorruptError(path, "file too large");
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));

@@ -262,3 +262,68 @@ export function newLockInfo(operation: string): LockInfo {
     token: randomHex(8),
   };
 }
+
+/** What {@linkcode unlock} needs of a repository (a directory or an S3 lease). */
+export interface Unlockable {
+  /** Where the repository is. */
+  readonly path: string;
+  /** Path (or URL) of the lock. */
+  readonly lockPath: string;
+  /** Who holds the lock. */
+  lockHolder(): Promise<LockHolder>;
+  /** Remove the lock whoever holds it. */
+  breakLock(): Promise<void>;
+}
+
+/** Options of {@linkcode unlock}. */
+export interface UnlockOptions {
+  /** Remove the lock even when its holder may be running (another host's, a live pid). */
+  force?: boolean;
+  /** Report, remove nothing. @default false */
+  dryRun?: boolean;
+}
+
+/** The result of {@linkcode unlock}. */
+export interface UnlockResult {
+  /** The lock removed (or, on a dry run, that would be), or null when there was none. */
+  removed: LockHolder | null;
+}
+
+/**
+ * Remove the lock of `repo`: a stale one (dead pid on this host, or older
+ * than `lockStaleMs`) always; one whose holder may still run only with
+ * `force`, else `LOCKED` naming the holder. For a lock left by a crashed
+ * host on a shared repository, or when an operator knows the holder is gone.
+ *
+ * @example
+ * ```ts ignore
+ * import { Repository, unlock } from "./mod.ts";
+ * const r = await unlock(await Repository.open("/backup/repo"));
+ * console.log(r.removed?.info?.operation ?? "no lock");
+ * ```
+ */
+export async function unlock(
+  repo: Unlockable,
+  options: UnlockOptions = {},
+): Promise<UnlockResult> {
+  const holder = await repo.lockHolder();
+  if (!holder.exists) return { removed: null };
+  if (!holder.stale && !options.force) {
+    const h = holder.info;
+    const who = h ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}` : "unreadable";
+    throw new RepoError(
+      "LOCKED",
+      `Repository ${repo.path} is locked (${who}) and the holder may be running; ` +
+        `give --force if it is not`,
+      { path: repo.lockPath },
+    );
+  }
+  if (!options.dryRun) {
+    try {
+      await repo.breakLock();
+    } catch (e) {
+      throw ioError("remove", repo.lockPath, e);
+    }
+  }
+  return { removed: holder };
+}

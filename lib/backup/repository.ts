@@ -27,6 +27,7 @@ import {
   type RepoConfig,
 } from "./config.ts";
 import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
+import { type DamageRecord, encodeDamage, MAX_DAMAGE_SIZE, parseDamage } from "./damage.ts";
 import {
   chunkId,
   deriveKeys,
@@ -125,6 +126,9 @@ export interface OpenOptions {
    */
   passphrase?: string | (() => string | Promise<string>);
 }
+
+/** The object name of the damage record. */
+const DAMAGE_NAME = "damage.json";
 
 /** Bytes a sealed index or manifest adds to its plaintext (header and tag). */
 const SEALED_OVERHEAD = SEALED_OBJECT_HEADER_SIZE + TAG_SIZE;
@@ -293,7 +297,14 @@ export class Repository {
     try {
       if (backend instanceof LocalBackend) {
         const fs = backend.fs;
+        const st = await fs.stat(path);
+        if (st !== null && !st.isDirectory) {
+          throw new RepoError("INVALID", `${path} exists and is not a directory`, { path });
+        }
         const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
+        if (existing.includes("config.json")) {
+          throw new RepoError("INVALID", `${path} is already a blksnap repository`, { path });
+        }
         if (existing.length > 0) {
           throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
         }
@@ -399,6 +410,10 @@ export class Repository {
   manifestPath(id: string): string {
     return this.backend.display(manifestName(id));
   }
+  /** Path (or URL) of the damage record (chunks a deep verify found bad). */
+  get damagePath(): string {
+    return this.backend.display(DAMAGE_NAME);
+  }
   /** Path (or URL) of the failed-run record of run `id`. */
   runRecordPath(id: string): string {
     return this.backend.display(runRecordName(id));
@@ -452,6 +467,17 @@ export class Repository {
     await this.backend.put(name, this.#seal(name, encodeManifest(manifest)));
   }
 
+  /** Replace the damage record (removed when empty). Hold the lock. */
+  async writeDamage(record: DamageRecord): Promise<void> {
+    try {
+      if (record.size > 0) {
+        await this.backend.put(DAMAGE_NAME, this.#seal(DAMAGE_NAME, encodeDamage(record)));
+      } else await this.backend.delete(DAMAGE_NAME);
+    } catch (e) {
+      throw ioError("write", this.damagePath, e);
+    }
+  }
+
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
   async removeBackup(id: string): Promise<void> {
     this.#listedEtags.delete(manifestName(id));
@@ -498,6 +524,33 @@ export class Repository {
     return m;
   }
 
+  /** Size of the stored index of a backup of `chunkCount` chunks (sealed when encrypted). */
+  indexObjectSize(chunkCount: number): number {
+    return indexFileSize(chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
+  }
+
+  /** Read the damage record; empty when there is none. Throws `CORRUPT` when unreadable. */
+  async readDamage(): Promise<DamageRecord> {
+    const stored = await this.backend.get(DAMAGE_NAME, MAX_DAMAGE_SIZE + SEALED_OVERHEAD);
+    return stored === null
+      ? new Map()
+      : parseDamage(this.#unseal(DAMAGE_NAME, stored), this.damagePath);
+  }
+
+  /**
+   * Read the index of backup `id` checked by its own checksum only, for when
+   * its manifest is unreadable (gc still needs to know which chunks it uses).
+   * Bounded to 1 GiB (some 33 million chunks).
+   */
+  async readIndexAlone(id: string): Promise<BackupIndex> {
+    const path = this.indexPath(id);
+    const stored = await this.backend.get(indexName(id), (1 << 30) + SEALED_OVERHEAD);
+    if (stored === null) {
+      throw new RepoError("NOT_FOUND", `Index of backup ${id} is missing`, { path });
+    }
+    return decodeIndex(this.#unseal(indexName(id), stored), path);
+  }
+
   /**
    * Read and check the index of `manifest`'s backup: its own checksum, the
    * SHA-256 the manifest records, and chunk size and capacity against the
@@ -508,7 +561,7 @@ export class Repository {
   async readIndex(manifest: Manifest, options: { fresh?: boolean } = {}): Promise<BackupIndex> {
     const path = this.indexPath(manifest.id);
     if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const size = indexFileSize(manifest.chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
+    const size = this.indexObjectSize(manifest.chunkCount);
     const cached = options.fresh ? null : await readCachedIndex(this, manifest, size);
     if (cached) {
       try {
@@ -655,6 +708,12 @@ export class Repository {
   lockHolder(): Promise<LockHolder> {
     if (this.backend instanceof S3Backend) return s3LockHolder(this);
     return lockHolder(this);
+  }
+
+  /** Remove the lock whoever holds it (see `unlock` in lock.ts, which decides when). */
+  async breakLock(): Promise<void> {
+    if (this.backend instanceof S3Backend) await this.backend.delete("lock");
+    else await this.fs.remove(this.lockPath);
   }
 }
 

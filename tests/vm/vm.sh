@@ -372,6 +372,11 @@ prepare_deno_cache() {
 	[ ${#files[@]} -gt 0 ] || return 0
 	(cd "$repo" && DENO_DIR="$repo/.cache/deno" "$deno_bin" cache --quiet "${files[@]}" >&2) ||
 		log "warning: deno cache failed; guest Deno programs may miss modules"
+	# A cache made through the lockfile lacks some npm packages' registry
+	# metadata, which `deno install --global` (it ignores the lockfile) needs
+	# offline: suite 49 installs the blksnap command in the guest.
+	(cd "$repo" && DENO_DIR="$repo/.cache/deno" "$deno_bin" cache --quiet --no-lock cli/main.ts >&2) ||
+		log "warning: deno cache --no-lock failed; deno install in the guest may fail"
 }
 
 # ---------------------------------------------------------------------------

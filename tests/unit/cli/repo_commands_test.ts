@@ -120,7 +120,7 @@ Deno.test("backup --image then list --json: manifests with mode, reason and stat
     const filtered = await cliJson("list", "-r", f.repo, "--device", "other");
     assert.deepEqual(filtered.json.backups, []);
     const human = await cli("list", "-r", f.repo);
-    assert.match(human.stdout, /^ID +DEVICE +MODE +SIZE +READ +STORED +VERIFIED +PARENT$/m);
+    assert.match(human.stdout, /^ID +DEVICE +MODE +SIZE +READ +ADDED +VERIFIED +PARENT$/m);
     assert.deepEqual(human.stdout.trim().split("\n").length, 3);
   } finally {
     await Deno.remove(f.dir, { recursive: true });
