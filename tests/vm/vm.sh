@@ -23,7 +23,9 @@
 #                                              kmod/kernels.sh)
 #   --tags T1,T2           suites: only those whose `# vm-tags:` line names one
 #                          of them (smoke: the quick ones; kernels: the ones
-#                          the test command runs on every kernel)
+#                          the test command runs on every kernel; userland:
+#                          user-space flows run once, on the cloud kernel);
+#                          "!T" leaves out the suites tagged T
 #   --smoke                the same as --tags smoke
 #   --modparams "k=v ..."  insmod parameters for `run` and `demo`
 #   --no-module            `run`: do not load the module
