@@ -32,6 +32,8 @@
  */
 export { type CbtInfo, CbtMap, type Extent } from "./lib/cbt_map.ts";
 export { BlksnapError, type BlksnapErrorOptions, BlksnapLibraryError } from "./lib/errors.ts";
+export { type FileSectors, fileSectors } from "./lib/fiemap.ts";
+export { formatBytes, parseSize } from "./lib/size.ts";
 export { type ModuleVersion, moduleVersion } from "./lib/module_version.ts";
 export { Session, type SessionOptions } from "./lib/session.ts";
 export { Snapshot, type SnapshotCreateOptions, type SnapshotEvent } from "./lib/snapshot.ts";

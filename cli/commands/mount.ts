@@ -7,7 +7,7 @@
  */
 
 import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
-import { Repository } from "../../lib/backup/mod.ts";
+import { Repository, resolveBackupId } from "../../lib/backup/mod.ts";
 import { mountBackupPoint, unmountBackupPoint } from "../../lib/nbd/mod.ts";
 import { readPassphrase } from "../_password.ts";
 import { type CliContext, keyValues, note, report } from "../_output.ts";
@@ -23,21 +23,29 @@ export interface ServerLaunch {
 }
 
 /**
- * Check that backup `id` of `repo` opens (asking for the passphrase of an
- * encrypted repository now, on this terminal) and say how to start its
- * server in the background, where nothing can be asked. The passphrase goes
- * to the server in its environment (readable only by its user and root).
+ * Resolve `spec` (a backup id, its last 8 hex digits, or `latest`) in `repo`,
+ * check that the backup opens (asking for the passphrase of an encrypted
+ * repository now, on this terminal) and say how to start its server in the
+ * background, where nothing can be asked. The passphrase goes to the server
+ * in its environment (readable only by its user and root).
  */
-export async function serverLaunch(repo: string, id: string): Promise<ServerLaunch> {
+export async function serverLaunch(
+  repo: string,
+  spec: string,
+): Promise<{ id: string; launch: ServerLaunch }> {
   let passphrase: string | undefined;
   const r = await Repository.open(repo, {
     passphrase: async () => (passphrase = await readPassphrase()),
   });
+  const id = await resolveBackupId(r, spec);
   await r.readManifest(id);
   const main = new URL("../main.ts", import.meta.url).href;
   return {
-    serveCommand: [Deno.execPath(), "run", "-A", main, "serve", "-r", repo, id],
-    serveEnv: passphrase === undefined ? {} : { BLKSNAP_PASSWORD: passphrase },
+    id,
+    launch: {
+      serveCommand: [Deno.execPath(), "run", "-A", main, "serve", "-r", repo, id],
+      serveEnv: passphrase === undefined ? {} : { BLKSNAP_PASSWORD: passphrase },
+    },
   };
 }
 
@@ -49,17 +57,18 @@ export function mountCommand(ctx: CliContext): CommandUnknownOpts {
         "background, connects /dev/nbdN with nbd-client, mounts ext4 with noload and XFS with " +
         "norecovery,nouuid); undo with umount",
     )
-    .argument("<id>", "backup id (see list)")
+    .argument("<id>", "backup id, its last 8 hex digits, or latest (see list)")
     .argument("<dir>", "an existing directory to mount on")
     .addOption(repoOption())
     .addOption(
       new Option("--partition <n>", "mount this partition (1-based) of the backed-up device")
         .argParser((s) => parseCount(s, 255)),
     )
-    .action(async (id, dir, opts) => {
+    .action(async (spec, dir, opts) => {
       const repo = repoPath(opts.repo);
+      const { id, launch } = await serverLaunch(repo, spec);
       const m = await mountBackupPoint(repo, id, dir, {
-        ...(await serverLaunch(repo, id)),
+        ...launch,
         partition: opts.partition,
         log: (line) => note(ctx, `blksnap mount: ${line}`),
       });

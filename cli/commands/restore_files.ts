@@ -10,17 +10,18 @@ import { type CliContext, note, report, table } from "../_output.ts";
 import { formatBytes } from "../_size.ts";
 import { serverLaunch } from "./mount.ts";
 
-/** Copy `files` of backup `id` into directory `target`. */
+/** Copy `files` of backup `spec` (an id, its last 8 hex digits, or latest) into directory `target`. */
 export async function restoreFilesAction(
   ctx: CliContext,
   repo: string,
-  id: string,
+  spec: string,
   target: string,
   files: string[],
   partition: number | undefined,
 ): Promise<void> {
+  const { id, launch } = await serverLaunch(repo, spec);
   const r = await restoreFiles(repo, id, target, files, {
-    ...(await serverLaunch(repo, id)),
+    ...launch,
     partition,
     log: (line) => note(ctx, `blksnap restore: ${line}`),
   });

@@ -27,12 +27,13 @@ export interface Ran {
 export async function run(
   cmd: string,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; clearEnv?: boolean } = {},
 ): Promise<Ran> {
   const out = await new Deno.Command(cmd, {
     args,
     cwd: options.cwd ?? REPO_ROOT,
     env: { NO_COLOR: "1", ...options.env },
+    clearEnv: options.clearEnv ?? false,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -65,7 +65,8 @@ function lockFs(repo: S3Lockable): RepoFs {
     async stat(path: string): Promise<RepoStat | null> {
       only(path);
       const s = await repo.backend.stat("lock");
-      return s && { size: s.size, mtimeMs: s.mtimeMs, isFile: true, isDirectory: false };
+      return s &&
+        { size: s.size, mtimeMs: s.mtimeMs, isFile: true, isDirectory: false, mode: null };
     },
     async remove(path: string): Promise<void> {
       only(path);

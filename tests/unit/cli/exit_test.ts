@@ -11,7 +11,15 @@ import { BlksnapError } from "../../../lib/errors.ts";
 import { RepoError } from "../../../lib/backup/mod.ts";
 
 Deno.test("ExitCode is the documented table", () => {
-  assert.deepEqual(ExitCode, { Ok: 0, Failure: 1, Usage: 2, Damage: 3, Locked: 4 });
+  assert.deepEqual(ExitCode, {
+    Ok: 0,
+    Failure: 1,
+    Usage: 2,
+    Damage: 3,
+    Locked: 4,
+    Sigint: 130,
+    Sigterm: 143,
+  });
 });
 
 Deno.test("exitCodeOf() maps usage errors to 2 and help/version to 0", () => {

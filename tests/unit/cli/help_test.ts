@@ -38,6 +38,7 @@ const COMMANDS: Record<string, string[]> = {
     "-s, --diff-storage <path>",
     "-l, --limit <size>",
     "--image <file>",
+    "--name <name>",
     "--full",
     "--require-verified-parent",
   ],
@@ -45,6 +46,7 @@ const COMMANDS: Record<string, string[]> = {
     "<id>",
     "<target>",
     "-r, --repo <path>",
+    "-d, --device <key>",
     "--resize",
     "--verify-first",
     "--files <path...>",
@@ -62,16 +64,26 @@ const COMMANDS: Record<string, string[]> = {
   "mount": ["<id>", "<dir>", "-r, --repo <path>", "--partition <n>"],
   "umount": ["<dir>"],
   "verify": ["-r, --repo <path>", "--deep", "--no-mark"],
+  "repair": ["-r, --repo <path>", "--source <path...>", "--dry-run"],
   "list": ["-r, --repo <path>", "-d, --device <key>"],
+  "stats": ["-r, --repo <path>", "-d, --device <key>"],
+  "diff": ["<a>", "<b>", "-r, --repo <path>", "--extents"],
   "prune": [
     "-r, --repo <path>",
     "--keep-last <n>",
+    "--keep-hourly <n>",
     "--keep-daily <n>",
     "--keep-weekly <n>",
     "--keep-monthly <n>",
+    "--keep-yearly <n>",
+    "--keep-within <duration>",
+    "-d, --device <key>",
     "--dry-run",
   ],
-  "gc": ["-r, --repo <path>", "--dry-run"],
+  "forget": ["<id...>", "-r, --repo <path>", "-d, --device <key>", "--dry-run"],
+  "gc": ["-r, --repo <path>", "--dry-run", "--grace <minutes>"],
+  "unlock": ["-r, --repo <path>", "--force", "--dry-run"],
+  "completion": ["<shell>"],
 };
 
 Deno.test("blksnap --help lists every command and the exit codes", async () => {
@@ -80,11 +92,21 @@ Deno.test("blksnap --help lists every command and the exit codes", async () => {
   for (const name of Object.keys(COMMANDS).filter((c) => !c.includes(" "))) {
     assert.match(r.stdout, new RegExp(`^  ${name}\\b`, "m"), name);
   }
-  for (const line of ["0  success", "2  usage error", "3  verify found", "4  the repository"]) {
+  for (
+    const line of [
+      "0    success",
+      "2    usage error",
+      "3    verify found",
+      "4    the repository",
+      "130  stopped by SIGINT",
+    ]
+  ) {
     assert(r.stdout.includes(line), line);
   }
   assert(r.stdout.includes("-j, --json"));
   assert(r.stdout.includes("--lib <path>"));
+  assert(r.stdout.includes("-q, --quiet"));
+  assert(r.stdout.includes("-v, --verbose"));
 });
 
 Deno.test("blksnap's command tree is the documented one", () => {
@@ -108,11 +130,17 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "mount",
     "umount",
     "verify",
+    "repair",
     "list",
+    "stats",
+    "diff",
     "prune",
+    "forget",
     "gc",
+    "unlock",
     "copy",
     "key(list add remove passwd)",
+    "completion",
   ]);
 });
 
