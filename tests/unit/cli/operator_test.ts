@@ -268,3 +268,28 @@ Deno.test("what an operator sees of damage, a running writer and an empty image"
     assert.match(e.stderr, /^warning: .*empty\.img is empty \(0 bytes\)/m);
   });
 });
+
+Deno.test("serve, mount and restore --files take latest and short ids (resolved before anything starts)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "blksnap-cli-ids-" });
+  try {
+    const repo = join(dir, "repo");
+    assert.equal((await cli("init", "-r", repo, "--no-encryption")).code, 0);
+    const socket = join(dir, "nbd.sock");
+    for (
+      const args of [
+        ["serve", "-r", repo, "latest", "--socket", socket],
+        ["mount", "-r", repo, "latest", dir],
+        ["restore", "-r", repo, "latest", dir, "--files", "/etc/fstab"],
+      ]
+    ) {
+      const r = await cli(...args);
+      assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, /^blksnap: error: NOT_FOUND: No backup in /, args[0]);
+      const short = await cli(...args.map((a) => a === "latest" ? "0a1b2c3d" : a));
+      assert.match(short.stderr, /NOT_FOUND: No backup matches 0a1b2c3d/, args[0]);
+    }
+    await assert.rejects(Deno.lstat(socket), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
