@@ -17,6 +17,7 @@
  * kernel on that side. Kernels between two tested series take the branch
  * of their version and are not built here. 6.5 to 6.8, which opened block
  * devices in two other ways, are refused at build time: Debian ships none.
+ * So are kernels before 5.15 (bullseye's 5.10): not ported yet.
  */
 #ifndef __BLKSNAP_COMPAT_H
 #define __BLKSNAP_COMPAT_H
@@ -32,6 +33,10 @@
 #include <linux/uio.h>
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 16, 0)
 #include <linux/blk-integrity.h>
+#endif
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
+#error "blksnap: kernels before 5.15 are not ported yet (5.10's bios name a disk and partition, bi_disk/bi_partno, not a block device; see docs/kernel-abi.md)"
 #endif
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0) && \

@@ -1,4 +1,4 @@
-// vm-tags: kernels
+// vm-tags: kernels, userland
 /**
  * Backup points mounted through the kernel's NBD driver, as an operator runs
  * it: live ext4 and XFS file systems are backed up from a snapshot (a writer

@@ -1,4 +1,4 @@
-// vm-tags: kernels
+// vm-tags: kernels, userland
 /**
  * A backup of a whole, partitioned disk through the kernel's NBD driver:
  * `blksnap mount --partition 2` mounts the second partition with every file

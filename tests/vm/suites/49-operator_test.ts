@@ -1,3 +1,4 @@
+// vm-tags: userland
 /**
  * The operator's paths that need the kernel module, as the docs tell an
  * operator to take them:
