@@ -14,7 +14,8 @@ import { openRepo, repoOption, repoPath } from "../_repo.ts";
 /** The report's lines: the verdict, each error, then what healed. */
 function describeReport(r: VerifyReport, path: string): string[] {
   const lines = [
-    `${r.ok ? "ok" : "DAMAGED"}: ${r.deep ? "deep" : "fast"} verify of ${path}: ` +
+    `${r.ok ? "ok" : "DAMAGED"}: ${r.deep ? "deep" : r.scrub ? "scrub" : "fast"} verify of ` +
+    `${path}: ` +
     `${r.backupsChecked} backup(s), ${r.chunksChecked} chunk(s) checked`,
   ];
   for (const b of r.badBackups) {
@@ -53,11 +54,17 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("verify")
     .description(
       "check every backup: manifests, index checksums, chunk presence and chunks known to be " +
-        "bad; with --deep also decompress and re-hash every chunk (exit 3 when something is " +
-        "missing or corrupt); says which damaged backups were healed",
+        "bad; with --deep also decompress and re-hash every chunk, with --scrub read every chunk " +
+        "and check its CRC-32 (exit 3 when something is missing or corrupt); says which " +
+        "damaged backups were healed",
     )
     .addOption(repoOption())
     .option("--deep", "decompress and re-hash every referenced chunk")
+    .option(
+      "--scrub",
+      "read every referenced chunk and check its CRC-32 (its tag when encrypted): finds media " +
+        "damage at the speed of reading; --deep also finds chunks that were wrong when written",
+    )
     .option(
       "--no-mark",
       "do not record a deep verify's result in the manifests and the damage record",
@@ -70,6 +77,7 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
         r = await stoppedCleanly(
           verify(repo, {
             deep: opts.deep ?? false,
+            scrub: opts.scrub ?? false,
             mark: opts.deep ? opts.mark : false,
             onProgress: bar.update,
             signal: ctx.signal,

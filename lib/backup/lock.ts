@@ -32,6 +32,15 @@ export interface LockOptions {
   waitMs?: number;
   /** Remove a stale lock (dead pid on this host, or older than `lockStaleMs`). @default true */
   breakStale?: boolean;
+  /**
+   * Return as soon as the lock is taken and make its contents durable
+   * (`fsync`) in the background: the holder awaits
+   * {@linkcode RepoLock.durable} before it changes anything. Saves one
+   * `fsync` in sequence (a backup reads while it runs). Only a power loss
+   * in those milliseconds can leave an empty lock file, which is then stale
+   * by its age. @default false
+   */
+  syncLater?: boolean;
 }
 
 /** Who holds a lock, as {@linkcode lockHolder} sees it. */
@@ -122,13 +131,26 @@ export class RepoLock implements AsyncDisposable {
   readonly #info: LockInfo;
   readonly #timer: ReturnType<typeof setInterval>;
   #held = true;
+  readonly #durable: Promise<void>;
 
   /** @internal Use `Repository.lock`. */
-  constructor(repo: Lockable, info: LockInfo, refreshMs: number) {
+  constructor(
+    repo: Lockable,
+    info: LockInfo,
+    refreshMs: number,
+    durable: Promise<void> = Promise.resolve(),
+  ) {
     this.#repo = repo;
     this.#info = info;
     this.#timer = setInterval(() => void this.#refresh(), refreshMs);
     Deno.unrefTimer(this.#timer);
+    this.#durable = durable;
+    durable.catch(() => {}); // the holder awaits it; never an unhandled rejection meanwhile
+  }
+
+  /** Resolves once the lock file's contents are durable (at once unless taken with `syncLater`). */
+  get durable(): Promise<void> {
+    return this.#durable;
   }
 
   /** The lock file contents. */
@@ -189,10 +211,16 @@ export async function acquireLock(
     const tmp = join(repo.path, `${TEMP_PREFIX}lock-${info.token}`);
     try {
       info.time = new Date().toISOString();
-      await repo.fs.writeFile(tmp, lockBytes(info), { sync: true });
+      await repo.fs.writeFile(tmp, lockBytes(info), { sync: !options.syncLater });
       try {
         await repo.fs.link(tmp, repo.lockPath);
-        return new RepoLock(repo, info, Math.max(1000, Math.floor(repo.lockStaleMs / 3)));
+        const durable = options.syncLater ? repo.fs.syncFile(repo.lockPath) : undefined;
+        return new RepoLock(
+          repo,
+          info,
+          Math.max(1000, Math.floor(repo.lockStaleMs / 3)),
+          durable,
+        );
       } finally {
         await repo.fs.remove(tmp).catch(() => {});
       }

@@ -10,15 +10,7 @@
  */
 
 import { join, relative } from "node:path";
-import {
-  ChunkEncoding,
-  decodeChunk,
-  decodePayload,
-  digestOf,
-  encodeChunk,
-  maxChunkFileSize,
-  zstdCompress,
-} from "./chunk.ts";
+import { digestOf, encodeChunk } from "./chunk.ts";
 import {
   configMacInput,
   encodeConfig,
@@ -29,7 +21,6 @@ import {
 import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
 import { type DamageRecord, encodeDamage, MAX_DAMAGE_SIZE, parseDamage } from "./damage.ts";
 import {
-  chunkId,
   deriveKeys,
   encodeSlot,
   type KeySlot,
@@ -40,19 +31,12 @@ import {
   type RepoKeys,
   type ScryptParams,
 } from "./crypto/keys.ts";
-import {
-  maxSealedChunkSize,
-  openChunk,
-  openObject,
-  sealChunk,
-  SEALED_OBJECT_HEADER_SIZE,
-  sealObject,
-} from "./crypto/sealed.ts";
+import { openObject, SEALED_OBJECT_HEADER_SIZE, sealObject } from "./crypto/sealed.ts";
+import { type ChunkCodec, chunkCodec, type ChunkCodecSpec } from "./chunk_codec.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
-  fromHex,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
@@ -69,6 +53,8 @@ import {
   chunkName,
   indexName,
   manifestName,
+  type PreparedPut,
+  preparePut,
   runRecordName,
 } from "./storage/backend.ts";
 import { LocalBackend, readBounded } from "./storage/local.ts";
@@ -233,6 +219,7 @@ export class Repository {
   readonly lockStaleMs: number;
   /** The working keys of an encrypted repository, `null` for a plain one. */
   readonly keys: RepoKeys | null;
+  #codec: ChunkCodec | null = null;
   /** The key slot the passphrase opened (`null`: plain, or just created). */
   openedSlot: string | null = null;
   /** ETags of `backups/` objects from the last S3 listing (the manifest cache's keys). */
@@ -455,6 +442,31 @@ export class Repository {
     await this.backend.put(indexName(id), this.#seal(indexName(id), bytes));
   }
 
+  /**
+   * The index of backup `id` written and durable but not visible until the
+   * result's `commit()` (crash-safe like {@linkcode Repository.writeIndex}).
+   */
+  prepareIndex(id: string, bytes: Uint8Array): Promise<PreparedPut> {
+    return preparePut(this.backend, indexName(id), this.#seal(indexName(id), bytes));
+  }
+
+  /** {@linkcode Repository.writeManifest} in two halves, like {@linkcode Repository.prepareIndex}. */
+  async prepareManifest(manifest: Manifest): Promise<PreparedPut> {
+    const name = manifestName(manifest.id);
+    const prepared = await preparePut(
+      this.backend,
+      name,
+      this.#seal(name, encodeManifest(manifest)),
+    );
+    return {
+      commit: () => {
+        this.#listedEtags.delete(name); // its cached copy is stale from now on
+        return prepared.commit();
+      },
+      discard: () => prepared.discard(),
+    };
+  }
+
   /** Write a failed-run record. */
   async writeRunRecord(id: string, bytes: Uint8Array): Promise<void> {
     await this.backend.put(runRecordName(id), bytes);
@@ -593,30 +605,45 @@ export class Repository {
   }
 
   /**
-   * Read chunk `hex`: check the file header, its length and the payload's
-   * CRC-32, decompress (output bounded by `maxLength`), and check the SHA-256
-   * and, when given, the length. Throws `BAD_CHUNK` naming it.
+   * The stored object of chunk `hex` as it is, unchecked (see
+   * {@linkcode Repository.readChunk} for the checked bytes; `chunk_workers.ts`
+   * checks it on another thread). Throws `BAD_CHUNK` naming it when it is
+   * missing or larger than any chunk of at most `maxLength` bytes.
    */
-  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+  async readStoredChunk(hex: string, maxLength: number): Promise<Uint8Array> {
     if (!isDigestHex(hex)) throw new RepoError("INVALID", `Not a chunk digest: ${hex}`);
-    const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await this.backend.get(
-        chunkName(hex),
-        this.keys ? maxSealedChunkSize(maxLength) : maxChunkFileSize(maxLength),
-      );
+      file = await this.backend.get(chunkName(hex), this.codec.maxStoredSize(maxLength));
     } catch (e) {
-      if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
+      if (e instanceof CorruptError) throw this.badChunk(hex, "is larger than any valid chunk", e);
       throw e;
     }
-    if (file === null) throw badChunk(hex, path, "missing");
+    if (file === null) throw this.badChunk(hex, "missing");
+    return file;
+  }
+
+  /**
+   * Read chunk `hex`: check the file header, its length and the payload's
+   * CRC-32 (the tag in an encrypted repository), decompress (output bounded
+   * by `maxLength`), and check the name against the bytes and, when given,
+   * the length. Throws `BAD_CHUNK` naming it.
+   */
+  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+    const file = await this.readStoredChunk(hex, maxLength);
     try {
-      if (!this.keys) return decodeChunk(file, hex, maxLength, exactLength);
-      return decodeSealedChunk(this.keys, hex, file, maxLength, exactLength);
+      return this.codec.decode(file, hex, maxLength, exactLength);
     } catch (e) {
-      throw badChunk(hex, path, (e as Error).message, e);
+      throw this.badChunk(hex, (e as Error).message, e);
     }
+  }
+
+  /** The `BAD_CHUNK` error of chunk `hex`: "Chunk <hex> <problem>", with its path. */
+  badChunk(hex: string, problem: string, cause?: unknown): RepoError {
+    return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, {
+      path: this.chunkPath(hex),
+      cause,
+    });
   }
 
   // ---------------------------------------------------------------- encryption
@@ -626,26 +653,29 @@ export class Repository {
     return this.keys !== null;
   }
 
+  /** What the chunk codec of this repository is made of (posted to worker threads). */
+  get codecSpec(): ChunkCodecSpec {
+    return { level: this.config.compression.level, keys: this.keys };
+  }
+
+  /** The chunk codec: names, encodes and checks chunks, in this thread. */
+  get codec(): ChunkCodec {
+    this.#codec ??= chunkCodec(this.codecSpec);
+    return this.#codec;
+  }
+
   /**
    * The id of a chunk's bytes: SHA-256 (on Deno's thread pool) in a plain
    * repository, HMAC-SHA256 under the id key in an encrypted one.
    */
   async chunkDigest(data: Uint8Array): Promise<Uint8Array> {
-    return this.keys ? chunkId(this.keys, data) : await digestOf(data);
+    return this.keys ? this.codec.name(data) : await digestOf(data);
   }
 
   /** The stored object of a chunk: zstd or raw, sealed in an encrypted repository. */
   async encodeChunk(data: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
-    const level = this.config.compression.level;
-    if (!this.keys) return await encodeChunk(data, level);
-    const z = await zstdCompress(data, level);
-    const zstd = z.length < data.length;
-    const payload = zstd ? z : data;
-    return sealChunk(this.keys, digest, {
-      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-      length: data.length,
-      payloadLength: payload.length,
-    }, payload);
+    if (!this.keys) return await encodeChunk(data, this.config.compression.level);
+    return this.codec.encode(data, digest);
   }
 
   /** Seal `plain` for object `name` in an encrypted repository; as is in a plain one. */
@@ -721,10 +751,6 @@ export class Repository {
 export function backupIdsIn(names: readonly string[]): string[] {
   return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter(isBackupId)
     .sort();
-}
-
-function badChunk(hex: string, path: string, problem: string, cause?: unknown): RepoError {
-  return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, { path, cause });
 }
 
 /**
@@ -825,24 +851,4 @@ async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Prom
   } catch {
     // a cache that cannot be written only costs a download next time
   }
-}
-
-/**
- * A format-2 chunk's data: tag (the object was not altered and is stored
- * under its own id), decompression bounded by the header's length, the
- * length (`exactLength` when given) and the keyed id against the name.
- * Throws a plain `Error` saying what is wrong.
- */
-function decodeSealedChunk(
-  keys: RepoKeys,
-  hex: string,
-  file: Uint8Array,
-  maxLength: number,
-  exactLength?: number,
-): Uint8Array {
-  const id = fromHex(hex);
-  const { header, payload } = openChunk(keys, id, file, maxLength);
-  const data = decodePayload(header.encoding, payload, header.length, exactLength);
-  if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
-  return data;
 }

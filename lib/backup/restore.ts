@@ -6,12 +6,14 @@
  */
 
 import { blockDeviceUse } from "../block_device.ts";
-import { concurrencyOf, range, runBounded } from "./_pool.ts";
+import { range, runBounded } from "./_pool.ts";
+import { ChunkReader } from "./chunk_reader.ts";
 import type { DamageRecord } from "./damage.ts";
 import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import { bytesEqual, chunkLengthOf, toHex, ZERO_DIGEST } from "./format.ts";
 import { digestAt, referencedDigests } from "./index_file.ts";
 import type { Repository } from "./repository.ts";
+import { TargetWriter } from "./target_writer.ts";
 import type { Progress } from "./types.ts";
 
 /** Options of {@linkcode restore}. */
@@ -20,8 +22,18 @@ export interface RestoreOptions {
   resize?: boolean;
   /** Decompress and check every chunk before the target is opened. @default false */
   verifyFirst?: boolean;
-  /** Chunks read and checked at once. @default max(2, navigator.hardwareConcurrency) */
+  /** Chunks read, checked and written at once. @default 2 × worker threads + 2 */
   concurrency?: number;
+  /**
+   * Worker threads that decompress and check chunks; 0 does it on the
+   * calling thread. @default 0
+   */
+  workers?: number;
+  /**
+   * Write with `O_DIRECT` (around the page cache; needs `--allow-ffi`).
+   * @default true for a block device, false for a file
+   */
+  direct?: boolean;
   /** Called after each chunk. */
   onProgress?: (progress: Progress) => void;
   /** The mount table to check block-device targets against. @default "/proc/self/mountinfo" */
@@ -135,11 +147,13 @@ async function restoreInner(
       { path: repo.chunkPath(missing[0]) },
     );
   }
+  using reader = ChunkReader.start(repo, { workers: options.workers });
+  const concurrency = options.concurrency ?? reader.concurrency;
   if (options.verifyFirst) {
-    for (const [hex, i] of unique) {
+    await runBounded(unique, concurrency, async ([hex, i]) => {
       options.signal?.throwIfAborted();
-      await repo.readChunk(hex, chunkSize, chunkLengthOf(i, capacity, chunkSize));
-    }
+      await reader.check("deep", hex, chunkSize, chunkLengthOf(i, capacity, chunkSize));
+    });
   }
 
   // Open the target.
@@ -198,18 +212,7 @@ async function restoreInner(
   let bytesDone = 0;
   let bytesWritten = 0;
   let chunksSkipped = 0;
-  let zeros: Uint8Array | null = null;
-  let writeChain: Promise<void> = Promise.resolve();
-
-  const writeAt = (offset: bigint, data: Uint8Array): Promise<void> => {
-    writeChain = writeChain.then(async () => {
-      await file.seek(offset, Deno.SeekMode.Start);
-      let done = 0;
-      while (done < data.length) done += await file.write(data.subarray(done));
-      bytesWritten += data.length;
-    });
-    return writeChain;
-  };
+  let writer: TargetWriter | null = null;
 
   const one = async (i: number): Promise<void> => {
     options.signal?.throwIfAborted();
@@ -219,33 +222,39 @@ async function restoreInner(
     if (bytesEqual(d, ZERO_DIGEST)) {
       if (sparse) chunksSkipped++;
       else {
-        zeros ??= new Uint8Array(chunkSize);
-        await writeAt(offset, zeros.subarray(0, len));
+        await writer!.writeZeros(offset, len);
+        bytesWritten += len;
       }
     } else {
-      const data = await repo.readChunk(toHex(d), chunkSize, len);
-      await writeAt(offset, data);
+      // Every check passes before a byte of the chunk is written.
+      const data = await reader.read(toHex(d), chunkSize, len);
+      await writer!.write(offset, data);
+      bytesWritten += len;
     }
     bytesDone += len;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
 
   try {
-    await runBounded(range(chunkCount), concurrencyOf(options.concurrency), one);
-    await writeChain;
-    await file.sync();
-  } catch (e) {
+    // Writes at positions (several in flight, O_DIRECT to a device) once the checks above passed.
     file.close();
+    writer = await TargetWriter.open(target, { direct: options.direct ?? kind === "block-device" });
+    await runBounded(range(chunkCount), concurrency, one);
+    await writer.sync();
+  } catch (e) {
+    writer?.close();
     if (kind === "new-file") await Deno.remove(target).catch(() => {});
-    else if (bytesWritten > 0 && e instanceof RepoError) {
+    else if (bytesWritten > 0 && !isAbortOf(e, options.signal)) {
+      // Whatever failed (a bad chunk, the target, a worker thread), say what was touched.
+      const err = ioError("restore to", target, e);
       throw new RepoError(
-        e.code,
-        `${e.message}; ${target} was partly overwritten (${bytesWritten} bytes written)`,
-        { path: e.path, cause: e },
+        err.code,
+        `${err.message}; ${target} was partly overwritten (${bytesWritten} bytes written)`,
+        { path: err.path, cause: e },
       );
     }
     throw e;
   }
-  file.close();
+  writer.close();
   return { backupId, capacity, bytesWritten, chunksSkipped, targetKind: kind };
 }
