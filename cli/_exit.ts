@@ -201,6 +201,14 @@ export const ERROR_HINTS: ErrorHint[] = [
     text: (e) => SNAPSHOT_HINTS[(e as BlksnapErrorLike).code],
   },
   {
+    // Stale locks (a dead process of this host, older than an hour) are broken
+    // by the next run; what is left is a live run or another host's lock.
+    applies: (e) => repoCode(e) === "LOCKED",
+    text: () =>
+      "if no blksnap runs there any more (a crashed host), remove the lock with " +
+      "`blksnap unlock --force`",
+  },
+  {
     applies: (e) => e instanceof Error && e.name === "NotCapable",
     text: () =>
       "Deno asks --allow-all (-A) for device files and /proc and /sys; run blksnap with -A",

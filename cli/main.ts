@@ -81,6 +81,10 @@ function configureTree(cmd: CommandUnknownOpts, io: CliIo): void {
     getErrHelpWidth: () => io.columns ?? 100,
   });
   cmd.configureHelp({ showGlobalOptions: true, sortSubcommands: false });
+  // commander lists required options among the others; say which they are.
+  for (const o of cmd.options) {
+    if (o.mandatory && !o.description.endsWith("(required)")) o.description += " (required)";
+  }
   cmd.showHelpAfterError("(add --help for usage)");
   for (const sub of cmd.commands) configureTree(sub, io);
 }

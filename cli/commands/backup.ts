@@ -57,7 +57,12 @@ async function imageIdentity(
   path: string,
   name: string | undefined,
 ): Promise<DeviceIdentity> {
-  const st = await Deno.stat(path);
+  const st = await Deno.stat(path).catch((e) => {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UsageError(`--image ${path}: no such file or block device`);
+    }
+    throw e;
+  });
   if (st.isDirectory) throw new UsageError(`--image ${path} is a directory`);
   if (st.isBlockDevice && st.rdev !== null) {
     const use = await blockDeviceUse(path, st.rdev);

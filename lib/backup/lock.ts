@@ -246,7 +246,7 @@ export async function acquireLock(
       const h = holder.info;
       const who = h
         ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}`
-        : "an unreadable lock file";
+        : `an unreadable lock file ${repo.lockPath}`;
       throw new RepoError("LOCKED", `Repository ${repo.path} is locked: ${who}`, {
         path: repo.lockPath,
       });

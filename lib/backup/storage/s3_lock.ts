@@ -121,7 +121,7 @@ export async function acquireS3Lock(
       const h = holder.info;
       const who = h
         ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}`
-        : "an unreadable lock object";
+        : `an unreadable lock object ${repo.lockPath}`;
       throw new RepoError("LOCKED", `Repository ${repo.path} is locked: ${who}`, {
         path: repo.lockPath,
       });

@@ -55,7 +55,8 @@ Deno.test("describeError() shows a BlksnapError's operation, code and errno", ()
   assert.deepEqual(errorCodeOf(e), "EBUSY");
   assert.deepEqual(
     describeError(new RepoError("LOCKED", "Repository is locked")),
-    "LOCKED: Repository is locked",
+    "LOCKED: Repository is locked; if no blksnap runs there any more (a crashed host), remove " +
+      "the lock with `blksnap unlock --force`",
   );
   assert.deepEqual(errorCodeOf(new RepoError("LOCKED", "x")), "LOCKED");
   assert.deepEqual(errorCodeOf(new Error("x")), null);

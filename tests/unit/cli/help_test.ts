@@ -162,3 +162,14 @@ Deno.test("blksnap help <command> prints that command's help", async () => {
   assert.deepEqual(r.code, 0);
   assert(r.stdout.startsWith("Usage: blksnap backup"));
 });
+
+Deno.test("--help marks required options (required) and no others", async () => {
+  const attach = await cli("attach", "--help");
+  assert.match(attach.stdout, /-d, --device <path>\s+block device, e\.g\. \/dev\/vdb \(required\)/);
+  const create = await cli("snapshot", "create", "--help");
+  assert.match(create.stdout, /-l, --limit <size>.*\(required\)/);
+  assert.doesNotMatch(create.stdout, /-d, --device <path\.\.\.>.*\(required\)/);
+  // Built twice in one process, the mark is added once.
+  const again = await cli("attach", "--help");
+  assert.equal(again.stdout.match(/\(required\)/g)?.length, 1);
+});

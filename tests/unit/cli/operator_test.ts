@@ -166,11 +166,27 @@ Deno.test("a library that cannot be loaded is one error line and each path tried
   assert.doesNotMatch(r.stderr, /Could not open library: Could not open library/);
 });
 
-Deno.test("odd input: --image of a directory, init of a repository, a bad keep-within", async () => {
+Deno.test("odd input: --image of a directory or of nothing, init of a repository, a bad keep-within, an unreadable lock", async () => {
   await withRepo(async ({ dir, repo }) => {
     const d = await cli("backup", "-r", repo, "--image", dir);
     assert.equal(d.code, 2);
     assert.match(d.stderr, /is a directory/);
+    const gone = await cli("--json", "backup", "-r", repo, "--image", `${dir}/nonexistent.img`);
+    assert.equal(gone.code, 2);
+    assert.equal(
+      gone.stderr.trim(),
+      `blksnap: error: --image ${dir}/nonexistent.img: no such file or block device`,
+    );
+    assert.equal(JSON.parse(gone.stdout).exitCode, 2);
+    // An unreadable lock is named by its path, and the way out is said.
+    await Deno.writeTextFile(`${repo}/lock`, "garbage");
+    const locked = await cli("gc", "-r", repo);
+    assert.equal(locked.code, 4);
+    assert.match(
+      locked.stderr,
+      new RegExp(`an unreadable lock file ${repo}/lock; .*unlock --force`),
+    );
+    await Deno.remove(`${repo}/lock`);
     const again = await cli("init", "-r", repo, "--no-encryption");
     assert.equal(again.code, 2);
     assert.match(again.stderr, /already a blksnap repository/);
@@ -251,4 +267,29 @@ Deno.test("what an operator sees of damage, a running writer and an empty image"
     assert.equal(e.code, 0, e.stderr);
     assert.match(e.stderr, /^warning: .*empty\.img is empty \(0 bytes\)/m);
   });
+});
+
+Deno.test("serve, mount and restore --files take latest and short ids (resolved before anything starts)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "blksnap-cli-ids-" });
+  try {
+    const repo = join(dir, "repo");
+    assert.equal((await cli("init", "-r", repo, "--no-encryption")).code, 0);
+    const socket = join(dir, "nbd.sock");
+    for (
+      const args of [
+        ["serve", "-r", repo, "latest", "--socket", socket],
+        ["mount", "-r", repo, "latest", dir],
+        ["restore", "-r", repo, "latest", dir, "--files", "/etc/fstab"],
+      ]
+    ) {
+      const r = await cli(...args);
+      assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+      assert.match(r.stderr, /^blksnap: error: NOT_FOUND: No backup in /, args[0]);
+      const short = await cli(...args.map((a) => a === "latest" ? "0a1b2c3d" : a));
+      assert.match(short.stderr, /NOT_FOUND: No backup matches 0a1b2c3d/, args[0]);
+    }
+    await assert.rejects(Deno.lstat(socket), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

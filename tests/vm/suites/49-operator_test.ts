@@ -52,7 +52,7 @@ async function blksnap(args: string[], env: Record<string, string> = {}): Promis
 
 /** Loop devices under the documents' names. */
 async function docDevices(): Promise<AsyncDisposable> {
-  const loops = [await loopDevice(64, true), await loopDevice(64, true), await loopDevice(64)];
+  const loops = [await loopDevice(32, true), await loopDevice(32, true), await loopDevice(32)];
   const names = ["/dev/vdb", "/dev/vdc", "/dev/vdd"];
   for (let i = 0; i < names.length; i++) {
     await Deno.remove(names[i]).catch(() => {});
@@ -201,7 +201,7 @@ Deno.test("SIGTERM during a device backup: exit 143, snapshot destroyed, failed 
 });
 
 Deno.test("a device under another name keeps its chain; --image of a mounted device warns", async () => {
-  await using loop = await loopDevice(64, true);
+  await using loop = await loopDevice(32, true);
   const repo = `${loop.dir}/repo`;
   const other = "/dev/sdx-renamed";
   try {
