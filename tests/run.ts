@@ -173,9 +173,7 @@ if (want("vm-debug")) {
   }
 }
 if (want("vm-cloud")) {
-  const suites = cloudFull || !debugKernel || allKernels
-    ? []
-    : ["--tags", "smoke,kernels,userland"];
+  const suites = cloudFull || !debugKernel ? [] : ["--tags", "smoke,kernels,userland"];
   await vmTier("vm-cloud", "6.1", ["--timeout", "2400", ...suites]);
 }
 // The 6.12 debug kernel: with --all-kernels or --tier vm-debug-6.12 (it
