@@ -14,7 +14,7 @@
  * Usage: `deno task test [--tier NAME...] [--cloud-full] [--all-kernels]`
  *   --tier         run only the named tiers (fmt, lint, check, doc, unit,
  *                  native, host, s3, kbuild, vm-debug, vm-cloud, vm-debug-6.12,
- *                  vm-6.12, vm-7.2, bench)
+ *                  vm-5.10, vm-6.12, vm-7.2, bench)
  *   --cloud-full   run every VM suite on the 6.1 cloud kernel
  *   --all-kernels  run every VM suite on every kernel
  *
@@ -117,10 +117,11 @@ const debugKernel = existsSync(`${sharedVm}/vmlinuz-6.1-blksnap-debug`);
 const debugKernel612 = existsSync(`${sharedVm}/vmlinuz-6.12-blksnap-debug`);
 // Suites every kernel runs (all of them with --all-kernels).
 const kernelSuites = allKernels ? [] : ["--tags", "smoke,kernels"];
-// The Debian cloud kernels booted besides 6.1: trixie's 6.12 and sid's 7.2
-// (bookworm-backports' 6.12 boots only with one vCPU under QEMU's emulation,
-// docs/kernel-abi.md, so trixie's stands for the series in the VM).
-const cloudKernels = ["6.12", "7.2"];
+// The Debian cloud kernels booted besides 6.1: bullseye's 5.10, trixie's
+// 6.12 and sid's 7.2 (bookworm-backports' 6.12 boots only with one vCPU under
+// QEMU's emulation, docs/kernel-abi.md, so trixie's stands for the series in
+// the VM).
+const cloudKernels = ["5.10", "6.12", "7.2"];
 
 /** One VM tier: `tests/vm/vm.sh --kernel KERNEL ... suites`. */
 async function vmTier(name: string, kernel: string, opts: string[]): Promise<void> {

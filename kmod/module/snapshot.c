@@ -367,11 +367,7 @@ static bool snapshot_image_exists(dev_t dev_id)
  */
 static bool bdev_inline_crypto(struct block_device *bdev)
 {
-#ifdef CONFIG_BLK_INLINE_ENCRYPTION
-	return bdev_get_queue(bdev)->crypto_profile != NULL;
-#else
-	return false;
-#endif
+	return compat_bdev_inline_crypto(bdev);
 }
 
 static int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
@@ -671,7 +667,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 
 	/* File systems first: they sync and stop writing. */
 	list_for_each_entry(sd, &snap->devices, link) {
-		ret = bdev_freeze(sd->diff_area->orig.bdev);
+		ret = compat_bdev_freeze(&sd->diff_area->orig);
 		if (ret) {
 			pr_err("[%u:%u] cannot be frozen: %d\n",
 			       MAJOR(sd->tracker->dev_id),
@@ -694,7 +690,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 	list_for_each_entry(sd, &snap->devices, link) {
 		if (n++ == frozen)
 			break;
-		bdev_thaw(sd->diff_area->orig.bdev);
+		compat_bdev_thaw(&sd->diff_area->orig);
 	}
 	if (ret)
 		goto undo;
