@@ -153,11 +153,12 @@ if (want("host")) {
 }
 if (want("s3")) await s3Tier();
 if (want("kbuild")) {
-  // DKMS build and signature for 6.1, 6.12 (bookworm-backports', the host's
-  // gcc-12) and 7.2, the compile-only check of the newest kernel (sid's).
-  // Trixie's 6.12 (same source, gcc-14 in a chroot) with --all-kernels or
-  // `bash tests/kbuild/run.sh 6.12`, for time (docs/testing.md).
-  const series = allKernels ? ["6.1", "6.12-bpo", "6.12", "7.2"] : ["6.1", "6.12-bpo", "7.2"];
+  // DKMS build and signature for 5.10 (bullseye's, the host's gcc-12), 6.1,
+  // 6.12 (bookworm-backports', gcc-12) and 7.2, the compile-only check of the
+  // newest kernel (sid's). Trixie's 6.12 (same source, gcc-14 in a chroot)
+  // with --all-kernels or `bash tests/kbuild/run.sh 6.12`, for time
+  // (docs/testing.md).
+  const series = ["5.10", "6.1", "6.12-bpo", ...(allKernels ? ["6.12"] : []), "7.2"];
   await tapTier("kbuild", ["bash", "tests/kbuild/run.sh", ...series]);
 }
 if (want("vm-debug")) {
