@@ -360,16 +360,6 @@ static bool snapshot_image_exists(dev_t dev_id)
 	return found;
 }
 
-/*
- * Inline encryption (blk-crypto): a copy would be ciphertext read without
- * the key of the writes, so the image would not show the data. As upstream,
- * such devices are refused.
- */
-static bool bdev_inline_crypto(struct block_device *bdev)
-{
-	return compat_bdev_inline_crypto(bdev);
-}
-
 static int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
 			       struct block_device *bdev)
 {
@@ -428,7 +418,12 @@ static int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
 		pr_err("[%u:%u] has data integrity: not supported\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		ret = -EPERM;
-	} else if (bdev_inline_crypto(bdev)) {
+	} else if (compat_bdev_inline_crypto(bdev)) {
+		/*
+		 * Inline encryption (blk-crypto): a copy would be ciphertext
+		 * read without the key of the writes, so the image would not
+		 * show the data. As upstream, such devices are refused.
+		 */
 		pr_err("[%u:%u] has inline encryption: not supported\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		ret = -EPERM;
