@@ -367,43 +367,55 @@ void tracker_release_snapshot(struct tracker *tracker)
 /* ---------------------------------------------------------------------- */
 
 /*
+ * A per-device request as either route gives it: the control device names
+ * the device by number, the BLKFILTER requests on a device fd by the fd.
+ */
+struct tracker_request {
+	dev_t dev_id;
+	u32 cmd;
+	u32 optlen;
+	void __user *opt;
+};
+
+static bool request_name_ok(const __u8 name[BLKFILTER_NAME_LENGTH])
+{
+	return !strncmp(name, BLKSNAP_FILTER_NAME, BLKFILTER_NAME_LENGTH);
+}
+
+/*
  * The common prologue of the control-device ioctls: the caller must have
  * CAP_SYS_ADMIN; copy and check the request: the name must be "blksnap"
  * and the device number valid. Return: 0, -EPERM, -EFAULT or -EINVAL.
  */
 static int request_get(struct blksnap_filter_request __user *uarg,
-		       struct blksnap_filter_request *req, dev_t *dev_id)
+		       struct tracker_request *req)
 {
+	struct blksnap_filter_request arg;
+
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
-	if (copy_from_user(req, uarg, sizeof(*req)))
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (strncmp(req->name, BLKSNAP_FILTER_NAME, sizeof(req->name)))
+	if (!request_name_ok(arg.name))
 		return -EINVAL;
-	if (req->dev_major > MAJOR(~0U) || req->dev_minor > MINOR(~0U) ||
-	    MKDEV(req->dev_major, req->dev_minor) == 0)
+	if (arg.dev_major > MAJOR(~0U) || arg.dev_minor > MINOR(~0U) ||
+	    MKDEV(arg.dev_major, arg.dev_minor) == 0)
 		return -EINVAL;
-	*dev_id = MKDEV(req->dev_major, req->dev_minor);
+	req->dev_id = MKDEV(arg.dev_major, arg.dev_minor);
+	req->cmd = arg.cmd;
+	req->optlen = arg.optlen;
+	req->opt = u64_to_user_ptr(arg.opt);
 	return 0;
 }
 
 /*
- * request_get(), then a reference to the tracker of the named device.
- * Return: the tracker (put it with tracker_put()) or ERR_PTR(-EPERM,
- * -EFAULT, -EINVAL, or -ENOENT when the device has no tracker).
+ * The attached tracker of the request's device.
+ * Return: the tracker (put it with tracker_put()) or ERR_PTR(-ENOENT).
  */
-static struct tracker *
-request_tracker(struct blksnap_filter_request __user *uarg,
-		struct blksnap_filter_request *req)
+static struct tracker *request_tracker(const struct tracker_request *req)
 {
-	struct tracker *tracker;
-	dev_t dev_id;
-	int ret;
+	struct tracker *tracker = tracker_get_by_dev(req->dev_id);
 
-	ret = request_get(uarg, req, &dev_id);
-	if (ret)
-		return ERR_PTR(ret);
-	tracker = tracker_get_by_dev(dev_id);
 	return tracker ? tracker : ERR_PTR(-ENOENT);
 }
 
@@ -488,28 +500,22 @@ static void tracker_thaw(struct block_device *bdev)
 }
 
 /**
- * tracker_ioctl_attach() - IOCTL_BLKSNAP_FILTER_ATTACH.
- * @uarg: struct blksnap_filter_request (cmd, optlen and opt are ignored).
+ * request_attach() - Attach (IOCTL_BLKSNAP_FILTER_ATTACH, BLKFILTER_ATTACH).
+ * @req: The request (cmd, optlen and opt are ignored).
  *
  * Freezes the device's file system and queue, adds the tracker, thaws.
  * May sleep.
  *
- * Return: 0; -EPERM without CAP_SYS_ADMIN; -EFAULT; -EINVAL (name, device
- * number, or a snapshot image of this module); -ENXIO/-ENODEV (no such
+ * Return: 0; -EINVAL (a snapshot image of this module); -ENXIO/-ENODEV (no such
  * device, zero capacity, device going away); -EOPNOTSUPP (zoned device); -EALREADY (already attached);
  * -ENOMEM; -EFBIG (device too big for the map).
  */
-int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
+static int request_attach(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
 	struct block_device *bdev;
 	struct tracker *tracker, *other;
-	dev_t dev_id;
+	dev_t dev_id = req->dev_id;
 	int ret;
-
-	ret = request_get(uarg, &req, &dev_id);
-	if (ret)
-		return ret;
 
 	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
 	if (IS_ERR(bdev))
@@ -575,24 +581,23 @@ out_put_bdev:
 }
 
 /**
- * tracker_ioctl_detach() - IOCTL_BLKSNAP_FILTER_DETACH.
- * @uarg: struct blksnap_filter_request.
+ * request_detach() - Detach (IOCTL_BLKSNAP_FILTER_DETACH, BLKFILTER_DETACH).
+ * @req: The request (cmd, optlen and opt are ignored).
  *
  * Freezes the device's file system and queue, removes the tracker (a
  * snapshot holding it forgets it), thaws. The CBT map is lost. May sleep.
  *
- * Return: 0; -EPERM; -EFAULT; -EINVAL; -ENOENT (not attached).
+ * Return: 0; -ENOENT (not attached).
  */
-int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
+static int request_detach(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
 	struct block_device *bdev;
 	struct tracker *tracker;
 	bool unlinked = false;
 	dev_t dev_id;
 	int ret = 0;
 
-	tracker = request_tracker(uarg, &req);
+	tracker = request_tracker(req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
 	dev_id = tracker->dev_id;
@@ -854,11 +859,11 @@ static int ctl_snapshotinfo(struct tracker *tracker, void __user *opt,
 }
 
 /**
- * tracker_ioctl_ctl() - IOCTL_BLKSNAP_FILTER_CTL: a per-device command.
- * @uarg: struct blksnap_filter_request; cmd selects the command, opt and
- *	optlen its payload.
+ * request_ctl() - A per-device command (IOCTL_BLKSNAP_FILTER_CTL,
+ *	BLKFILTER_CTL).
+ * @req: The request; cmd selects the command, opt and optlen its payload.
  *
- * Every command needs CAP_SYS_ADMIN. The CBT commands work on a reference
+ * The CBT commands work on a reference
  * to the map and its own lock; the snapshot commands take
  * tracker->ctl_lock, never across a copy from or to user memory (device
  * removal takes it too). May sleep.
@@ -866,39 +871,114 @@ static int ctl_snapshotinfo(struct tracker *tracker, void __user *opt,
  * Return: 0 or -errno (see docs/kernel-abi.md); -ENOENT if the device has
  * no tracker, -ENOTTY for an unknown command.
  */
-int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
+static int request_ctl(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
 	struct tracker *tracker;
-	void __user *opt;
+	void __user *opt = req->opt;
+	u32 optlen = req->optlen;
 	int ret;
 
-	tracker = request_tracker(uarg, &req);
+	tracker = request_tracker(req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
-	opt = u64_to_user_ptr(req.opt);
 
-	switch (req.cmd) {
+	switch (req->cmd) {
 	case BLKFILTER_CTL_BLKSNAP_CBTINFO:
-		ret = ctl_cbtinfo(tracker, opt, req.optlen);
+		ret = ctl_cbtinfo(tracker, opt, optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_CBTMAP:
-		ret = ctl_cbtmap(tracker, opt, req.optlen);
+		ret = ctl_cbtmap(tracker, opt, optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_CBTDIRTY:
-		ret = ctl_cbtdirty(tracker, opt, req.optlen);
+		ret = ctl_cbtdirty(tracker, opt, optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD:
-		ret = ctl_snapshotadd(tracker, opt, req.optlen);
+		ret = ctl_snapshotadd(tracker, opt, optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO:
-		ret = ctl_snapshotinfo(tracker, opt, req.optlen);
+		ret = ctl_snapshotinfo(tracker, opt, optlen);
 		break;
 	default:
 		ret = -ENOTTY;
 	}
 	tracker_put(tracker);
 	return ret;
+}
+
+/* The control device's requests (main.c): same checks, same handlers. */
+int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_attach(&req);
+}
+
+int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_detach(&req);
+}
+
+int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_ctl(&req);
+}
+
+/**
+ * tracker_ioctl_blkfilter() - A BLKFILTER request on a device fd.
+ * @dev_id: The device the fd is open on.
+ * @cmd: BLKFILTER_ATTACH, BLKFILTER_DETACH or BLKFILTER_CTL.
+ * @argp: struct blkfilter_attach, _detach or _ctl.
+ *
+ * The per-device transport of ioctl_hook.c: the same capability check
+ * (upstream has none), name check and handlers as the control device's
+ * requests, so both routes give the same results and errors. May sleep.
+ *
+ * Return: 0 or -errno: -EPERM, -EFAULT, -EINVAL (name), then those of the
+ * handlers; -ENOTTY for another @cmd.
+ */
+int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp)
+{
+	struct tracker_request req = { .dev_id = dev_id };
+	union {
+		struct blkfilter_attach attach;
+		struct blkfilter_detach detach;
+		struct blkfilter_ctl ctl;
+	} arg;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	switch (cmd) {
+	case BLKFILTER_ATTACH:
+		if (copy_from_user(&arg.attach, argp, sizeof(arg.attach)))
+			return -EFAULT;
+		if (!request_name_ok(arg.attach.name))
+			return -EINVAL;
+		return request_attach(&req);
+	case BLKFILTER_DETACH:
+		if (copy_from_user(&arg.detach, argp, sizeof(arg.detach)))
+			return -EFAULT;
+		if (!request_name_ok(arg.detach.name))
+			return -EINVAL;
+		return request_detach(&req);
+	case BLKFILTER_CTL:
+		if (copy_from_user(&arg.ctl, argp, sizeof(arg.ctl)))
+			return -EFAULT;
+		if (!request_name_ok(arg.ctl.name))
+			return -EINVAL;
+		req.cmd = arg.ctl.cmd;
+		req.optlen = arg.ctl.optlen;
+		req.opt = u64_to_user_ptr(arg.ctl.opt);
+		return request_ctl(&req);
+	default:
+		return -ENOTTY;
+	}
 }
 
 /**
@@ -912,12 +992,15 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
  */
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 {
-	struct blksnap_filter_request req;
+	struct tracker_request req;
 	struct block_device *bdev;
 	struct tracker *tracker;
 	int ret;
 
-	tracker = request_tracker(uarg, &req);
+	ret = request_get(uarg, &req);
+	if (ret)
+		return ret;
+	tracker = request_tracker(&req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
 	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);

@@ -161,6 +161,8 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg);
+/* A BLKFILTER request on a device fd (ioctl_hook.c's handler). */
+int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp);
 
 /* Device removal (filter.c's del_gendisk hook). May sleep. */
 void tracker_disk_removed(struct gendisk *disk);

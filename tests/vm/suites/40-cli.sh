@@ -15,6 +15,8 @@ trap 'losetup -d "$DEV" 2>/dev/null; rm -rf "$W"' EXIT
 # field NAME FILE: the value of "NAME": in a JSON file (numbers and strings)
 field() { sed -n "s/^ *\"$1\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$2" | head -n 1; }
 
+check "libblksnap uses the BLKFILTER requests on the device fd when the module answers them" \
+	sh -c '[ "$(cat /sys/module/blksnap/parameters/blkfilter_ioctls)" = N ] || [ "$(deno eval --cached-only "import { Tracker } from \"./mod.ts\"; using t = Tracker.open(\"/dev/ram0\"); console.log(t.transport);")" = blkfilter ]'
 check "version prints the module version" sh -c "[ \"\$($B version)\" = 2.0.0.0 ]"
 check "version --json has the module version" sh -c "$B --json version | grep -q '\"moduleVersion\": \"2.0.0.0\"'"
 check "attach a loop device" sh -c "$B attach -d $DEV | grep -q ': attached'"
