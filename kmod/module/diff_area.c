@@ -18,13 +18,11 @@
 #include <linux/sched/mm.h>
 #include <linux/highmem.h>
 #include <linux/completion.h>
-#include <linux/version.h>
 #include <blksnap.h>
 #include "diff_area.h"
 #include "diff_storage.h"
 #include "event_queue.h"
 #include "filter.h"
-#include "snapshot_compat.h"
 #include "snapshot_params.h"
 #include "tracker.h"
 
@@ -125,7 +123,7 @@ static int diff_area_read_orig(struct diff_area *da, sector_t sector,
 		struct bio *bio;
 		unsigned int i;
 
-		bio = snap_bio_alloc(da->bdev, nr, REQ_OP_READ, GFP_NOIO);
+		bio = compat_bio_alloc(da->orig.bdev, nr, REQ_OP_READ, GFP_NOIO);
 		bio->bi_iter.bi_sector = sector + (done >> SECTOR_SHIFT);
 		for (i = 0; i < nr; i++) {
 			unsigned int bytes = min_t(size_t, piece - added,
@@ -424,8 +422,8 @@ static unsigned int diff_area_chunk_shift(struct block_device *bdev,
 					  sector_t capacity)
 {
 	unsigned int shift = chunk_minimum_shift;
-	unsigned int io_min = max(bdev_io_min(bdev),
-				  bdev_logical_block_size(bdev));
+	unsigned int io_min = max_t(unsigned int, bdev_io_min(bdev),
+				    bdev_logical_block_size(bdev));
 
 	if (io_min > (1U << shift))
 		shift = min_t(unsigned int, order_base_2(io_min),
@@ -436,20 +434,6 @@ static unsigned int diff_area_chunk_shift(struct block_device *bdev,
 		shift++;
 	return shift - SECTOR_SHIFT;
 }
-
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 5, 0)
-static struct block_device *diff_area_open_bdev(dev_t dev)
-{
-	return blkdev_get_by_dev(dev, FMODE_READ, NULL);
-}
-
-static void diff_area_close_bdev(struct block_device *bdev)
-{
-	blkdev_put(bdev, FMODE_READ);
-}
-#else
-#error "blksnap: opening a block device is written for kernels before 6.5"
-#endif
 
 struct diff_area *diff_area_new(struct tracker *tracker,
 				struct diff_storage *storage,
@@ -480,13 +464,10 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 		INIT_WORK(&da->image_workers[i].work, diff_area_image_work);
 	}
 
-	da->bdev = diff_area_open_bdev(da->dev_id);
-	if (IS_ERR(da->bdev)) {
-		err = PTR_ERR(da->bdev);
-		da->bdev = NULL;
+	err = compat_bdev_open(&da->orig, da->dev_id);
+	if (err)
 		goto fail;
-	}
-	if (diff_storage_on_bdev(storage, da->bdev)) {
+	if (diff_storage_on_bdev(storage, da->orig.bdev)) {
 		pr_err("the difference storage lives on [%u:%u], a device of the snapshot\n",
 		       MAJOR(da->dev_id), MINOR(da->dev_id));
 		err = -EBUSY;
@@ -495,12 +476,12 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 	diff_storage_get(storage);
 	da->storage = storage;
 
-	da->capacity = bdev_nr_sectors(da->bdev);
+	da->capacity = bdev_nr_sectors(da->orig.bdev);
 	if (!da->capacity) {
 		err = -ENODEV;
 		goto fail;
 	}
-	da->chunk_shift = diff_area_chunk_shift(da->bdev, da->capacity);
+	da->chunk_shift = diff_area_chunk_shift(da->orig.bdev, da->capacity);
 	da->chunk_count = DIV_ROUND_UP_SECTOR_T(da->capacity,
 						chunk_sectors(da));
 	da->chunk_map = kvcalloc(da->chunk_count, sizeof(*da->chunk_map),
@@ -569,7 +550,7 @@ void diff_area_free(struct diff_area *da)
 	mempool_destroy(da->req_pool);
 	kvfree(da->chunk_map);
 	diff_storage_put(da->storage);
-	if (da->bdev)
-		diff_area_close_bdev(da->bdev);
+	if (da->orig.bdev)
+		compat_bdev_close(&da->orig);
 	kfree(da);
 }

@@ -15,6 +15,7 @@
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include "compat.h"
 
 struct tracker;
 struct diff_storage;
@@ -42,7 +43,7 @@ struct diff_area_worker {
  * struct diff_area - Copy-on-write state of one device.
  * @tracker: The device's tracker (the snapshot holds the reference).
  * @dev_id: The device. Immutable.
- * @bdev: The device opened for reading (our own open). Immutable.
+ * @orig: The device, opened for reading (our own open). Immutable.
  * @storage: The snapshot's difference storage (a reference). Immutable.
  * @events: The snapshot's event queue. Immutable.
  * @capacity: Device size in sectors at take. Immutable.
@@ -73,7 +74,7 @@ struct diff_area_worker {
 struct diff_area {
 	struct tracker *tracker;
 	dev_t dev_id;
-	struct block_device *bdev;
+	struct compat_bdev orig;
 	struct diff_storage *storage;
 	struct event_queue *events;
 	sector_t capacity;

@@ -16,7 +16,7 @@
 #include <blksnap.h>
 #include "diff_storage.h"
 #include "event_queue.h"
-#include "snapshot_compat.h"
+#include "compat.h"
 #include "snapshot_params.h"
 
 /* Growth steps run here, outside the I/O path (see diff_storage_alloc). */
@@ -338,9 +338,7 @@ int diff_storage_rw(struct diff_storage *ds, bool write, sector_t sector,
 		      DIV_ROUND_UP(len, PAGE_SIZE), len);
 	if (write) {
 		flush_kernel_vmap_range(buf->data + offset, len);
-		file_start_write(ds->file);
-		ret = vfs_iter_write(ds->file, &iter, &pos, 0);
-		file_end_write(ds->file);
+		ret = compat_vfs_iter_write(ds->file, &iter, &pos);
 	} else {
 		ret = vfs_iter_read(ds->file, &iter, &pos, 0);
 		invalidate_kernel_vmap_range(buf->data + offset, len);

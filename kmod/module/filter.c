@@ -32,22 +32,14 @@
 
 #include <linux/module.h>
 #include <linux/ftrace.h>
-#include <linux/version.h>
 #include <linux/blkdev.h>
 #include <linux/bio.h>
 #include <linux/wait.h>
 #include <linux/hash.h>
 #include <linux/sched.h>
+#include "compat.h"
 #include "filter.h"
 #include "tracker.h"
-
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
-#define FILTER_REGS struct pt_regs
-#define filter_get_regs(r) (r)
-#else
-#define FILTER_REGS struct ftrace_regs
-#define filter_get_regs(r) ftrace_get_regs(r)
-#endif
 
 /* Tasks inside a handler; filter_done() waits for zero. */
 static atomic_t filter_inflight = ATOMIC_INIT(0);
@@ -153,22 +145,13 @@ noinline void filter_submit_bio_noacct(struct bio *bio)
 	submit_entry_del(&entry);
 }
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 16, 0)
-static blk_qc_t filter_submit_bio_handler(struct bio *bio)
+static COMPAT_SUBMIT_BIO_T filter_submit_bio_handler(struct bio *bio)
 {
 	filter_enter();
 	tracker_submit_bio(bio);
 	filter_leave();
-	return BLK_QC_T_NONE;
+	return COMPAT_SUBMIT_BIO_DONE;
 }
-#else
-static void filter_submit_bio_handler(struct bio *bio)
-{
-	filter_enter();
-	tracker_submit_bio(bio);
-	filter_leave();
-}
-#endif
 
 static void filter_del_gendisk_handler(struct gendisk *disk)
 {
@@ -185,9 +168,9 @@ static void filter_del_gendisk_handler(struct gendisk *disk)
 static void notrace filter_submit_bio_cb(unsigned long ip,
 					 unsigned long parent_ip,
 					 struct ftrace_ops *ops,
-					 FILTER_REGS *fregs)
+					 compat_ftrace_regs_t *fregs)
 {
-	struct pt_regs *regs = filter_get_regs(fregs);
+	struct pt_regs *regs = compat_ftrace_get_regs(fregs);
 	struct bio *bio;
 
 	if (!regs || within_module(parent_ip, THIS_MODULE))
@@ -201,9 +184,9 @@ static void notrace filter_submit_bio_cb(unsigned long ip,
 static void notrace filter_del_gendisk_cb(unsigned long ip,
 					  unsigned long parent_ip,
 					  struct ftrace_ops *ops,
-					  FILTER_REGS *fregs)
+					  compat_ftrace_regs_t *fregs)
 {
-	struct pt_regs *regs = filter_get_regs(fregs);
+	struct pt_regs *regs = compat_ftrace_get_regs(fregs);
 
 	if (!regs || within_module(parent_ip, THIS_MODULE))
 		return;
@@ -230,16 +213,19 @@ static int filter_hook(struct ftrace_ops *ops, unsigned long addr,
 
 	ret = ftrace_set_filter_ip(ops, addr, 0, 0);
 	if (ret) {
-		pr_err("cannot trace %s (CONFIG_FUNCTION_TRACER?): %d\n",
+		pr_err("cannot trace %s: it has no ftrace site in this kernel: %d\n",
 		       name, ret);
 		return ret;
 	}
 	ret = register_ftrace_function(ops);
-	if (ret) {
-		pr_err("cannot hook %s (another IPMODIFY user?): %d\n",
+	if (ret == -EBUSY)
+		pr_err("cannot hook %s: ftrace is off (sysctl kernel.ftrace_enabled=0): %d\n",
 		       name, ret);
+	else if (ret)
+		pr_err("cannot hook %s: another module redirects it (livepatch?): %d\n",
+		       name, ret);
+	if (ret)
 		ftrace_set_filter_ip(ops, addr, 1, 0);
-	}
 	return ret;
 }
 
@@ -258,6 +244,16 @@ int filter_init(void)
 {
 	unsigned int i;
 	int ret;
+
+	/*
+	 * The hooks move the instruction pointer of the hooked function,
+	 * which needs ftrace with registers (some -kvm and embedded kernels
+	 * have no ftrace at all).
+	 */
+	if (!IS_ENABLED(CONFIG_DYNAMIC_FTRACE_WITH_REGS)) {
+		pr_err("this kernel has no ftrace with registers (CONFIG_FUNCTION_TRACER, CONFIG_DYNAMIC_FTRACE_WITH_REGS): cannot intercept I/O, not loading\n");
+		return -EOPNOTSUPP;
+	}
 
 	for (i = 0; i < ARRAY_SIZE(submit_hash); i++) {
 		spin_lock_init(&submit_hash[i].lock);

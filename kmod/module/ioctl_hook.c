@@ -9,7 +9,7 @@
  * the file's ->unlocked_ioctl and ->compat_ioctl:
  *
  *  - blkdev_ioctl(file, cmd, arg) and compat_blkdev_ioctl(file, cmd, arg)
- *    on 5.15 and later (6.1, 6.12, 7.x);
+ *    on 5.13 and later (6.1, 6.12, 7.x);
  *  - on 5.10 the native entry is fs/block_dev.c's static block_ioctl(),
  *    which calls the exported blkdev_ioctl(bdev, mode, cmd, arg); the
  *    compat entry is compat_blkdev_ioctl(file, cmd, arg).
@@ -26,7 +26,7 @@
  * (the rule the bio hook follows), so nothing can recurse.
  *
  * The functions are found by name (ftrace_set_filter()): neither is
- * exported on 5.15 and later. A kernel where they cannot be traced leaves
+ * exported on 5.13 and later. A kernel where they cannot be traced leaves
  * the module without this transport (ioctl_hook_init() fails, main.c logs
  * it); user space then falls back to the control device.
  *
@@ -40,28 +40,13 @@
 
 #include <linux/module.h>
 #include <linux/ftrace.h>
-#include <linux/version.h>
 #include <linux/blkdev.h>
 #include <linux/compat.h>
 #include <linux/fs.h>
 #include <linux/wait.h>
 #include <blksnap.h>
 #include "ioctl_hook.h"
-
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
-typedef struct pt_regs compat_ftrace_regs_t;
-#define compat_ftrace_get_regs(r) (r)
-#else
-typedef struct ftrace_regs compat_ftrace_regs_t;
-#define compat_ftrace_get_regs(r) ftrace_get_regs(r)
-#endif
-
-/* ftrace_free_filter() is exported from 6.1; before, an empty filter. */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 1, 0)
-#define compat_ftrace_free_filter(ops) ftrace_set_filter(ops, NULL, 0, 1)
-#else
-#define compat_ftrace_free_filter(ops) ftrace_free_filter(ops)
-#endif
+#include "compat.h"
 
 static ioctl_hook_fn ioctl_hook_handler;
 
@@ -85,21 +70,20 @@ static int ioctl_hook_call(struct block_device *bdev, unsigned int cmd,
  * The redirect targets: the same signatures as the hooked functions, so
  * the caller gets the return value it expects.
  */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
-/* 5.10: int blkdev_ioctl(struct block_device *, fmode_t, unsigned, ulong) */
-#define IOCTL_HOOK_NATIVE_CMD_ARG 2
-static int ioctl_hook_native(struct block_device *bdev, fmode_t mode,
-			     unsigned int cmd, unsigned long arg)
-{
-	return ioctl_hook_call(bdev, cmd, (void __user *)arg);
-}
-#else
+#if COMPAT_BLKDEV_IOCTL_TAKES_FILE
 #define IOCTL_HOOK_NATIVE_CMD_ARG 1
 static long ioctl_hook_native(struct file *file, unsigned int cmd,
 			      unsigned long arg)
 {
 	return ioctl_hook_call(I_BDEV(file->f_mapping->host), cmd,
 			       (void __user *)arg);
+}
+#else
+#define IOCTL_HOOK_NATIVE_CMD_ARG 2
+static int ioctl_hook_native(struct block_device *bdev, fmode_t mode,
+			     unsigned int cmd, unsigned long arg)
+{
+	return ioctl_hook_call(bdev, cmd, (void __user *)arg);
 }
 #endif
 

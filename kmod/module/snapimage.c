@@ -11,18 +11,10 @@
 #include <linux/bio.h>
 #include <blksnap.h>
 #include "snapimage.h"
+#include "compat.h"
 #include "diff_area.h"
-#include "snapshot_compat.h"
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 16, 0)
-#define SUBMIT_BIO_RETURN blk_qc_t
-#define SUBMIT_BIO_DONE BLK_QC_T_NONE
-#else
-#define SUBMIT_BIO_RETURN void
-#define SUBMIT_BIO_DONE
-#endif
-
-static SUBMIT_BIO_RETURN snapimage_submit_bio(struct bio *bio)
+static COMPAT_SUBMIT_BIO_T snapimage_submit_bio(struct bio *bio)
 {
 	struct diff_area *da = bio->bi_bdev->bd_disk->private_data;
 
@@ -30,17 +22,17 @@ static SUBMIT_BIO_RETURN snapimage_submit_bio(struct bio *bio)
 	case REQ_OP_READ:
 		if (!bio_sectors(bio)) {
 			bio_endio(bio);
-			return SUBMIT_BIO_DONE;
+			return COMPAT_SUBMIT_BIO_DONE;
 		}
 		diff_area_image_bio(da, bio);
-		return SUBMIT_BIO_DONE;
+		return COMPAT_SUBMIT_BIO_DONE;
 	case REQ_OP_FLUSH:
 		bio_endio(bio);
-		return SUBMIT_BIO_DONE;
+		return COMPAT_SUBMIT_BIO_DONE;
 	default:
 		/* Read-only image: writes, discards and the rest fail. */
 		bio_io_error(bio);
-		return SUBMIT_BIO_DONE;
+		return COMPAT_SUBMIT_BIO_DONE;
 	}
 }
 
@@ -54,9 +46,17 @@ struct gendisk *snapimage_create(struct diff_area *da)
 	struct gendisk *disk;
 	int err;
 
-	disk = blk_alloc_disk(NUMA_NO_NODE);
-	if (!disk)
-		return ERR_PTR(-ENOMEM);
+	struct block_device *orig = da->orig.bdev;
+	struct queue_limits lim = {
+		.logical_block_size = bdev_logical_block_size(orig),
+		.physical_block_size = bdev_physical_block_size(orig),
+		.io_min = bdev_io_min(orig),
+		.max_hw_sectors = 2048,
+	};
+
+	disk = compat_blk_alloc_disk(&lim, NUMA_NO_NODE);
+	if (IS_ERR(disk))
+		return disk;
 
 	/* major 0, minors 0: the block layer hands out an extended dev_t. */
 	disk->flags |= GENHD_FL_NO_PART;
@@ -64,12 +64,6 @@ struct gendisk *snapimage_create(struct diff_area *da)
 	disk->private_data = da;
 	snprintf(disk->disk_name, DISK_NAME_LEN, "%s-%d-%d",
 		 BLKSNAP_IMAGE_NAME, MAJOR(da->dev_id), MINOR(da->dev_id));
-	blk_queue_logical_block_size(disk->queue,
-				     bdev_logical_block_size(da->bdev));
-	blk_queue_physical_block_size(disk->queue,
-				      bdev_physical_block_size(da->bdev));
-	blk_queue_io_min(disk->queue, bdev_io_min(da->bdev));
-	blk_queue_max_hw_sectors(disk->queue, 2048);
 	set_capacity(disk, da->capacity);
 	set_disk_ro(disk, true);
 

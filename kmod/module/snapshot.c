@@ -19,9 +19,8 @@
 #include <linux/uaccess.h>
 #include <linux/capability.h>
 #include <linux/limits.h>
-#include <linux/version.h>
 #include <linux/blkdev.h>
-#include <linux/blk-integrity.h>
+#include "compat.h"
 #include "snapshot.h"
 #include "snapshot_params.h"
 #include "tracker.h"
@@ -303,30 +302,6 @@ bool snapshot_cow_bio(struct tracker *tracker, struct bio *bio,
 /* Take                                                                   */
 /* ---------------------------------------------------------------------- */
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
-static int snapshot_freeze(struct block_device *bdev)
-{
-	return bdev_freeze(bdev);
-}
-
-static void snapshot_thaw(struct block_device *bdev)
-{
-	bdev_thaw(bdev);
-}
-#elif LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0)
-static int snapshot_freeze(struct block_device *bdev)
-{
-	return freeze_bdev(bdev);
-}
-
-static void snapshot_thaw(struct block_device *bdev)
-{
-	thaw_bdev(bdev);
-}
-#else
-#error "blksnap: freeze_bdev() of kernels before 5.11 is not wired up"
-#endif
-
 static void snapshot_set_area(struct tracker *tracker, struct diff_area *da)
 {
 	mutex_lock(&tracker->ctl_lock);
@@ -389,7 +364,7 @@ static int snapshot_take_devices(struct snapshot *snap,
 
 	/* File systems first: they sync and stop writing. */
 	for (frozen = 0; frozen < n; frozen++) {
-		ret = snapshot_freeze(trackers[frozen]->diff_area->bdev);
+		ret = bdev_freeze(trackers[frozen]->diff_area->orig.bdev);
 		if (ret) {
 			pr_err("[%u:%u] cannot be frozen: %d\n",
 			       MAJOR(trackers[frozen]->dev_id),
@@ -403,12 +378,12 @@ static int snapshot_take_devices(struct snapshot *snap,
 	 */
 	for (taken = 0; !ret && taken < n; taken++) {
 		ret = tracker_take_snapshot(trackers[taken],
-					    trackers[taken]->diff_area->bdev);
+					    trackers[taken]->diff_area->orig.bdev);
 		if (ret)
 			break;
 	}
 	for (i = 0; i < frozen; i++)
-		snapshot_thaw(trackers[i]->diff_area->bdev);
+		bdev_thaw(trackers[i]->diff_area->orig.bdev);
 	if (ret)
 		goto undo;
 

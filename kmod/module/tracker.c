@@ -18,6 +18,7 @@
 #include <linux/overflow.h>
 #include <linux/delay.h>
 #include <linux/jump_label.h>
+#include "compat.h"
 #include "tracker.h"
 #include "cbt_map.h"
 #include "filter.h"
@@ -298,7 +299,7 @@ static int tracker_switch(struct tracker *tracker, struct block_device *bdev,
 {
 	struct request_queue *q = bdev_get_queue(bdev);
 	struct cbt_map *cbt_map, *old_map = NULL;
-	unsigned int noio_flags;
+	unsigned int memflags;
 	sector_t capacity;
 	int ret = 0;
 
@@ -307,8 +308,8 @@ static int tracker_switch(struct tracker *tracker, struct block_device *bdev,
 		return -ENODEV;
 
 	percpu_down_write(&tracker->submit_lock);
-	blk_mq_freeze_queue(q);
-	noio_flags = memalloc_noio_save();
+	/* Also a no-I/O allocation scope: the new map is allocated below. */
+	memflags = compat_freeze_queue(q);
 
 	cbt_map = rcu_dereference_protected(tracker->cbt_map, 1);
 	capacity = bdev_nr_sectors(bdev);
@@ -338,8 +339,7 @@ static int tracker_switch(struct tracker *tracker, struct block_device *bdev,
 	if (set_taken)
 		atomic_set(&tracker->snapshot_is_taken, 1);
 out:
-	memalloc_noio_restore(noio_flags);
-	blk_mq_unfreeze_queue(q);
+	compat_unfreeze_queue(q, memflags);
 	percpu_up_write(&tracker->submit_lock);
 
 	if (old_map) {
@@ -482,21 +482,24 @@ static void tracker_finish(struct tracker *tracker)
 	tracker_put(tracker);
 }
 
-/* Freeze the file system (if any) and the queue, around attach/detach. */
-static int tracker_freeze(struct block_device *bdev)
+/*
+ * Freeze the file system (if any) and the queue, around attach/detach;
+ * @memflags keeps what tracker_thaw() needs back.
+ */
+static int tracker_freeze(struct block_device *bdev, unsigned int *memflags)
 {
-	int ret = freeze_bdev(bdev);
+	int ret = bdev_freeze(bdev);
 
 	if (ret)
 		return ret;
-	blk_mq_freeze_queue(bdev_get_queue(bdev));
+	*memflags = compat_freeze_queue(bdev_get_queue(bdev));
 	return 0;
 }
 
-static void tracker_thaw(struct block_device *bdev)
+static void tracker_thaw(struct block_device *bdev, unsigned int memflags)
 {
-	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
-	thaw_bdev(bdev);
+	compat_unfreeze_queue(bdev_get_queue(bdev), memflags);
+	bdev_thaw(bdev);
 }
 
 /**
@@ -512,14 +515,17 @@ static void tracker_thaw(struct block_device *bdev)
  */
 static int request_attach(const struct tracker_request *req)
 {
+	struct compat_bdev ob;
 	struct block_device *bdev;
 	struct tracker *tracker, *other;
+	unsigned int memflags;
 	dev_t dev_id = req->dev_id;
 	int ret;
 
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
-		return PTR_ERR(bdev);
+	ret = compat_bdev_open(&ob, dev_id);
+	if (ret)
+		return ret;
+	bdev = ob.bdev;
 	if (bdev_is_zoned(bdev)) {
 		ret = -EOPNOTSUPP;
 		goto out_put_bdev;
@@ -549,7 +555,7 @@ static int request_attach(const struct tracker_request *req)
 		goto out_put_bdev;
 	}
 
-	ret = tracker_freeze(bdev);
+	ret = tracker_freeze(bdev, &memflags);
 	if (ret)
 		goto out_put_tracker;
 
@@ -567,7 +573,7 @@ static int request_attach(const struct tracker_request *req)
 	}
 	mutex_unlock(&tracker_mutex);
 
-	tracker_thaw(bdev);
+	tracker_thaw(bdev, memflags);
 	if (!ret) {
 		pr_info("[%u:%u] tracker attached\n", MAJOR(dev_id),
 			MINOR(dev_id));
@@ -576,7 +582,7 @@ static int request_attach(const struct tracker_request *req)
 out_put_tracker:
 	tracker_put(tracker);
 out_put_bdev:
-	blkdev_put(bdev, FMODE_READ);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
@@ -591,9 +597,10 @@ out_put_bdev:
  */
 static int request_detach(const struct tracker_request *req)
 {
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	struct tracker *tracker;
-	bool unlinked = false;
+	unsigned int memflags;
+	bool unlinked = false, frozen = false;
 	dev_t dev_id;
 	int ret = 0;
 
@@ -602,10 +609,11 @@ static int request_detach(const struct tracker_request *req)
 		return PTR_ERR(tracker);
 	dev_id = tracker->dev_id;
 
-	bdev = blkdev_get_by_dev(dev_id, FMODE_READ, NULL);
-	if (!IS_ERR(bdev) && tracker_freeze(bdev)) {
-		blkdev_put(bdev, FMODE_READ);
-		bdev = ERR_PTR(-EBUSY);
+	/* A device that is gone, or cannot be frozen, is detached unfrozen. */
+	if (!compat_bdev_open(&ob, dev_id)) {
+		frozen = !tracker_freeze(ob.bdev, &memflags);
+		if (!frozen)
+			compat_bdev_close(&ob);
 	}
 
 	mutex_lock(&tracker_mutex);
@@ -615,9 +623,9 @@ static int request_detach(const struct tracker_request *req)
 	}
 	mutex_unlock(&tracker_mutex);
 
-	if (!IS_ERR(bdev)) {
-		tracker_thaw(bdev);
-		blkdev_put(bdev, FMODE_READ);
+	if (frozen) {
+		tracker_thaw(ob.bdev, memflags);
+		compat_bdev_close(&ob);
 	}
 
 	if (unlinked) {
@@ -821,7 +829,7 @@ static int ctl_snapshotadd(struct tracker *tracker, void __user *opt,
 			   u32 optlen)
 {
 	struct blksnap_snapshotadd arg;
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	uuid_t id;
 	int ret;
 
@@ -830,13 +838,12 @@ static int ctl_snapshotadd(struct tracker *tracker, void __user *opt,
 	if (copy_from_user(&arg, opt, sizeof(arg)))
 		return -EFAULT;
 	import_uuid(&id, arg.id.b);
-	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev))
+	if (compat_bdev_open(&ob, tracker->dev_id))
 		return -ENODEV;
 	mutex_lock(&tracker->ctl_lock);
-	ret = snapshot_add_device(&id, tracker, bdev);
+	ret = snapshot_add_device(&id, tracker, ob.bdev);
 	mutex_unlock(&tracker->ctl_lock);
-	blkdev_put(bdev, FMODE_READ);
+	compat_bdev_close(&ob);
 	return ret;
 }
 
@@ -993,7 +1000,7 @@ int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp)
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 {
 	struct tracker_request req;
-	struct block_device *bdev;
+	struct compat_bdev ob;
 	struct tracker *tracker;
 	int ret;
 
@@ -1003,12 +1010,11 @@ int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 	tracker = request_tracker(&req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
-	bdev = blkdev_get_by_dev(tracker->dev_id, FMODE_READ, NULL);
-	if (IS_ERR(bdev)) {
+	if (compat_bdev_open(&ob, tracker->dev_id)) {
 		ret = -ENODEV;
 	} else {
-		ret = tracker_switch(tracker, bdev, false);
-		blkdev_put(bdev, FMODE_READ);
+		ret = tracker_switch(tracker, ob.bdev, false);
+		compat_bdev_close(&ob);
 	}
 	tracker_put(tracker);
 	return ret;
@@ -1024,7 +1030,12 @@ int tracker_init(void)
 					  sizeof(struct tracker), 0, 0, NULL);
 	if (!tracker_cache)
 		return -ENOMEM;
-	tracker_wq = alloc_workqueue("blksnap-tracker", WQ_MEM_RECLAIM, 0);
+	/*
+	 * Unbound: a release runs on any CPU. (Kernels from 7.x on warn about
+	 * a workqueue that says neither WQ_UNBOUND nor WQ_PERCPU.)
+	 */
+	tracker_wq = alloc_workqueue("blksnap-tracker",
+				     WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!tracker_wq) {
 		kmem_cache_destroy(tracker_cache);
 		return -ENOMEM;

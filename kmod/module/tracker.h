@@ -116,7 +116,7 @@ struct cbt_map *tracker_cbt_map_get(struct tracker *tracker);
  * makes a new CBT map if the device was resized or the map is corrupted,
  * performs the CBT switch and sets @snapshot_is_taken, then unfreezes.
  * The caller sets up @diff_area first, and may freeze the file system
- * (freeze_bdev) around the call; it must NOT hold the queue frozen, nor
+ * (bdev_freeze) around the call; it must NOT hold the queue frozen, nor
  * hold @ctl_lock (not needed). May sleep.
  *
  * Return: 0, or -ENOMEM (the map could not be re-created; nothing changed).

@@ -8,13 +8,24 @@
 #   tests/vm/vm.sh [opts] demo                   run examples/demo.ts in the guest
 #
 # Options:
-#   --kernel debug|cloud   debug: ../shared/vm's KASAN/lockdep build (default when
-#                          present); cloud: Debian's linux-image-cloud-amd64
-#   --smoke                suites: only those tagged `# vm-tags: smoke`
+#   --kernel NAME          the kernel to boot (default: debug when ../shared/vm
+#                          has it, else cloud):
+#                            debug, debug-6.1  ../shared/vm's 6.1 KASAN/lockdep build
+#                            debug-6.12        ../shared/vm's 6.12 debug build
+#                            cloud, 6.1        Debian 12's cloud kernel (installed)
+#                            5.10, 6.12, 6.12-trixie, 7.x (or 7.2, sid)
+#                                              that Debian suite's cloud kernel,
+#                                              fetched by kmod/kernels.sh
+#   --tags T1,T2           suites: only those whose `# vm-tags:` line names one
+#                          of them (smoke: the quick ones; kernels: the ones
+#                          the test command runs on every kernel)
+#   --smoke                the same as --tags smoke
 #   --modparams "k=v ..."  insmod parameters for `run` and `demo`
 #   --no-module            `run`: do not load the module
 #   --timeout SECONDS      kill a hung guest after this long (default 1500)
 #   --mem MIB              guest memory (default 3072)
+#   --cpu MODEL            QEMU CPU model (default: the kernel's, see qemu_cpu)
+#   --append "ARGS"        more kernel command-line arguments
 #
 # Exit status: the command's (run/demo), or 0 when every suite test passed.
 # The TAP stream of the suites is written to stdout; everything the guest prints
@@ -32,12 +43,14 @@ cache="$repo/.cache/vm"
 shared_vm="${BLKSNAP_SHARED_VM:-$repo/../shared/vm}"
 
 kernel=""
-smoke=0
+tags=""
 modparams=""
 load_module=1
 timeout_s=1500
 boot_timeout_s=240
 mem=3072
+cpu=""
+extra_append=""
 action=""
 declare -a rest=()
 
@@ -47,13 +60,16 @@ die() { printf 'vm: error: %s\n' "$*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) kernel=$2; shift 2 ;;
-	--smoke) smoke=1; shift ;;
+	--smoke) tags=smoke; shift ;;
+	--tags) tags=$2; shift 2 ;;
 	--modparams) modparams=$2; shift 2 ;;
 	--no-module) load_module=0; shift ;;
 	--timeout) timeout_s=$2; shift 2 ;;
 	--mem) mem=$2; shift 2 ;;
+	--cpu) cpu=$2; shift 2 ;;
+	--append) extra_append=$2; shift 2 ;;
 	setup | suites | run | demo | build) action=$1; shift; break ;;
-	-h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) die "unknown option '$1' (see --help)" ;;
 	esac
 done
@@ -67,7 +83,15 @@ rest=("$@")
 if [ -z "$kernel" ]; then
 	if [ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ]; then kernel=debug; else kernel=cloud; fi
 fi
-case "$kernel" in debug | cloud) ;; *) die "--kernel must be debug or cloud" ;; esac
+# The canonical name: debug-6.1, debug-6.12, 6.1, 5.10, 6.12, 6.12-trixie, 7.x.
+case "$kernel" in
+debug | debug-6.1) kernel=debug-6.1 ;;
+debug-6.12) ;;
+cloud | 6.1) kernel=6.1 ;;
+5.10 | 6.12 | 6.12-trixie | trixie) [ "$kernel" = trixie ] && kernel=6.12-trixie ;;
+7.* | sid) kernel=7.x ;;
+*) die "--kernel must be debug, debug-6.1, debug-6.12, cloud, 6.1, 5.10, 6.12, 6.12-trixie or 7.x" ;;
+esac
 
 if [ -z "$work" ]; then
 	mkdir -p "$work_root"
@@ -84,7 +108,7 @@ ln -sfn "$work" "$work_root/last"
 
 # Debian packages the VM needs on the host, with the command each provides.
 host_packages=(qemu-system-x86 linux-image-cloud-amd64 linux-headers-cloud-amd64
-	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd gcc make)
+	busybox-static cpio kmod e2fsprogs xfsprogs fio util-linux fdisk dmsetup zstd xz-utils gcc make)
 
 missing_packages() {
 	local p
@@ -107,37 +131,58 @@ do_setup() {
 		# shellcheck disable=SC2086
 		apt-get install -y -qq --no-install-recommends $missing >&2
 	fi
-	if [ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ]; then
-		local deb
-		deb=$(ls "$shared_vm"/linux-headers-*blksnap-debug*.deb 2>/dev/null | head -n 1)
-		if [ -n "$deb" ] && [ ! -d "$cache/debug-headers/usr/src" ]; then
-			log "extracting debug kernel headers"
-			mkdir -p "$cache/debug-headers"
-			dpkg-deb -x "$deb" "$cache/debug-headers"
-		fi
+}
+
+# ---------------------------------------------------------------------------
+# The kernel: sets kimg (image), kdir (headers on the host), krel (release),
+# modroot (where its modules are, "" when they are built in), and the
+# command that builds our module for it.
+# ---------------------------------------------------------------------------
+
+# A debug kernel of ../shared/vm: its image, and its headers package
+# extracted into a folder named after the package, so a rebuilt package
+# (a new release) is extracted anew and the old folder goes.
+resolve_debug_kernel() { # series (6.1|6.12)
+	local v=$1 deb dir
+	kimg="$shared_vm/vmlinuz-$v-blksnap-debug"
+	[ -f "$kimg" ] || die "no debug kernel at $kimg (--kernel cloud boots Debian's)"
+	deb=$(ls "$shared_vm"/linux-headers-"$v".[0-9]*-blksnap-debug*.deb 2>/dev/null | sort -V | tail -n 1)
+	[ -n "$deb" ] || die "no headers package for $kimg in $shared_vm"
+	dir="$cache/debug-headers/$(basename "$deb" .deb)"
+	if [ ! -f "$dir/.complete" ]; then
+		log "extracting $(basename "$deb")"
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		dpkg-deb -x "$deb" "$dir"
+		touch "$dir/.complete"
 	fi
+	# Folders of packages no longer in ../shared/vm (and the layout before
+	# one folder per package) go.
+	find "$cache/debug-headers" -mindepth 1 -maxdepth 1 ! -name 'linux-headers-*' -exec rm -rf {} + 2>/dev/null || true
+	local other
+	for other in "$cache"/debug-headers/linux-headers-*; do
+		[ -e "$shared_vm/$(basename "$other").deb" ] || rm -rf "$other"
+	done
+	kdir=$(ls -d "$dir"/usr/src/linux-headers-* | head -n 1)
+	modroot=""
+	build_cmd=(make -s -C "$repo/kmod" module KDIR="$kdir")
 }
 
-cloud_release() {
-	ls /lib/modules 2>/dev/null | grep -- '-cloud-amd64$' | sort -V | tail -n 1
-}
-
-kernel_image() {
+resolve_kernel() {
 	case "$kernel" in
-	debug) echo "$shared_vm/vmlinuz-6.1-blksnap-debug" ;;
-	cloud) echo "/boot/vmlinuz-$(cloud_release)" ;;
+	debug-6.1) resolve_debug_kernel 6.1 ;;
+	debug-6.12) resolve_debug_kernel 6.12 ;;
+	*)
+		local KSERIES KSUITE KREL KDIR KTOOLCHAIN KIMAGE KMODROOT env
+		env=$(bash "$repo/kmod/kernels.sh" env "$kernel" --image) ||
+			die "the $kernel kernel is not available (kmod/kernels.sh env $kernel --image)"
+		eval "$env"
+		kimg=$KIMAGE kdir=$KDIR modroot=$KMODROOT
+		build_cmd=(bash "$repo/kmod/kernels.sh" build "$kernel")
+		;;
 	esac
-}
-
-kernel_headers() {
-	case "$kernel" in
-	debug) ls -d "$cache"/debug-headers/usr/src/linux-headers-* | head -n 1 ;;
-	cloud) echo "/lib/modules/$(cloud_release)/build" ;;
-	esac
-}
-
-kernel_release() {
-	sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$(kernel_headers)/include/generated/utsrelease.h"
+	krel=$(sed -n 's/.*UTS_RELEASE "\(.*\)"/\1/p' "$kdir/include/generated/utsrelease.h")
+	[ -n "$krel" ] || die "no kernel release in the headers at $kdir"
 }
 
 find_deno() {
@@ -152,12 +197,9 @@ find_deno() {
 # ---------------------------------------------------------------------------
 
 do_build() {
-	local kdir rel
-	kdir=$(kernel_headers)
 	[ -d "$kdir" ] || die "no headers for the $kernel kernel at '$kdir' (run: tests/vm/vm.sh setup)"
-	rel=$(kernel_release)
-	log "building module for $rel"
-	make -s -C "$repo/kmod" module KDIR="$kdir" >&2
+	log "building module for $krel"
+	"${build_cmd[@]}" >&2
 	if [ -f "$repo/kmod/ctl/Makefile" ]; then
 		make -s -C "$repo/kmod" lib >&2
 	fi
@@ -194,11 +236,41 @@ copy_with_libs() { # root program-path
 	done
 }
 
-cloud_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	virtio_blk virtio_pci null_blk)
+# The drivers the suites use; a kernel with modules gets these (and what
+# they depend on) in the initramfs, the debug kernels have them built in.
+guest_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
+	null_blk virtio_blk virtio_pci)
+
+# Copies the guest modules of the kernel (from modroot) into the initramfs
+# root, decompressed (6.12 and later ship .ko.xz: the host unpacks them once
+# instead of the emulated guest at every boot), and indexes them.
+copy_guest_modules() { # root
+	local root=$1 mod f rel_path dest base
+	for mod in "${guest_modules[@]}"; do
+		for f in $(modprobe -d "$modroot" -S "$krel" --show-depends "$mod" 2>/dev/null | awk '$1=="insmod"{print $2}'); do
+			rel_path=${f#"${modroot%/}"}
+			rel_path=/lib/modules/$krel/${rel_path#*/modules/"$krel"/}
+			dest="$root$rel_path"
+			mkdir -p "$(dirname "$dest")"
+			case "$f" in
+			*.ko.xz) base=${dest%.xz}; [ -e "$base" ] || xz -dc "$f" >"$base" ;;
+			*.ko.zst) base=${dest%.zst}; [ -e "$base" ] || zstd -qdc "$f" >"$base" ;;
+			*.ko.gz) base=${dest%.gz}; [ -e "$base" ] || gzip -dc "$f" >"$base" ;;
+			*) [ -e "$dest" ] || cp "$f" "$dest" ;;
+			esac
+		done
+	done
+	for f in modules.order modules.builtin modules.builtin.modinfo; do
+		[ -e "$modroot/lib/modules/$krel/$f" ] && cp "$modroot/lib/modules/$krel/$f" "$root/lib/modules/$krel/"
+	done
+	# modules.order names the compressed files; depmod only needs it to order.
+	[ -f "$root/lib/modules/$krel/modules.order" ] &&
+		sed -i 's/\.ko\.\(xz\|zst\|gz\)$/.ko/' "$root/lib/modules/$krel/modules.order"
+	depmod -b "$root" "$krel"
+}
 
 build_base() { # output
-	local out=$1 root deno_bin p mod f rel
+	local out=$1 root deno_bin p f
 	root=$(mktemp -d "$work/base.XXXXXX")
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,proc,sys,dev,tmp,mnt,run,root,var/tmp}
 	cp /bin/busybox "$root/bin/busybox"
@@ -233,17 +305,7 @@ nogroup:x:65534:
 EOF
 	echo "hosts: files" >"$root/etc/nsswitch.conf"
 	echo "127.0.0.1 localhost" >"$root/etc/hosts"
-	if [ "$kernel" = cloud ]; then
-		rel=$(cloud_release)
-		for mod in "${cloud_modules[@]}"; do
-			for f in $(modprobe -S "$rel" --show-depends "$mod" 2>/dev/null | awk '$1=="insmod"{print $2}'); do
-				mkdir -p "$root$(dirname "$f")"
-				cp "$f" "$root$f"
-			done
-		done
-		cp /lib/modules/"$rel"/modules.{order,builtin,builtin.modinfo} "$root/lib/modules/$rel/" 2>/dev/null || true
-		depmod -b "$root" "$rel"
-	fi
+	[ -n "$modroot" ] && copy_guest_modules "$root"
 	cp "$here/guest/init.sh" "$root/init"
 	chmod +x "$root/init"
 	(cd "$root" && find . | cpio -o -H newc --quiet) >"$out.tmp.$$"
@@ -256,8 +318,9 @@ base_key() {
 	local deno_bin
 	deno_bin=$(readlink -f "$(find_deno)")
 	{
-		echo "$kernel"
-		[ "$kernel" = cloud ] && cloud_release
+		echo "$kernel $krel $kimg"
+		stat -c '%s %Y' "$kimg"
+		printf '%s\n' "${guest_modules[@]}"
 		stat -c '%s %Y' "$deno_bin"
 		sha256sum "$here/guest/init.sh" "$0" | cut -d' ' -f1
 	} | sha256sum | cut -c1-16
@@ -266,14 +329,13 @@ base_key() {
 # The project tree as the guest sees it at /project: tracked and untracked
 # (not ignored) files, the native builds for this kernel, and the Deno cache.
 build_project() { # output job-file
-	local out=$1 job=$2 root rel deno_bin
+	local out=$1 job=$2 root deno_bin
 	root=$(mktemp -d "$work/project.XXXXXX")
 	mkdir -p "$root/project"
 	(cd "$repo" && git ls-files -co --exclude-standard -z 2>/dev/null || find . -type f -not -path './.git/*' -not -path './.cache/*' -print0) |
 		(cd "$repo" && xargs -0 -r cp --parents -t "$root/project" 2>/dev/null) || true
-	rel=$(kernel_release)
 	mkdir -p "$root/project/kmod/module" "$root/project/tests/vm/tools/bin"
-	cp "$repo/kmod/module/build-$rel/blksnap.ko" "$root/project/kmod/module/blksnap.ko"
+	cp "$repo/kmod/module/build-$krel/blksnap.ko" "$root/project/kmod/module/blksnap.ko"
 	if [ -d "$repo/kmod/ctl/build" ]; then
 		mkdir -p "$root/project/kmod/ctl"
 		cp -a "$repo/kmod/ctl/build" "$root/project/kmod/ctl/"
@@ -315,7 +377,7 @@ run_qemu() {
 	: >"$work/results.log"
 	rm -f "$pidfile" "$rcfile"
 	{
-		timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -m "$mem" -smp 2 \
+		timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -cpu "$cpu" -m "$mem" -smp 2 \
 			-display none -monitor none -no-reboot -pidfile "$pidfile" \
 			-serial stdio -serial "file:$work/results.log" \
 			-kernel "$kimg" -initrd "$initrd" -append "$append" \
@@ -338,15 +400,16 @@ run_qemu() {
 }
 
 boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.log
-	local job=$1 base key initrd scratch kimg append started
+	local job=$1 base key initrd scratch append started
 	mkdir -p "$work" "$cache"
 	key=$(base_key)
-	base="$cache/base-$key.cpio"
+	base="$cache/base-$kernel-$key.cpio"
 	if [ ! -f "$base" ]; then
 		log "assembling the guest base image ($kernel kernel)"
 		build_base "$base"
-		# Older bases of this kernel kind are no longer used.
-		find "$cache" -maxdepth 1 -name 'base-*.cpio' ! -newer "$base" ! -name "$(basename "$base")" -mmin +60 -delete 2>/dev/null || true
+		# Older bases of this kernel are no longer used.
+		find "$cache" -maxdepth 1 -name "base-$kernel-*.cpio" ! -newer "$base" ! -name "$(basename "$base")" -mmin +60 -delete 2>/dev/null || true
+		find "$cache" -maxdepth 1 -name 'base-????????????????.cpio' -delete 2>/dev/null || true
 	fi
 	build_project "$work/project.cpio" "$job"
 	initrd="$work/initrd.cpio"
@@ -354,12 +417,13 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	scratch="$work/scratch.img"
 	rm -f "$scratch"
 	truncate -s 512M "$scratch"
-	kimg=$(kernel_image)
 	[ -f "$kimg" ] || die "no kernel image at $kimg (run: tests/vm/vm.sh setup)"
 	append="console=ttyS0 panic=-1 loglevel=5 rdinit=/init brd.rd_nr=4 brd.rd_size=131072"
 	append+=" hung_task_timeout_secs=60 oops=panic panic_on_warn=0 blksnap.vmkernel=$kernel"
 	# Freed trackers are poisoned: a use after free faults or is reported.
 	append+=" slub_debug=FZP,blksnap_tracker"
+	[ -n "$extra_append" ] && append+=" $extra_append"
+	[ -n "$cpu" ] || cpu=max
 	started=$(date +%s)
 	local attempt qrc why
 	for attempt in 1 2 3; do
@@ -418,7 +482,7 @@ write_job() { # kind args...
 		echo "JOB_KERNEL=$kernel"
 		printf 'JOB_MODPARAMS=%q\n' "$modparams"
 		echo "JOB_LOAD_MODULE=$load_module"
-		echo "JOB_SMOKE=$smoke"
+		printf 'JOB_TAGS=%q\n' "$tags"
 		# One shell-quoted command line; the guest's ash evals it.
 		printf 'JOB_ARGS=%q\n' "$(printf '%q ' "$@")"
 	} >"$job"
@@ -430,14 +494,17 @@ write_job() { # kind args...
 case "$action" in
 setup)
 	do_setup
-	log "ready: $(missing_packages | wc -l) packages missing; kernels: cloud $(cloud_release)$([ -f "$shared_vm/vmlinuz-6.1-blksnap-debug" ] && echo ', debug 6.1.192-blksnap-debug')"
+	resolve_kernel
+	log "ready: $(missing_packages | wc -l) packages missing; kernel $kernel: $krel ($kimg)"
 	;;
 build)
 	do_setup
+	resolve_kernel
 	do_build
 	;;
 run | demo | suites)
 	do_setup
+	resolve_kernel
 	do_build
 	prepare_deno_cache
 	if [ "$action" = suites ]; then

@@ -57,7 +57,7 @@ case "$JOB_KIND" in
 suites)
 	say "BLKSNAP-TAP-BEGIN"
 	eval "set -- $JOB_ARGS"
-	sh /project/tests/vm/guest/run_suites.sh "$JOB_SMOKE" "$@"
+	sh /project/tests/vm/guest/run_suites.sh "$JOB_TAGS" "$@"
 	rc=$?
 	say "BLKSNAP-TAP-END"
 	;;

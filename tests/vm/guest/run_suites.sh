@@ -3,17 +3,29 @@
 # fresh module load, and writes one TAP stream to /dev/ttyS1:
 #   ok - [suite] description
 # Each suite also gets a test for its own exit, its kernel log and the
-# module's unload. Arguments: SMOKE-ONLY(0|1) [NAME-FILTER...]
-smoke=$1
+# module's unload. Arguments: TAGS [NAME-FILTER...]; TAGS is "" (every
+# suite) or a comma-separated list: a suite runs when its `# vm-tags:` line
+# names one of them.
+tags=$1
 shift
 results=/dev/ttyS1
 suite_timeout=${BLKSNAP_SUITE_TIMEOUT:-900}
 bad=$(cat /project/tests/vm/guest/kernel_log_problems.ere)
 failed=0
 
+tagged() { # file
+	local t suite_tags
+	[ -z "$tags" ] && return 0
+	suite_tags=" $(sed -n 's/^# vm-tags: *//p' "$1" | head -n 1 | tr ',' ' ') "
+	for t in $(echo "$tags" | tr ',' ' '); do
+		case "$suite_tags" in *" $t "*) return 0 ;; esac
+	done
+	return 1
+}
+
 wanted() { # file
-	[ "$smoke" = 1 ] && ! grep -q '^# vm-tags:.*smoke' "$1" && return 1
-	[ $# -eq 1 ] && [ -z "$FILTERS" ] && return 0
+	tagged "$1" || return 1
+	[ -z "$FILTERS" ] && return 0
 	for f in $FILTERS; do
 		case "$1" in *"$f"*) return 0 ;; esac
 	done

@@ -1,5 +1,5 @@
 #!/bin/sh
-# vm-tags: smoke
+# vm-tags: smoke, kernels
 # vm-modparams: chunk_minimum_shift=16 diff_storage_minimum=16384
 # Point-in-time integrity of a snapshot image: the device is filled with
 # self-describing sectors, a snapshot is taken, then the original is

@@ -1,3 +1,6 @@
+/*
+# vm-tags: kernels
+*/
 /**
  * End-to-end backups with the real module: full and incremental backups of
  * live devices through `backupDevices`, restored and compared with the
