@@ -1,5 +1,5 @@
 #!/bin/sh
-# vm-tags: smoke
+# vm-tags: smoke, kernels
 # The per-device transport (kmod/module/ioctl_hook.c): BLKFILTER_ATTACH,
 # _DETACH and _CTL on the block device's own fd, as upstream's tools send
 # them. Every request gives the same result and the same errno as through
