@@ -62,7 +62,7 @@ struct diff_area_worker {
  * @cow_queue: Writes (struct cow_req) waiting for their chunks.
  * @cow_queued: Entries in @cow_queue.
  * @cow_wait: Writers waiting for room in @cow_queue.
- * @image_bios: Reads of the image waiting for a worker.
+ * @image_bios: Reads and writes of the image waiting for a worker.
  * @req_pool: struct cow_req reserve.
  * @nr_workers: Workers of each kind. Immutable.
  * @cow_workers: Copy-on-write workers.
@@ -124,7 +124,10 @@ static inline bool diff_area_is_corrupted(struct diff_area *da)
 /* The I/O path: see snapshot_cow_bio(). */
 bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 		       struct bvec_iter *iter);
-/* An image read: queued to a worker. */
+/*
+ * An image read, write or write-zeroes: queued to a worker. Writes land in
+ * the difference storage only (see "Image writes" in diff_area.c).
+ */
 void diff_area_image_bio(struct diff_area *da, struct bio *bio);
 
 #endif /* __BLKSNAP_DIFF_AREA_H */

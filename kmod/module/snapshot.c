@@ -28,6 +28,7 @@
 #include "diff_area.h"
 #include "event_queue.h"
 #include "snapimage.h"
+#include "cbt_map.h"
 
 enum snapshot_state {
 	SNAPSHOT_CREATED,
@@ -348,6 +349,7 @@ static int snapshot_take_devices(struct snapshot *snap,
 				 struct tracker **trackers, unsigned int n)
 {
 	struct diff_area *da;
+	struct cbt_map *cbt_map;
 	struct gendisk *disk;
 	unsigned int i, frozen = 0, taken = 0;
 	ktime_t start = ktime_get();
@@ -388,7 +390,9 @@ static int snapshot_take_devices(struct snapshot *snap,
 		goto undo;
 
 	for (i = 0; i < n; i++) {
-		disk = snapimage_create(trackers[i]->diff_area);
+		cbt_map = tracker_cbt_map_get(trackers[i]);
+		disk = snapimage_create(trackers[i]->diff_area, cbt_map);
+		cbt_map_put(cbt_map);
 		if (IS_ERR(disk)) {
 			ret = PTR_ERR(disk);
 			goto undo;
