@@ -19,7 +19,10 @@
  *   limit: 4n << 30n,
  * });
  * const map = session.cbtMap("/dev/vdb");
- * const since = map.generationId === saved.generationId ? saved.changesNumber : -1;
+ * // Same generation and a number not gone back (the map restarts at 1 in a
+ * // new generation after 255): the blocks above the saved number changed.
+ * const since = map.generationId === saved.generationId &&
+ *     map.changesNumber >= saved.changesNumber ? saved.changesNumber : -1;
  * const extents = since < 0 ? [{ offset: 0n, length: map.info.deviceCapacity }]
  *   : map.changedExtents(since);
  * console.log(session.imagePath("/dev/vdb"), extents.length, map.changesNumber);
@@ -29,6 +32,8 @@
  */
 export { type CbtInfo, CbtMap, type Extent } from "./lib/cbt_map.ts";
 export { BlksnapError, type BlksnapErrorOptions, BlksnapLibraryError } from "./lib/errors.ts";
+export { type FileSectors, fileSectors } from "./lib/fiemap.ts";
+export { formatBytes, parseSize } from "./lib/size.ts";
 export { type ModuleVersion, moduleVersion } from "./lib/module_version.ts";
 export { Session, type SessionOptions } from "./lib/session.ts";
 export { Snapshot, type SnapshotCreateOptions, type SnapshotEvent } from "./lib/snapshot.ts";

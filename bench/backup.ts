@@ -3,17 +3,22 @@
  * synthetic one with a warm page cache, the real ext4 one cold), each against
  * its CPU floor (bench/_floor.ts) and its peers, in one run:
  *
- * - full backup vs the floor (SHA-256 of every non-zero chunk, zstd of every
- *   new one, a zero test of the others, on every core), vs `restic backup`
- *   and `borg create` (both read the image from stdin; ours runs as the CLI,
- *   a new process like theirs), and the peak RSS of each;
+ * - full backup (library, plain repository) vs the floor (SHA-256 of every
+ *   non-zero chunk, zstd of every new one, a zero test of the others, on
+ *   every core); into an encrypted repository vs a plain one (worker
+ *   threads vs the calling thread: bench/workers.ts);
+ * - full backup as operators run it (the CLI, a new process, encrypted: the
+ *   default) vs `restic backup` and `borg create`, both encrypted and reading
+ *   the image from stdin, and the peak RSS of each;
  * - restore vs `dd bs=4M conv=fsync` of the image, vs `restic restore`, and
  *   peak RSS;
  * - deep verify vs the floor (CRC-32, decompression and SHA-256 of every
- *   stored chunk, on every core) and vs `restic check --read-data`.
+ *   stored chunk, on every core) and vs `restic check --read-data`; scrub
+ *   (CRC-32 only) vs reading the chunk files with `cat`.
  *
- * What the peers do that we do not: restic encrypts (AES-256-CTR +
- * Poly1305) and cuts content-defined chunks; borg (1.2) runs on one thread.
+ * What the peers do differently: restic and borg cut content-defined
+ * chunks (dedup across shifted data; we use fixed 4 MiB chunks, which a
+ * block device's data does not shift within); borg (1.2) runs on one thread.
  * Prints `BENCH` lines (see bench/run.ts). `--quick`: small images, one
  * repetition.
  *
@@ -134,27 +139,45 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
   const { jobs, zero, dup } = backupJobs(bytes);
   const condJobs = `${cond}; ${jobs.length} chunks: ${zero} zero, ${dup} duplicate`;
 
-  // ---- full backup: ours (library, in this process) vs the floor; ours (CLI) vs peers
-  const lib: number[] = [], floorT: number[] = [], cliT: number[] = [], cliRss: number[] = [];
+  // ---- full backup: ours (library, in this process) vs the floor, and encrypted; ours
+  // (CLI, encrypted: its default) vs the peers, encrypted too
+  const lib: number[] = [], floorT: number[] = [], enc: number[] = [];
+  const cliT: number[] = [], cliRss: number[] = [];
   const resticT: number[] = [], resticRss: number[] = [], borgT: number[] = [];
   let repoPath = "", fullId = "";
+  const libRun = async (path: string, options: { passphrase?: string }) => {
+    const repo = await Repository.init(path, { chunkSize, passphrase: options.passphrase });
+    await prepare();
+    using src = await FileSource.open(image.path, { identity: { name: "bench" } });
+    let id = "";
+    const t = await timeIt(async () => {
+      id = (await backup(src, repo)).manifest.id;
+    });
+    return { t, id };
+  };
   for (let r = 0; r < reps; r++) {
     floorT.push(await floor.run(bytes, jobs));
     repoPath = `${dir}/repo${r}`;
-    const repo = await Repository.init(repoPath, { chunkSize });
-    await prepare();
-    using src = await FileSource.open(image.path, { identity: { name: "bench" } });
-    lib.push(
-      await timeIt(async () => {
-        fullId = (await backup(src, repo)).manifest.id;
-      }),
-    );
+    const plain = await libRun(repoPath, {});
+    lib.push(plain.t);
+    fullId = plain.id;
+    if (extras) {
+      enc.push((await libRun(`${dir}/enc${r}`, { passphrase: "bench" })).t);
+      await Deno.remove(`${dir}/enc${r}`, { recursive: true });
+    }
 
     const cliRepo = `${dir}/cli${r}`;
-    await Repository.init(cliRepo, { chunkSize });
+    // Its key slot at the default scrypt cost (unlocking it is part of a run, as restic's is),
+    // a cheap one with --quick.
+    await Repository.init(cliRepo, {
+      chunkSize,
+      passphrase: "bench",
+      scrypt: quick ? { N: 1 << 10, r: 8, p: 1 } : undefined,
+    });
     await prepare();
     const c = await runTimed(
       `${cli} backup --repo '${cliRepo}' --image '${image.path}' --name bench`,
+      { BLKSNAP_PASSWORD: "bench" },
     );
     cliT.push(c.seconds);
     cliRss.push(c.rssMiB);
@@ -178,10 +201,10 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
     if (haveBorg && extras) {
       const env = {
         BORG_REPO: `${dir}/borg${r}`,
-        BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK: "yes",
+        BORG_PASSPHRASE: "bench",
         BORG_BASE_DIR: `${dir}/bbase`,
       };
-      await sh("borg init -e none", env);
+      await sh("borg init -e repokey-blake2", env);
       await prepare();
       borgT.push((await runTimed(`borg create -C zstd,1 ::a - < '${image.path}'`, env)).seconds);
       await Deno.remove(`${dir}/borg${r}`, { recursive: true });
@@ -189,7 +212,7 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
   }
   emit({
     id: `backup.full${tag}.vs_cpu_floor`,
-    metric: `full backup (library call) vs its CPU floor, ${image.kind} image`,
+    metric: `full backup (library call, plain repository) vs its CPU floor, ${image.kind} image`,
     unit: "s",
     ours: lib,
     peer: floorT,
@@ -198,32 +221,45 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
     higherIsBetter: false,
     conditions: condJobs,
   });
+  if (extras) {
+    emit({
+      id: `backup.full${tag}.encrypted.vs_plain`,
+      metric: `full backup into an encrypted repository vs a plain one, ${image.kind} image`,
+      unit: "s",
+      ours: enc,
+      peer: lib,
+      peerName: "the same backup into a plain repository (no HMAC ids, no ChaCha20-Poly1305)",
+      higherIsBetter: false,
+      conditions: cond,
+    });
+  }
   emit({
     id: `backup.full${tag}.vs_restic`,
-    metric: `full backup time (CLI process) vs restic, ${image.kind} image`,
+    metric: `full backup time (CLI process, encrypted) vs restic, ${image.kind} image`,
     unit: "s",
     ours: cliT,
     peer: haveRestic ? resticT : [0],
-    peerName: `${resticName} backup --stdin (repo v2, zstd auto; ` +
-      "encrypts with AES-256-CTR + Poly1305, which we do not; content-defined chunks; all cores)",
+    peerName: `${resticName} backup --stdin (repo v2, zstd auto, AES-256-CTR + Poly1305; ` +
+      "content-defined chunks; all cores); ours: ChaCha20-Poly1305, fixed 4 MiB chunks",
     higherIsBetter: false,
     conditions: cond,
   });
   if (extras) {
     emit({
       id: `backup.full${tag}.vs_borg`,
-      metric: `full backup time (CLI process) vs borg, ${image.kind} image`,
+      metric: `full backup time (CLI process, encrypted) vs borg, ${image.kind} image`,
       unit: "s",
       ours: cliT,
       peer: haveBorg ? borgT : [0],
-      peerName: `${borgName} create -C zstd,1 from stdin (unencrypted; one thread)`,
+      peerName: `${borgName} create -C zstd,1 from stdin (repokey-blake2: AES-256-CTR + ` +
+        "BLAKE2b; content-defined chunks; one thread)",
       higherIsBetter: false,
       conditions: cond,
     });
   }
   emit({
     id: `backup.rss${tag}.vs_restic`,
-    metric: `peak RSS of a full backup (CLI process) vs restic, ${image.kind} image`,
+    metric: `peak RSS of a full backup (CLI process, encrypted) vs restic, ${image.kind} image`,
     unit: "MiB",
     ours: cliRss,
     peer: haveRestic ? resticRss : [0],
@@ -303,8 +339,20 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
   // ---- deep verify vs its floor and vs restic check --read-data
   const decode = await decodeJobs(repoPath);
   const verifyT: number[] = [], vFloor: number[] = [], rCheck: number[] = [];
+  const scrubT: number[] = [], readT: number[] = [];
   for (let r = 0; r < reps; r++) {
     vFloor.push(await floor.run(decode.data, decode.jobs));
+    if (cold) await evictRepo();
+    readT.push(
+      (await runTimed(`find '${repoPath}/chunks' -type f -exec cat {} + >/dev/null`)).seconds,
+    );
+    if (cold) await evictRepo();
+    scrubT.push(
+      await timeIt(async () => {
+        const rep = await verify(repo, { scrub: true });
+        if (!rep.ok) throw new Error("scrub failed");
+      }),
+    );
     if (cold) await evictRepo();
     verifyT.push(
       await timeIt(async () => {
@@ -333,6 +381,17 @@ async function benchImage(image: Image, floor: CpuFloor): Promise<void> {
     peer: vFloor,
     peerName: "CPU floor: CRC-32 + zstd decompression + SHA-256 of every stored chunk, " +
       "on all cores, files in memory",
+    higherIsBetter: false,
+    conditions: condDecode,
+  });
+  emit({
+    id: `verify.scrub${tag}.vs_read`,
+    metric:
+      `scrub (every chunk file read, CRC-32 checked) vs reading the files, ${image.kind} image`,
+    unit: "s",
+    ours: scrubT,
+    peer: readT,
+    peerName: "find chunks -type f -exec cat {} + >/dev/null",
     higherIsBetter: false,
     conditions: condDecode,
   });

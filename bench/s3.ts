@@ -15,36 +15,19 @@
  */
 
 import { backup, FileSource, Repository } from "../lib/backup/mod.ts";
-import { S3Client } from "../lib/backup/s3/client.ts";
-import { s3SettingsFromEnv } from "../lib/backup/s3/config.ts";
 import { aeadImplementation } from "../lib/backup/crypto/aead.ts";
 import { median, spread } from "./_results.ts";
+import { dropBucket, startS3 } from "./_s3.ts";
 
 const quick = Deno.args.includes("--quick");
 const MiB = 1024 * 1024;
 const size = quick ? 16 * MiB : 512 * MiB;
 const reps = quick ? 1 : 3;
-const repoRoot = new URL("..", import.meta.url).pathname;
 const root = await Deno.makeTempDir({ prefix: "blksnap-bench-s3-" });
 const image = `${root}/disk.img`;
 const FAST_KDF = { N: 1 << 12, r: 8, p: 1 }; // the key slot's cost is not what is measured
 
-let started = false;
-const running = (await new Deno.Command("bash", {
-  args: [`${repoRoot}tests/s3/server.sh`, "status"],
-}).output()).success;
-if (!Deno.env.get("BLKSNAP_S3_ENDPOINT")) {
-  const out = await new Deno.Command("bash", {
-    args: [`${repoRoot}tests/s3/server.sh`, "start"],
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error("bench/s3.ts: the Ceph server did not start");
-  for (const m of new TextDecoder().decode(out.stdout).matchAll(/^export (\w+)=(.*)$/gm)) {
-    Deno.env.set(m[1], m[2]);
-  }
-  started = !running; // a server someone else started is left running
-}
+const stopS3 = await startS3();
 
 async function makeImage(): Promise<void> {
   const f = await Deno.open(image, { write: true, create: true, truncate: true });
@@ -87,11 +70,7 @@ async function run(target: Target, rep: number): Promise<void> {
   mibps[target].push(size / MiB / s);
   // Clean up: the OSD keeps objects in RAM.
   if (target.startsWith("s3")) {
-    const client = new S3Client({ ...s3SettingsFromEnv(), bucket });
-    const keys: string[] = [];
-    for await (const o of client.list("")) keys.push(o.key);
-    for (let i = 0; i < keys.length; i += 1000) await client.deleteObjects(keys.slice(i, i + 1000));
-    await client.deleteBucket();
+    await dropBucket(bucket);
   } else {
     await Deno.remove(where, { recursive: true });
   }
@@ -146,7 +125,5 @@ try {
   }
 } finally {
   await Deno.remove(root, { recursive: true });
-  if (started) {
-    await new Deno.Command("bash", { args: [`${repoRoot}tests/s3/server.sh`, "stop"] }).output();
-  }
+  await stopS3();
 }

@@ -4,7 +4,9 @@
  * with exact 64-bit integers.
  *
  * Human output is the default; with `--json` each reporting command prints
- * exactly one JSON document on stdout. Diagnostics go to stderr.
+ * exactly one JSON document on stdout. Diagnostics go to stderr. `--quiet`
+ * prints nothing on success but warnings; `--verbose` adds detail lines on
+ * stderr.
  *
  * @module
  */
@@ -15,8 +17,10 @@ export interface CliIo {
   stdout(text: string): void;
   /** Write to standard error. */
   stderr(text: string): void;
-  /** True when standard output is a terminal (progress bars are drawn only then). */
+  /** True when standard output is a terminal. */
   readonly isTerminal: boolean;
+  /** True when standard error is a terminal (progress bars are drawn there only then). */
+  readonly stderrIsTerminal?: boolean;
   /** Terminal width for help text, or undefined for commander's default. */
   readonly columns?: number;
 }
@@ -31,16 +35,18 @@ function writeAllSync(w: { writeSync(p: Uint8Array): number }, text: string): vo
 
 /** The process's own stdout and stderr. */
 export function denoIo(): CliIo {
-  let isTerminal = false;
-  try {
-    isTerminal = Deno.stdout.isTerminal();
-  } catch {
-    // not a terminal
-  }
+  const terminal = (f: { isTerminal(): boolean }) => {
+    try {
+      return f.isTerminal();
+    } catch {
+      return false;
+    }
+  };
   return {
     stdout: (text) => writeAllSync(Deno.stdout, text),
     stderr: (text) => writeAllSync(Deno.stderr, text),
-    isTerminal,
+    isTerminal: terminal(Deno.stdout),
+    stderrIsTerminal: terminal(Deno.stderr),
   };
 }
 
@@ -52,11 +58,20 @@ export interface CliContext {
   json: boolean;
   /** The exit code an action asks for on success (e.g. 3 when verify finds damage). */
   exitCode: number;
+  /** 0 with `--quiet`, 1 by default, 2 with `--verbose`. Set before any action runs. */
+  verbosity: number;
+  /** Aborted with an `Interrupted` on SIGINT/SIGTERM; every long command passes it on. */
+  readonly signal: AbortSignal;
+  /** Run on interruption before anything is printed (progress bars restore the terminal). */
+  readonly onInterrupt: Set<() => void>;
 }
 
-/** A new context writing to `io`. */
-export function newContext(io: CliIo): CliContext {
-  return { io, json: false, exitCode: 0 };
+/** A new context writing to `io`, stopped through `signal`. */
+export function newContext(
+  io: CliIo,
+  signal: AbortSignal = new AbortController().signal,
+): CliContext {
+  return { io, json: false, exitCode: 0, verbosity: 1, signal, onInterrupt: new Set() };
 }
 
 interface RawJson {
@@ -97,13 +112,24 @@ export function report(ctx: CliContext, value: unknown, lines: string | string[]
     ctx.io.stdout(toJson(value) + "\n");
     return;
   }
+  if (ctx.verbosity === 0) return;
   const text = Array.isArray(lines) ? lines.join("\n") : lines;
   if (text.length > 0) ctx.io.stdout(text.endsWith("\n") ? text : text + "\n");
 }
 
-/** A note for people on stderr; silent with `--json`. */
+/** A note for people on stderr; silent with `--json` or `--quiet`. */
 export function note(ctx: CliContext, text: string): void {
-  if (!ctx.json) ctx.io.stderr(text + "\n");
+  if (!ctx.json && ctx.verbosity > 0) ctx.io.stderr(text + "\n");
+}
+
+/** A warning on stderr (`warning: ...`); shown with `--quiet` too, not with `--json`. */
+export function warn(ctx: CliContext, text: string): void {
+  if (!ctx.json) ctx.io.stderr(`warning: ${text}\n`);
+}
+
+/** A detail line on stderr, only with `--verbose`. */
+export function detail(ctx: CliContext, text: string): void {
+  if (!ctx.json && ctx.verbosity > 1) ctx.io.stderr(text + "\n");
 }
 
 /** `key=value` lines, upstream's output style, in the order given. */

@@ -1,7 +1,9 @@
 /**
- * Progress bars for long work (backup, restore, deep verify): drawn with
- * `cli-progress` on stderr only when stdout is a terminal and `--json` is
- * off; otherwise a no-op, so logs from cron stay clean.
+ * Progress bars for long work (backup, restore, verify, repair): drawn with
+ * `cli-progress` on stderr only when stderr is a terminal and neither
+ * `--json` nor `--quiet` is given; otherwise a no-op, so logs from cron and
+ * systemd stay clean. A bar hides the cursor while drawn; it is removed, and
+ * the cursor shown again, when the work ends or the run is interrupted.
  *
  * @module
  */
@@ -44,7 +46,8 @@ export function progressBar(
   label: string,
   unit: "bytes" | "items" = "bytes",
 ): ProgressDisplay {
-  if (!ctx.io.isTerminal || ctx.json) return quietProgress;
+  const terminal = ctx.io.stderrIsTerminal ?? ctx.io.isTerminal;
+  if (!terminal || ctx.json || ctx.verbosity === 0) return quietProgress;
   const started = Date.now();
   const bar = new cliProgress.SingleBar({
     format: `${label} [{bar}] {percentage}% | {done} of {all} | {rate} | ETA {eta_formatted}`,
@@ -56,7 +59,7 @@ export function progressBar(
   }, cliProgress.Presets.shades_classic);
   let running = false;
   const fmt = (n: number) => (unit === "bytes" ? formatBytes(n) : String(n));
-  return {
+  const display: ProgressDisplay = {
     active: true,
     update(p: ProgressUpdate): void {
       const secs = Math.max(0.001, (Date.now() - started) / 1000);
@@ -76,8 +79,11 @@ export function progressBar(
       }
     },
     stop(): void {
+      ctx.onInterrupt.delete(display.stop);
       if (running) bar.stop();
       running = false;
     },
   };
+  ctx.onInterrupt.add(display.stop);
+  return display;
 }

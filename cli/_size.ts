@@ -8,20 +8,12 @@
  */
 
 import { InvalidArgumentError } from "../deps.ts";
-
-const UNITS: Record<string, bigint> = {
-  "": 1n,
-  K: 1n << 10n,
-  M: 1n << 20n,
-  G: 1n << 30n,
-  T: 1n << 40n,
-  P: 1n << 50n,
-};
+import { formatBytes, parseSize as parseSizeText } from "../lib/size.ts";
+import type { SectorRange } from "../lib/tracker.ts";
 
 /**
- * Parse a size in bytes: a decimal integer with an optional binary suffix
- * `K`, `M`, `G`, `T`, `P` (powers of 1024, case-insensitive; `KiB`, `KB`
- * and `K` are the same), e.g. `4096`, `512K`, `4M`, `1G`, `2TiB`.
+ * Parse a size in bytes (see `parseSize` in lib/size.ts: `4096`, `512K`,
+ * `4M`, `1G`, `2TiB`), as a usage error naming the option when it is not one.
  *
  * @example
  * ```ts
@@ -30,13 +22,11 @@ const UNITS: Record<string, bigint> = {
  * ```
  */
 export function parseSize(text: string): bigint {
-  const m = /^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$/i.exec(text);
-  if (!m || (m[3] !== undefined && m[2] === "")) {
-    throw new InvalidArgumentError(
-      `"${text}" is not a size (an integer with an optional K, M, G, T or P suffix)`,
-    );
+  try {
+    return parseSizeText(text);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
   }
-  return BigInt(m[1]) * UNITS[m[2].toUpperCase()];
 }
 
 /** {@linkcode parseSize}, checked to be a safe integer in `[min, max]`; returns a number. */
@@ -66,13 +56,7 @@ export function parseCount(text: string, max = Number.MAX_SAFE_INTEGER): number 
   return n;
 }
 
-/** A range of 512-byte sectors. */
-export interface SectorRange {
-  /** First sector. */
-  sector: bigint;
-  /** Number of sectors (> 0). */
-  count: bigint;
-}
+export type { SectorRange };
 
 /**
  * Parse `sector:count` (512-byte sectors, decimal), as upstream's
@@ -93,27 +77,7 @@ export function parseSectorRange(text: string): SectorRange {
   return { sector: BigInt(m[1]), count };
 }
 
-/**
- * A byte count for people: `512 B`, `4.0 KiB`, `1.5 GiB`.
- *
- * @example
- * ```ts
- * import { formatBytes } from "./_size.ts";
- * console.log(formatBytes(1536)); // 1.5 KiB
- * ```
- */
-export function formatBytes(bytes: number | bigint): string {
-  const n = Number(bytes);
-  if (Math.abs(n) < 1024) return `${n} B`;
-  const units = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-  let v = n / 1024;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
+export { formatBytes };
 
 /** A duration in milliseconds for people: `850 ms`, `12.3 s`, `4 min 05 s`. */
 export function formatDuration(ms: number): string {

@@ -15,7 +15,8 @@
  * 5. Print a report: bytes read and stored, time, full or incremental and why.
  *
  * Exit status: 0 every check passed; 1 a check failed or something is
- * missing (the module, snapshot support), said in one line.
+ * missing (the module, snapshot support), said in one line; 2 bad usage
+ * (it takes no arguments; `--help` prints the usage).
  *
  * @module
  */
@@ -29,6 +30,20 @@ import {
   restore,
   type TakenDevice,
 } from "../lib/backup/mod.ts";
+
+const USAGE = "usage: demo.ts (no arguments; DEMO_DEVICE and DEMO_DIR in the environment)";
+if (Deno.args.length > 0) {
+  const help = Deno.args.length === 1 && ["--help", "-h"].includes(Deno.args[0]);
+  (help ? console.log : console.error)(
+    help
+      ? `${USAGE}\n\nThe end-to-end demo (deno task demo runs it in the test VM): a full and an ` +
+        "incremental backup of a live ext4 filesystem on DEMO_DEVICE (default /dev/ram0, 128 " +
+        "MiB, overwritten), restored and checked. Work files go to DEMO_DIR (default " +
+        "/tmp/blksnap-demo). Needs root and the loaded module."
+      : USAGE,
+  );
+  Deno.exit(help ? 0 : 2);
+}
 
 const device = Deno.env.get("DEMO_DEVICE") ?? "/dev/ram0";
 const work = Deno.env.get("DEMO_DIR") ?? "/tmp/blksnap-demo";

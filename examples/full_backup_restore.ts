@@ -11,6 +11,7 @@
  *   --diff-storage /var/tmp /dev/vdb /var/tmp/vdb.img
  * ```
  *
+ * Sizes take `K`, `M`, `G`, `T` suffixes. `--help` prints the usage.
  * Exit status: 0 restored and equal, 1 failed or different, 2 bad usage.
  *
  * @module
@@ -18,21 +19,50 @@
 
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
+import { parseSize } from "../mod.ts";
 import { backupDevices, RepoError, Repository, restore } from "../lib/backup/mod.ts";
 
-const { values: opt, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    "repo": { type: "string" },
-    "diff-storage": { type: "string" },
-    "limit": { type: "string", default: String(1 << 30) },
-  },
-});
+const USAGE =
+  "usage: full_backup_restore.ts --repo DIR --diff-storage PATH [--limit SIZE] DEVICE FILE";
+
+function usage(problem: string): never {
+  console.error(`${USAGE}\nfull_backup_restore.ts: ${problem}`);
+  Deno.exit(2);
+}
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      "help": { type: "boolean", short: "h" },
+      "repo": { type: "string" },
+      "diff-storage": { type: "string" },
+      "limit": { type: "string", default: "1G" },
+    },
+  });
+} catch (e) {
+  usage((e as Error).message);
+}
+const { values: opt, positionals } = parsed;
+if (opt.help) {
+  console.log(
+    `${USAGE}\n\nFull backup of DEVICE from a snapshot, restored to FILE and compared ` +
+      "with the snapshot image.\n  --limit SIZE   difference storage limit, e.g. 1G (default 1G)",
+  );
+  Deno.exit(0);
+}
 const [device, target] = positionals;
 if (!opt.repo || !opt["diff-storage"] || !device || !target || positionals.length !== 2) {
-  console.error("usage: full_backup_restore.ts --repo DIR --diff-storage PATH DEVICE FILE");
+  console.error(USAGE);
   Deno.exit(2);
+}
+let limit: bigint;
+try {
+  limit = parseSize(opt.limit);
+} catch (e) {
+  usage(`--limit: ${(e as Error).message}`);
 }
 
 /** SHA-256 of a file or device, read in 1 MiB blocks. */
@@ -51,7 +81,7 @@ const repo = await Repository.open(opt.repo).catch(async (e) => {
 let imageHash = "";
 const run = await backupDevices([device], repo, {
   diffStorage: opt["diff-storage"],
-  limit: BigInt(opt.limit),
+  limit,
   full: true,
   // The image is still there: remember what the device looked like.
   beforeDestroy: async ([taken]) => {

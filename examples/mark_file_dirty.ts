@@ -10,16 +10,24 @@
  * deno run -A examples/mark_file_dirty.ts /srv/db/data.bin
  * ```
  *
+ * `--help` prints the usage.
  * Exit status: 0 marked, 1 failed, 2 bad usage.
  *
  * @module
  */
 
-import { Tracker } from "../mod.ts";
-import { fileSectors } from "../cli/_fiemap.ts";
+import { fileSectors, Tracker } from "../mod.ts";
 
-if (Deno.args.length !== 1) {
-  console.error("usage: mark_file_dirty.ts FILE");
+const USAGE = "usage: mark_file_dirty.ts FILE";
+if (Deno.args.length === 1 && ["--help", "-h"].includes(Deno.args[0])) {
+  console.log(
+    `${USAGE}\n\nMark FILE's blocks (found by FIEMAP) changed on the tracked device ` +
+      "holding it, so the next incremental backup reads them again.",
+  );
+  Deno.exit(0);
+}
+if (Deno.args.length !== 1 || Deno.args[0].startsWith("-")) {
+  console.error(USAGE);
   Deno.exit(2);
 }
 const [path] = Deno.args;

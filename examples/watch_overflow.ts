@@ -14,6 +14,7 @@
  * deno run -A examples/watch_overflow.ts --diff-storage /var/tmp --limit 64M /dev/vdb
  * ```
  *
+ * `--limit` takes sizes such as `64M`; `--help` prints the usage.
  * Exit status: 0 image read whole, 1 aborted (overflow or error), 2 bad usage.
  *
  * @module
@@ -21,30 +22,56 @@
 
 import { createHash } from "node:crypto";
 import { parseArgs } from "node:util";
-import { Session } from "../mod.ts";
+import { parseSize, Session } from "../mod.ts";
 
-const { values: opt, positionals } = parseArgs({
-  args: Deno.args,
-  allowPositionals: true,
-  options: {
-    "diff-storage": { type: "string" },
-    "limit": { type: "string", default: String(256 << 20) },
-    "rate": { type: "string" }, // MiB/s
-  },
-});
-const [device] = positionals;
-if (!opt["diff-storage"] || !device || positionals.length !== 1) {
-  console.error(
-    "usage: watch_overflow.ts --diff-storage PATH [--limit BYTES] [--rate MIB/S] DEVICE",
-  );
+const USAGE = "usage: watch_overflow.ts --diff-storage PATH [--limit SIZE] [--rate MIB/S] DEVICE";
+
+function usage(problem: string): never {
+  console.error(`${USAGE}\nwatch_overflow.ts: ${problem}`);
   Deno.exit(2);
 }
+
+let parsed;
+try {
+  parsed = parseArgs({
+    args: Deno.args,
+    allowPositionals: true,
+    options: {
+      "help": { type: "boolean", short: "h" },
+      "diff-storage": { type: "string" },
+      "limit": { type: "string", default: "256M" },
+      "rate": { type: "string" }, // MiB/s
+    },
+  });
+} catch (e) {
+  usage((e as Error).message);
+}
+const { values: opt, positionals } = parsed;
+if (opt.help) {
+  console.log(
+    `${USAGE}\n\nRead DEVICE's snapshot image while watching its events; stop ` +
+      "cleanly when the difference storage (at most --limit, e.g. 64M) overflows.",
+  );
+  Deno.exit(0);
+}
+const [device] = positionals;
+if (!opt["diff-storage"] || !device || positionals.length !== 1) {
+  console.error(USAGE);
+  Deno.exit(2);
+}
+let limit: bigint;
+try {
+  limit = parseSize(opt.limit);
+} catch (e) {
+  usage(`--limit: ${(e as Error).message}`);
+}
+if (opt.rate !== undefined && !(Number(opt.rate) > 0)) usage(`--rate: "${opt.rate}" is not a rate`);
 
 const abort = new AbortController();
 await using session = await Session.start({
   devices: [device],
   diffStorage: opt["diff-storage"],
-  limit: BigInt(opt.limit),
+  limit,
   pollMs: 100,
   onEvent: (event) => {
     if (event.type === "noSpace") {
@@ -83,7 +110,7 @@ try {
 
 if (abort.signal.aborted || session.corrupted) {
   console.error(
-    `aborted after ${read} bytes: the snapshot overflowed its ${opt.limit}-byte ` +
+    `aborted after ${read} bytes: the snapshot overflowed its ${limit}-byte ` +
       "difference storage; raise --limit or back up at a quieter time",
   );
   Deno.exitCode = 1; // the session is closed (snapshot destroyed) on the way out

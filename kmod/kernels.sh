@@ -14,9 +14,13 @@
 #
 #   5.10         bullseye            host toolchain, CC=gcc-12 (gcc-10 is not here)
 #   6.1          bookworm            the host's installed headers and kernel
-#   6.12         bookworm-backports  host toolchain (gcc-12, bookworm's pahole)
-#   6.12-trixie  trixie              a trixie chroot (gcc-14, trixie's pahole)
-#   7.x          sid                 a sid chroot (sid's gcc and pahole); 7.2 and
+#                                    (cloud is another name for it)
+#   6.12         trixie              a trixie chroot (gcc-14, trixie's pahole);
+#                                    6.12-trixie and trixie are other names
+#   6.12-bpo     bookworm-backports  host toolchain (gcc-12, bookworm's pahole);
+#                                    the VM boots it with one vCPU only (with
+#                                    two it crashes under TCG: kernel-abi.md)
+#   7.2          sid                 a sid chroot (sid's gcc and pahole); 7.x and
 #                                    sid are other names for it
 #
 # Nothing is pinned: the release of each series is what the suite's
@@ -40,7 +44,7 @@ mirror=${BLKSNAP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 log() { printf 'kernels: %s\n' "$*" >&2; }
 die() { printf 'kernels: error: %s\n' "$*" >&2; exit 2; }
 
-usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
 
 if [ -n "${BLKSNAP_KERNELS_CACHE:-}" ]; then
 	kcache=$BLKSNAP_KERNELS_CACHE
@@ -55,16 +59,16 @@ mkdir -p "$kcache"
 # Series
 # ---------------------------------------------------------------------------
 
-series_names="5.10 6.1 6.12 6.12-trixie 7.x"
+series_names="5.10 6.1 6.12 6.12-bpo 7.2"
 
 # Sets suite, toolchain (host|chroot), series (the canonical name).
 series_set() {
 	case "$1" in
 	5.10 | bullseye) series=5.10 suite=bullseye toolchain=host ;;
 	6.1 | bookworm | cloud) series=6.1 suite=bookworm toolchain=installed ;;
-	6.12 | 6.12-bpo | bookworm-backports) series=6.12 suite=bookworm-backports toolchain=host ;;
-	6.12-trixie | trixie) series=6.12-trixie suite=trixie toolchain=chroot ;;
-	7.x | 7.* | sid) series=7.x suite=sid toolchain=chroot ;;
+	6.12 | 6.12-trixie | trixie) series=6.12 suite=trixie toolchain=chroot ;;
+	6.12-bpo | bookworm-backports) series=6.12-bpo suite=bookworm-backports toolchain=host ;;
+	7.* | sid) series=7.2 suite=sid toolchain=chroot ;;
 	*) die "unknown kernel series '$1' (one of: $series_names)" ;;
 	esac
 	asked=$1
@@ -187,15 +191,16 @@ image_packages() { # suite release
 # Extraction (host toolchain) and chroots (suite toolchain)
 # ---------------------------------------------------------------------------
 
-# Marks root as the series' current tree and removes the series' older
-# trees (an earlier release) beside it.
+# Marks root as the suite's current tree and removes the suite's older
+# trees (an earlier release) beside it. (Keyed by suite, not series name:
+# checkouts of other commits share the cache and may name series otherwise.)
 claim_tree() { # root
 	local root=$1 other
-	echo "$series" >"$root/.series"
+	echo "$suite" >"$root/.suite"
 	for other in "$(dirname "$root")"/*; do
 		[ "$other" = "$root" ] && continue
-		[ "$(cat "$other/.series" 2>/dev/null)" = "$series" ] || continue
-		log "removing $other (an older $series kernel)"
+		[ "$(cat "$other/.suite" 2>/dev/null)" = "$suite" ] || continue
+		log "removing $other (an older $suite kernel)"
 		rm -rf "$other"
 	done
 }
@@ -215,7 +220,7 @@ extract_into() { # root stampname deb...
 }
 
 # The arch Makefile of Debian's headers includes the common headers by their
-# absolute /usr/src path, and 7.x's sets KBUILD_OUTPUT to its own: point them
+# absolute /usr/src path, and 7.2's sets KBUILD_OUTPUT to its own: point them
 # into the extracted tree.
 relocate_headers() { # root release
 	local root=$1 rel=$2 mk
@@ -394,7 +399,7 @@ do_build() { # series make-args...
 	started=$SECONDS
 	# Called from make -C kmod module KVER=...: that make's variables must
 	# not reach ours (KVER would call us again).
-	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES KVER
 	case "$toolchain" in
 	installed) make -s -C "$repo/kmod" module KDIR="$kdir" "$@" >&2 ;;
 	host) make -s -C "$repo/kmod" module KDIR="$kdir" CC="$cc" HOSTCC=gcc "$@" >&2 ;;

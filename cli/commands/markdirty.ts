@@ -8,7 +8,7 @@
 import { Command, type CommandUnknownOpts } from "../../deps.ts";
 import { Tracker } from "../../lib/tracker.ts";
 import { UsageError } from "../_exit.ts";
-import { fileSectors } from "../_fiemap.ts";
+import { fileSectors } from "../../lib/fiemap.ts";
 import { type CliContext, report } from "../_output.ts";
 import { formatBytes, parseSectorRange, type SectorRange } from "../_size.ts";
 

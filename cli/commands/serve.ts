@@ -6,6 +6,7 @@
  */
 
 import { Command, type CommandUnknownOpts, Option } from "../../deps.ts";
+import { resolveBackupId } from "../../lib/backup/mod.ts";
 import { type NbdListenAddress, serveBackupPoint } from "../../lib/nbd/mod.ts";
 import { UsageError } from "../_exit.ts";
 import { type CliContext, keyValues, note, report } from "../_output.ts";
@@ -20,7 +21,7 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
         "copy-on-write --overlay file) until SIGINT/SIGTERM; clients: nbd-client, qemu, " +
         "nbdinfo, nbdcopy, qemu-img",
     )
-    .argument("<id>", "backup id (see list)")
+    .argument("<id>", "backup id, its last 8 hex digits, or latest (see list)")
     .addOption(repoOption())
     .option("--socket <path>", "listen on this Unix socket (created with mode 0600)")
     .addOption(
@@ -42,7 +43,7 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
       "chunks read ahead of a sequential reader (default: 4)",
       (s) => parseCount(s, 1024),
     )
-    .action(async (id, opts) => {
+    .action(async (spec, opts) => {
       if ((opts.socket === undefined) === (opts.port === undefined)) {
         throw new UsageError("give exactly one of --socket <path> or --port <n>");
       }
@@ -50,6 +51,7 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
         ? { socket: opts.socket }
         : { port: opts.port! };
       const repo = await openRepo(repoPath(opts.repo));
+      const id = await resolveBackupId(repo, spec);
       const log = (m: string): void => ctx.io.stderr(`blksnap serve: ${m}\n`);
       const served = await serveBackupPoint(repo, id, address, {
         overlay: opts.overlay,

@@ -173,8 +173,11 @@ function watchCommand(ctx: CliContext): CommandUnknownOpts {
     )
     .action(async (opts) => {
       const snapshot = Snapshot.open(opts.id);
+      // Stopped by the run's SIGINT/SIGTERM (cli/main.ts), or by SIGINT when
+      // run in-process.
       const stop = new AbortController();
       const onSignal = () => stop.abort();
+      ctx.signal.addEventListener("abort", onSignal, { once: true });
       try {
         Deno.addSignalListener("SIGINT", onSignal);
       } catch {

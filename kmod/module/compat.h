@@ -17,6 +17,7 @@
  * kernel on that side. Kernels between two tested series take the branch
  * of their version and are not built here. 6.5 to 6.8, which opened block
  * devices in two other ways, are refused at build time: Debian ships none.
+ * So are kernels before 5.15 (bullseye's 5.10): not ported yet.
  */
 #ifndef __BLKSNAP_COMPAT_H
 #define __BLKSNAP_COMPAT_H
@@ -32,6 +33,10 @@
 #include <linux/uio.h>
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 16, 0)
 #include <linux/blk-integrity.h>
+#endif
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
+#error "blksnap: kernels before 5.15 are not ported yet (5.10's bios name a disk and partition, bi_disk/bi_partno, not a block device; see docs/kernel-abi.md)"
 #endif
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0) && \
@@ -98,6 +103,20 @@ static inline ssize_t compat_vfs_iter_write(struct file *file,
 #endif
 }
 
+/*
+ * A directory-reading actor (filldir_t) returned int, nonzero to stop,
+ * before 6.1; bool, true to go on, since.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
+#define COMPAT_FILLDIR_T bool
+#define COMPAT_FILLDIR_NEXT true
+#define COMPAT_FILLDIR_STOP false
+#else
+#define COMPAT_FILLDIR_T int
+#define COMPAT_FILLDIR_NEXT 0
+#define COMPAT_FILLDIR_STOP (-ENOSPC)
+#endif
+
 /* ---------------------------------------------------------------------- */
 /* ftrace                                                                 */
 /* ---------------------------------------------------------------------- */
@@ -134,17 +153,33 @@ static inline void compat_ftrace_free_filter(struct ftrace_ops *ops)
 }
 
 /*
- * The block layer's native ioctl entry for block-device files. Since 5.13
- * ("block: merge block_ioctl into blkdev_ioctl") it is the files'
- * ->unlocked_ioctl, blkdev_ioctl(file, cmd, arg); before, the static
- * block_ioctl() calls the exported blkdev_ioctl(bdev, mode, cmd, arg). The
- * compat entry, compat_blkdev_ioctl(file, cmd, arg), did not change.
+ * The block layer's ioctl entry points, which ioctl_hook.c hooks by name
+ * (none is exported since 5.13; ftrace finds them in its own table):
+ *
+ *  - COMPAT_BLKDEV_IOCTL_NATIVE: the files' ->unlocked_ioctl. Since 5.13
+ *    ("block: merge block_ioctl into blkdev_ioctl") blkdev_ioctl(file, cmd,
+ *    arg); before, the static block_ioctl(file, cmd, arg), which calls the
+ *    exported blkdev_ioctl(bdev, mode, cmd, arg). Same on 6.1, 6.12, 7.x.
+ *  - COMPAT_BLKDEV_IOCTL_COMPAT: compat_blkdev_ioctl(file, cmd, arg), the
+ *    ->compat_ioctl, unchanged since 5.6.
+ *  - COMPAT_BLKDEV_IOCTL_COMMON: the static blkdev_common_ioctl(bdev,
+ *    mode, cmd, arg, argp) both entries call (5.6 and later; mode is
+ *    fmode_t before 6.5, blk_mode_t since: both one register). The
+ *    compiler may inline it: then it has no ftrace site and is not hooked.
+ *
+ * The _CMD_ARG values are the zero-based argument that holds the request
+ * number (blkdev_common_ioctl's user pointer, already converted for a
+ * compat caller, is its last argument).
  */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 13, 0)
-#define COMPAT_BLKDEV_IOCTL_TAKES_FILE 1
+#define COMPAT_BLKDEV_IOCTL_NATIVE "blkdev_ioctl"
 #else
-#define COMPAT_BLKDEV_IOCTL_TAKES_FILE 0
+#define COMPAT_BLKDEV_IOCTL_NATIVE "block_ioctl"
 #endif
+#define COMPAT_BLKDEV_IOCTL_COMPAT "compat_blkdev_ioctl"
+#define COMPAT_BLKDEV_IOCTL_COMMON "blkdev_common_ioctl"
+#define COMPAT_BLKDEV_IOCTL_ENTRY_CMD_ARG 1
+#define COMPAT_BLKDEV_IOCTL_COMMON_CMD_ARG 2
 
 /* ---------------------------------------------------------------------- */
 /* Opening block devices                                                  */
@@ -245,8 +280,7 @@ static inline void compat_unfreeze_queue(struct request_queue *q,
 /**
  * compat_blk_alloc_disk() - Allocate a bio-based disk with its queue.
  * @lim: The queue's limits; only logical_block_size, physical_block_size,
- *	io_min, max_hw_sectors, max_hw_discard_sectors, discard_granularity
- *	and max_write_zeroes_sectors are used.
+ *	io_min and max_hw_sectors are used.
  * @node: NUMA node.
  *
  * Since 6.9 the limits are given at allocation (the blk_queue_*() setters
@@ -269,15 +303,6 @@ static inline struct gendisk *compat_blk_alloc_disk(struct queue_limits *lim,
 	blk_queue_physical_block_size(disk->queue, lim->physical_block_size);
 	blk_queue_io_min(disk->queue, lim->io_min);
 	blk_queue_max_hw_sectors(disk->queue, lim->max_hw_sectors);
-	blk_queue_max_discard_sectors(disk->queue, lim->max_hw_discard_sectors);
-	disk->queue->limits.discard_granularity = lim->discard_granularity;
-	blk_queue_max_write_zeroes_sectors(disk->queue,
-					   lim->max_write_zeroes_sectors);
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 19, 0)
-	/* Before 5.19 discard support was a queue flag too. */
-	if (lim->max_hw_discard_sectors)
-		blk_queue_flag_set(QUEUE_FLAG_DISCARD, disk->queue);
-#endif
 	return disk;
 #endif
 }

@@ -24,7 +24,6 @@
 #include "event_queue.h"
 #include "filter.h"
 #include "snapshot_params.h"
-#include "tracker.h"
 
 /* Largest chunk buffers we allow per device, all workers together. */
 #define DIFF_AREA_BUF_BUDGET (16UL << 20)
@@ -218,9 +217,17 @@ static void diff_area_cow_work(struct work_struct *work)
 						  work);
 	struct diff_area *da = w->da;
 	unsigned int noio = memalloc_noio_save();
+	unsigned int local_throttle = current->flags & PF_LOCAL_THROTTLE;
 	struct cow_req *req;
 	unsigned long flags;
 
+	/*
+	 * Buffered storage writes (no O_DIRECT, or a file system that falls
+	 * back to buffered I/O) must not wait in balance_dirty_pages() for
+	 * dirty pages of the snapshotted device: their writeback waits for
+	 * this worker. As loop does, be throttled by our own dirty pages only.
+	 */
+	current->flags |= PF_LOCAL_THROTTLE;
 	while ((req = diff_area_cow_dequeue(da))) {
 		unsigned long idx = req->sector >> da->chunk_shift;
 		unsigned long last = (req->sector + req->nr_sect - 1) >>
@@ -244,6 +251,7 @@ static void diff_area_cow_work(struct work_struct *work)
 		wake_up(&da->cow_wait);
 		cond_resched();
 	}
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) | local_throttle;
 	memalloc_noio_restore(noio);
 }
 
@@ -261,22 +269,21 @@ static bool diff_area_room(struct diff_area *da)
 	       READ_ONCE(da->error) || READ_ONCE(da->stopping);
 }
 
-bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
-		       struct bvec_iter *iter)
+enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
+				     sector_t sector, sector_t count,
+				     bool may_block)
 {
-	sector_t sector = iter->bi_sector;
-	sector_t end = sector + (iter->bi_size >> SECTOR_SHIFT);
+	sector_t end = sector + count;
 	unsigned long idx, last;
 	struct cow_req *req;
 	unsigned long flags;
-	bool can_sleep;
 
 	if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-		return false;
+		return DIFF_AREA_PASS;
 	if (end > da->capacity)
 		end = da->capacity;
 	if (sector >= end)
-		return false;
+		return DIFF_AREA_PASS;
 
 	last = (end - 1) >> da->chunk_shift;
 	/* Lockless: pairs with the release in diff_area_copy_chunk(). */
@@ -284,22 +291,20 @@ bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 		if (!smp_load_acquire(&da->chunk_map[idx]))
 			break;
 	if (idx > last)
-		return false;	/* every chunk saved: no need to wait */
+		return DIFF_AREA_PASS;	/* every chunk saved: no need to wait */
 
-	can_sleep = !(bio->bi_opf & REQ_NOWAIT) && !in_interrupt() &&
-		    !irqs_disabled();
-	if (can_sleep) {
+	if (may_block) {
 		/* A bounded queue: the writer waits, memory does not grow. */
 		wait_event(da->cow_wait, diff_area_room(da));
 		if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-			return false;
+			return DIFF_AREA_PASS;
 		req = mempool_alloc(da->req_pool, GFP_NOIO);
 	} else {
-		req = mempool_alloc(da->req_pool, GFP_ATOMIC);
-	}
-	if (!req) {
-		diff_area_set_corrupted(da, -ENOMEM);
-		return false;
+		if (!diff_area_room(da))
+			return DIFF_AREA_AGAIN;
+		req = mempool_alloc(da->req_pool, GFP_NOWAIT);
+		if (!req)
+			return DIFF_AREA_AGAIN;
 	}
 	INIT_LIST_HEAD(&req->link);
 	req->bio = bio;
@@ -312,7 +317,7 @@ bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 	spin_unlock_irqrestore(&da->queue_lock, flags);
 
 	diff_area_kick(da->cow_workers, da->nr_workers);
-	return true;
+	return DIFF_AREA_HELD;
 }
 
 static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
@@ -370,6 +375,13 @@ static void diff_area_image_read(struct diff_area *da, struct cow_buf *buf,
 			err = diff_area_read_orig(da, pos, buf, 0,
 						  nr << SECTOR_SHIFT);
 			src = buf->data;
+			/*
+			 * Once the image is corrupted (overflow, detach),
+			 * writes skip copy-on-write and the chunk locks: one
+			 * may have landed under this read. Decide after it.
+			 */
+			if (!err && READ_ONCE(da->error))
+				err = -EIO;
 		}
 		mutex_unlock(lock);
 		if (err)
@@ -379,123 +391,6 @@ static void diff_area_image_read(struct diff_area *da, struct cow_buf *buf,
 	}
 	if (err) {
 		pr_debug("image read of [%u:%u] at %llu failed: %d\n",
-			 MAJOR(da->dev_id), MINOR(da->dev_id),
-			 (unsigned long long)pos, err);
-		bio->bi_status = BLK_STS_IOERR;
-	}
-	bio_endio(bio);
-}
-
-/* ---------------------------------------------------------------------- */
-/* Image writes                                                           */
-/* ---------------------------------------------------------------------- */
-
-/*
- * A write to the image lands in its chunk's copy in the difference storage,
- * never on the original. A chunk not saved yet is saved first, by the same
- * diff_area_copy_chunk() a write to the original uses and under the same
- * chunk lock: so the chunk's first copy is always the original's data as
- * at the take, and a later write to the original finds the chunk saved and
- * never copies over what the image wrote. The image's data then goes into
- * the saved copy under the chunk's lock, which image reads take too: pages
- * the write covers only partly are read from the storage first.
- *
- * Storage cost: a chunk for every chunk the image writes to that the
- * original had not made saved (as a write to the original would); nothing
- * more for a chunk already saved. Kept apart from the copy-on-write and the
- * image reads so that either can be rewritten alone.
- */
-
-static void copy_from_bio(struct bio *bio, struct bvec_iter *it, void *dst,
-			  size_t len)
-{
-	while (len) {
-		struct bio_vec bv = bio_iter_iovec(bio, *it);
-		unsigned int n = min_t(size_t, bv.bv_len, len);
-
-		bv.bv_len = n;
-		memcpy_from_bvec(dst, &bv);
-		dst += n;
-		len -= n;
-		bio_advance_iter_single(bio, it, n);
-	}
-}
-
-/*
- * Writes @nr sectors at @in_chunk of chunk @idx into its saved copy: the
- * bio's data at @it, or zeroes when @it is NULL. May sleep.
- */
-static int diff_area_image_write_chunk(struct diff_area *da,
-				       struct cow_buf *buf, unsigned long idx,
-				       sector_t in_chunk, sector_t nr,
-				       struct bio *bio, struct bvec_iter *it)
-{
-	size_t from = in_chunk << SECTOR_SHIFT;
-	size_t to = (in_chunk + nr) << SECTOR_SHIFT;
-	size_t a = round_down(from, PAGE_SIZE), b = round_up(to, PAGE_SIZE);
-	struct mutex *lock = chunk_lock(da, idx);
-	sector_t where;
-	int err;
-
-	err = diff_area_copy_chunk(da, buf, idx);
-	if (err) {
-		diff_area_set_corrupted(da, err);
-		return err;
-	}
-	mutex_lock(lock);
-	where = da->chunk_map[idx];
-	/* Not saved after a successful copy: the snapshot is going away. */
-	if (READ_ONCE(da->error) || !where) {
-		err = -EIO;
-		goto out;
-	}
-	if ((from | to) & ~PAGE_MASK) {
-		err = diff_storage_rw(da->storage, false,
-				      where + (a >> SECTOR_SHIFT), buf, a,
-				      b - a);
-		if (err)
-			goto out;
-	}
-	if (it)
-		copy_from_bio(bio, it, buf->data + from, to - from);
-	else
-		memset(buf->data + from, 0, to - from);
-	err = diff_storage_rw(da->storage, true, where + (a >> SECTOR_SHIFT),
-			      buf, a, b - a);
-	if (err) {
-		pr_err("writing chunk %lu of the image of [%u:%u] failed: %d\n",
-		       idx, MAJOR(da->dev_id), MINOR(da->dev_id), err);
-		diff_area_set_corrupted(da, err);
-	}
-out:
-	mutex_unlock(lock);
-	return err;
-}
-
-/* Serves one image write or write-zeroes. May sleep. */
-static void diff_area_image_write(struct diff_area *da, struct cow_buf *buf,
-				  struct bio *bio)
-{
-	struct bvec_iter it = bio->bi_iter;
-	bool zeroes = bio_op(bio) == REQ_OP_WRITE_ZEROES;
-	sector_t pos = it.bi_sector;
-	sector_t end = pos + (it.bi_size >> SECTOR_SHIFT);
-	int err = 0;
-
-	if (end > da->capacity)
-		err = -EIO;
-	while (!err && pos < end) {
-		unsigned long idx = pos >> da->chunk_shift;
-		sector_t in_chunk = pos - ((sector_t)idx << da->chunk_shift);
-		sector_t nr = min_t(sector_t, end - pos,
-				    chunk_sectors(da) - in_chunk);
-
-		err = diff_area_image_write_chunk(da, buf, idx, in_chunk, nr,
-						  bio, zeroes ? NULL : &it);
-		pos += nr;
-	}
-	if (err) {
-		pr_debug("image write of [%u:%u] at %llu failed: %d\n",
 			 MAJOR(da->dev_id), MINOR(da->dev_id),
 			 (unsigned long long)pos, err);
 		bio->bi_status = BLK_STS_IOERR;
@@ -519,10 +414,7 @@ static void diff_area_image_work(struct work_struct *work)
 		spin_unlock_irqrestore(&da->queue_lock, flags);
 		if (!bio)
 			break;
-		if (op_is_write(bio_op(bio)))
-			diff_area_image_write(da, w->buf, bio);
-		else
-			diff_area_image_read(da, w->buf, bio);
+		diff_area_image_read(da, w->buf, bio);
 		cond_resched();
 	}
 	memalloc_noio_restore(noio);
@@ -555,8 +447,7 @@ static unsigned int diff_area_chunk_shift(struct block_device *bdev,
 	return shift - SECTOR_SHIFT;
 }
 
-struct diff_area *diff_area_new(struct tracker *tracker,
-				struct diff_storage *storage,
+struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events)
 {
 	struct diff_area *da;
@@ -568,8 +459,7 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 	da = kzalloc(sizeof(*da), GFP_KERNEL);
 	if (!da)
 		return ERR_PTR(-ENOMEM);
-	da->tracker = tracker;
-	da->dev_id = tracker->dev_id;
+	da->dev_id = dev_id;
 	da->events = events;
 	for (i = 0; i < DIFF_AREA_LOCKS; i++)
 		mutex_init(&da->chunk_locks[i]);
@@ -587,12 +477,6 @@ struct diff_area *diff_area_new(struct tracker *tracker,
 	err = compat_bdev_open(&da->orig, da->dev_id);
 	if (err)
 		goto fail;
-	if (diff_storage_on_bdev(storage, da->orig.bdev)) {
-		pr_err("the difference storage lives on [%u:%u], a device of the snapshot\n",
-		       MAJOR(da->dev_id), MINOR(da->dev_id));
-		err = -EBUSY;
-		goto fail;
-	}
 	diff_storage_get(storage);
 	da->storage = storage;
 

@@ -17,7 +17,6 @@
 #include <linux/workqueue.h>
 #include "compat.h"
 
-struct tracker;
 struct diff_storage;
 struct event_queue;
 struct cow_buf;
@@ -41,7 +40,6 @@ struct diff_area_worker {
 
 /**
  * struct diff_area - Copy-on-write state of one device.
- * @tracker: The device's tracker (the snapshot holds the reference).
  * @dev_id: The device. Immutable.
  * @orig: The device, opened for reading (our own open). Immutable.
  * @storage: The snapshot's difference storage (a reference). Immutable.
@@ -62,7 +60,7 @@ struct diff_area_worker {
  * @cow_queue: Writes (struct cow_req) waiting for their chunks.
  * @cow_queued: Entries in @cow_queue.
  * @cow_wait: Writers waiting for room in @cow_queue.
- * @image_bios: Reads and writes of the image waiting for a worker.
+ * @image_bios: Reads of the image waiting for a worker.
  * @req_pool: struct cow_req reserve.
  * @nr_workers: Workers of each kind. Immutable.
  * @cow_workers: Copy-on-write workers.
@@ -72,7 +70,6 @@ struct diff_area_worker {
  * @stopping: Set at destroy: queued writes go through without copies.
  */
 struct diff_area {
-	struct tracker *tracker;
 	dev_t dev_id;
 	struct compat_bdev orig;
 	struct diff_storage *storage;
@@ -102,11 +99,10 @@ int diff_area_wq_init(void);
 void diff_area_wq_done(void);
 
 /*
- * Makes the copy-on-write state of the tracker's device. May sleep.
- * Returns -EBUSY when the storage lives on that device.
+ * Makes the copy-on-write state of the device @dev_id (opened for reading
+ * for the copies and the image). May sleep.
  */
-struct diff_area *diff_area_new(struct tracker *tracker,
-				struct diff_storage *storage,
+struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events);
 /* Stops copy-on-write: queued writes pass without copies from now on. */
 void diff_area_stop(struct diff_area *da);
@@ -121,13 +117,25 @@ static inline bool diff_area_is_corrupted(struct diff_area *da)
 	return READ_ONCE(da->error) != 0;
 }
 
-/* The I/O path: see snapshot_cow_bio(). */
-bool diff_area_cow_bio(struct diff_area *da, struct bio *bio,
-		       struct bvec_iter *iter);
+/* What diff_area_cow_bio() did with a write. */
+enum diff_area_cow {
+	DIFF_AREA_PASS,		/* nothing to copy: submit the write now */
+	DIFF_AREA_HELD,		/* held; a worker submits it after the copy */
+	DIFF_AREA_AGAIN,	/* would have to wait, and may not: nothing done */
+};
+
 /*
- * An image read, write or write-zeroes: queued to a worker. Writes land in
- * the difference storage only (see "Image writes" in diff_area.c).
+ * The I/O path (see snapshot_cow_bio()): the write @bio changes sectors
+ * [@sector, @sector + @count) of the device. Holds it if a chunk it
+ * touches is not copied yet. A writer that may block waits for room in the
+ * bounded queue; one that may not (REQ_NOWAIT) gets DIFF_AREA_AGAIN when
+ * the queue is full or no request can be allocated at once: a transient
+ * shortage never marks the image corrupted.
  */
+enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
+				     sector_t sector, sector_t count,
+				     bool may_block);
+/* An image read: queued to a worker. */
 void diff_area_image_bio(struct diff_area *da, struct bio *bio);
 
 #endif /* __BLKSNAP_DIFF_AREA_H */

@@ -82,25 +82,23 @@ static void diff_storage_grow_work(struct work_struct *work)
 {
 	struct diff_storage *ds = container_of(work, struct diff_storage,
 					       grow_work);
-	bool report = false;
-	sector_t requested;
 	int err;
 
 	err = diff_storage_grow(ds);
 
 	spin_lock(&ds->lock);
-	if (err && !ds->error) {
-		ds->error = err;
-		report = (err == -ENOSPC);
-		requested = ds->requested ? ds->requested :
-			diff_storage_minimum;
-	}
+	/* No more growth; what the file has is still used up first. */
+	if (err && !ds->grow_error)
+		ds->grow_error = err;
 	ds->growing = false;
 	spin_unlock(&ds->lock);
 	wake_up_all(&ds->wq);
+}
 
-	if (report)
-		diff_storage_report_no_space(ds, requested);
+/* Can the storage still grow? Called with ds->lock held. */
+static bool diff_storage_may_grow(struct diff_storage *ds)
+{
+	return ds->can_grow && !ds->grow_error && ds->capacity < ds->limit;
 }
 
 int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
@@ -119,8 +117,7 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
 		if (ds->filled + nr_sect <= ds->capacity) {
 			*sector = ds->filled;
 			ds->filled += nr_sect;
-			if (ds->can_grow && !ds->growing &&
-			    ds->capacity < ds->limit &&
+			if (!ds->growing && diff_storage_may_grow(ds) &&
 			    ds->capacity - ds->filled <= diff_storage_minimum / 2) {
 				ds->growing = true;
 				queue = true;
@@ -128,7 +125,7 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
 			err = 0;
 			break;
 		}
-		if (ds->can_grow && ds->capacity < ds->limit) {
+		if (diff_storage_may_grow(ds)) {
 			ds->requested = nr_sect;
 			if (!ds->growing) {
 				ds->growing = true;
@@ -139,10 +136,11 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
 			spin_lock(&ds->lock);
 			continue;
 		}
-		ds->error = -ENOSPC;
+		/* Full: the limit, the device, or a growth step that failed. */
+		ds->error = ds->grow_error ? ds->grow_error : -ENOSPC;
 		ds->requested = nr_sect;
-		report = true;
-		err = -ENOSPC;
+		report = ds->error == -ENOSPC;
+		err = ds->error;
 		break;
 	}
 	spin_unlock(&ds->lock);
@@ -152,19 +150,6 @@ int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
 	if (report)
 		diff_storage_report_no_space(ds, nr_sect);
 	return err;
-}
-
-bool diff_storage_on_bdev(struct diff_storage *ds, struct block_device *bdev)
-{
-	struct block_device *sb = ds->bdev;
-
-	if (!sb || !bdev)
-		return false;
-	if (sb == bdev || sb->bd_dev == bdev->bd_dev)
-		return true;
-	/* A partition and its whole disk overlap. */
-	return sb->bd_disk == bdev->bd_disk &&
-	       (!bdev_is_partition(sb) || !bdev_is_partition(bdev));
 }
 
 static struct file *diff_storage_open_file(const char *path, int flags)
@@ -242,6 +227,10 @@ struct diff_storage *diff_storage_open(const char *path, sector_t limit,
 		}
 		ds->bdev = inode->i_sb->s_bdev;
 		ds->can_grow = true;
+		/* Copies are device data; an O_TMPFILE file is made 0600. */
+		if (inode->i_mode & 0077)
+			pr_warn("difference storage '%s' is readable by others (mode %o): copies of the devices' data go there\n",
+				path, inode->i_mode & 0777);
 		cur = i_size_read(inode) >> SECTOR_SHIFT;
 		ds->capacity = min_t(sector_t, cur, limit);
 		if (ds->capacity <= diff_storage_minimum / 2 &&

@@ -26,16 +26,21 @@ struct event_queue;
  * @file: The open storage: a regular file, a temporary file or a block
  *	device. Immutable.
  * @bdev: The block device that holds the storage (the device itself, or
- *	the file system's device), or NULL (e.g. tmpfs). Used to refuse a
- *	storage on a device of the snapshot. Valid while @file is open.
+ *	the file system's device), or NULL (e.g. tmpfs). The snapshot refuses
+ *	storage resting on its own devices (dev_stack.h). Valid while @file
+ *	is open.
  * @can_grow: A file (not a block device). Immutable.
  * @limit: The most sectors the storage may use. Immutable.
  * @events: Where no_space events go (the snapshot's queue). Immutable.
- * @lock: Guards @capacity, @filled, @growing, @error and @requested.
+ * @lock: Guards @capacity, @filled, @growing, @grow_error, @error and
+ *	@requested.
  * @capacity: Usable sectors today.
  * @filled: Sectors handed out; the next chunk goes at @filled.
  * @growing: A growth step is queued or running.
- * @error: Sticky: 0, or why no more space can be handed out.
+ * @grow_error: Sticky: 0, or why a growth step failed; the storage does
+ *	not grow after it, but what it has is handed out.
+ * @error: Sticky: 0, or why no more space can be handed out (the storage
+ *	is full: -ENOSPC or @grow_error).
  * @requested: Sectors asked for by the last failing allocation.
  * @wq: Allocations waiting for a growth step.
  * @grow_work: The growth step.
@@ -52,6 +57,7 @@ struct diff_storage {
 	sector_t capacity;
 	sector_t filled;
 	bool growing;
+	int grow_error;
 	int error;
 	sector_t requested;
 	wait_queue_head_t wq;
@@ -76,14 +82,21 @@ static inline void diff_storage_get(struct diff_storage *ds)
 
 /*
  * Hands out @nr_sect contiguous sectors in *@sector. May sleep (waits for a
- * growth step). Returns 0, -ENOSPC when the limit is reached (a no_space
- * event is queued, once), or the growth's error.
+ * growth step). Returns 0, or once the storage is full (the limit, the
+ * device's end, or a failed growth step and the space before it used up)
+ * -ENOSPC (a no_space event is queued, once) or the growth's error.
  */
 int diff_storage_alloc(struct diff_storage *ds, sector_t nr_sect,
 		       sector_t *sector);
 
-/* True if the storage lives on @bdev or on the same disk as a whole. */
-bool diff_storage_on_bdev(struct diff_storage *ds, struct block_device *bdev);
+/*
+ * The block device the storage is on (the device itself, or its file
+ * system's device), or 0 (a file system without one, such as tmpfs).
+ */
+static inline dev_t diff_storage_dev(struct diff_storage *ds)
+{
+	return ds->bdev ? ds->bdev->bd_dev : 0;
+}
 
 /**
  * struct cow_buf - A page-backed buffer for chunk I/O.

@@ -4,31 +4,26 @@
  *
  * Upstream's blkfilter patch answers BLKFILTER_ATTACH, _DETACH and _CTL in
  * the block layer's ioctl code; mainline kernels do not know them and pass
- * them to the driver (-ENOTTY, or -EINVAL from loop). Every ioctl on a
- * block-device file enters the block layer through one of two functions,
- * the file's ->unlocked_ioctl and ->compat_ioctl:
+ * them to the driver (-ENOTTY, or -EINVAL from loop).
  *
- *  - blkdev_ioctl(file, cmd, arg) and compat_blkdev_ioctl(file, cmd, arg)
- *    on 5.13 and later (6.1, 6.12, 7.x);
- *  - on 5.10 the native entry is fs/block_dev.c's static block_ioctl(),
- *    which calls the exported blkdev_ioctl(bdev, mode, cmd, arg); the
- *    compat entry is compat_blkdev_ioctl(file, cmd, arg).
+ * Every ioctl on a block-device file enters the block layer through one of
+ * two functions, the file's ->unlocked_ioctl and ->compat_ioctl
+ * (blkdev_ioctl() and compat_blkdev_ioctl(); compat.h names them for each
+ * kernel), and both call the static blkdev_common_ioctl(), hooked too
+ * where the compiler left it a traceable function. An ftrace callback with
+ * FTRACE_OPS_FL_IPMODIFY at each looks only at the request number: for one
+ * of the three BLKFILTER values it points the saved instruction pointer at
+ * a function of this module with the hooked function's own signature,
+ * which answers the request and returns straight to the caller (the ioctl
+ * system call) with the result; the original function does not run. Any
+ * other request is not touched. The handlers never call an ioctl entry,
+ * and a call from inside this module is never redirected (the rule the bio
+ * hook follows), so nothing can recurse.
  *
- * Both call the static blkdev_common_ioctl(), which may be inlined and is
- * not needed: hooking the two entries sees every request once. An ftrace
- * callback with FTRACE_OPS_FL_IPMODIFY at each entry looks only at the
- * request number: for one of the three BLKFILTER values it points the saved
- * instruction pointer at a function of this module with the entry's own
- * signature, which answers the request and returns straight to the entry's
- * caller (the ioctl system call) with the result; the original function
- * does not run. Any other request is not touched. The handlers never call
- * an ioctl entry, and a call from inside this module is never redirected
- * (the rule the bio hook follows), so nothing can recurse.
- *
- * The functions are found by name (ftrace_set_filter()): neither is
- * exported on 5.13 and later. A kernel where they cannot be traced leaves
- * the module without this transport (ioctl_hook_init() fails, main.c logs
- * it); user space then falls back to the control device.
+ * The functions are found by name (ftrace_set_filter()): none is exported.
+ * A kernel where the entries cannot be traced leaves the module without
+ * this transport (ioctl_hook_init() fails, main.c logs it); user space then
+ * falls back to the control device.
  *
  * Only one generation of the request numbers can be served: upstream
  * master's (v7's BLKFILTER_CTL has master's BLKFILTER_ATTACH number).
@@ -70,22 +65,12 @@ static int ioctl_hook_call(struct block_device *bdev, unsigned int cmd,
  * The redirect targets: the same signatures as the hooked functions, so
  * the caller gets the return value it expects.
  */
-#if COMPAT_BLKDEV_IOCTL_TAKES_FILE
-#define IOCTL_HOOK_NATIVE_CMD_ARG 1
 static long ioctl_hook_native(struct file *file, unsigned int cmd,
 			      unsigned long arg)
 {
 	return ioctl_hook_call(I_BDEV(file->f_mapping->host), cmd,
 			       (void __user *)arg);
 }
-#else
-#define IOCTL_HOOK_NATIVE_CMD_ARG 2
-static int ioctl_hook_native(struct block_device *bdev, fmode_t mode,
-			     unsigned int cmd, unsigned long arg)
-{
-	return ioctl_hook_call(bdev, cmd, (void __user *)arg);
-}
-#endif
 
 #ifdef CONFIG_COMPAT
 static long ioctl_hook_compat(struct file *file, unsigned int cmd,
@@ -96,12 +81,22 @@ static long ioctl_hook_compat(struct file *file, unsigned int cmd,
 }
 #endif
 
+/* @mode is fmode_t or blk_mode_t (compat.h): an unsigned int either way. */
+static int ioctl_hook_common(struct block_device *bdev, unsigned int mode,
+			     unsigned int cmd, unsigned long arg,
+			     void __user *argp)
+{
+	return ioctl_hook_call(bdev, cmd, argp);
+}
+
 /**
  * struct ioctl_hook - One hooked ioctl entry.
- * @ops: Its ftrace_ops (first: the callback finds the hook from it).
- * @name: The hooked function.
+ * @ops: Its ftrace_ops (the callback finds the hook from it).
+ * @name: The hooked function (compat.h names it for each kernel).
  * @target: The function the request is redirected to.
  * @cmd_arg: Which argument of @name is the request number.
+ * @optional: The function may have been inlined: the hook is installed
+ *	where the function can be traced and skipped elsewhere.
  * @hooked: The hook is installed.
  */
 struct ioctl_hook {
@@ -109,6 +104,7 @@ struct ioctl_hook {
 	const char *name;
 	unsigned long target;
 	unsigned int cmd_arg;
+	bool optional;
 	bool hooked;
 };
 
@@ -140,21 +136,34 @@ static void notrace ioctl_hook_cb(unsigned long ip, unsigned long parent_ip,
 #define IOCTL_HOOK_FLAGS (FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | \
 			  FTRACE_OPS_FL_PERMANENT)
 
+/*
+ * The two entries see every request; blkdev_common_ioctl(), which both
+ * call, is hooked too where it can be traced, so a request reaching it by
+ * another way (a future caller) is not given to the driver either. A
+ * request redirected at an entry never reaches it: none is answered twice.
+ */
 static struct ioctl_hook ioctl_hooks[] = {
 	{
 		.ops = { .func = ioctl_hook_cb, .flags = IOCTL_HOOK_FLAGS },
-		.name = "blkdev_ioctl",
+		.name = COMPAT_BLKDEV_IOCTL_NATIVE,
 		.target = (unsigned long)ioctl_hook_native,
-		.cmd_arg = IOCTL_HOOK_NATIVE_CMD_ARG,
+		.cmd_arg = COMPAT_BLKDEV_IOCTL_ENTRY_CMD_ARG,
 	},
 #ifdef CONFIG_COMPAT
 	{
 		.ops = { .func = ioctl_hook_cb, .flags = IOCTL_HOOK_FLAGS },
-		.name = "compat_blkdev_ioctl",
+		.name = COMPAT_BLKDEV_IOCTL_COMPAT,
 		.target = (unsigned long)ioctl_hook_compat,
-		.cmd_arg = 1,
+		.cmd_arg = COMPAT_BLKDEV_IOCTL_ENTRY_CMD_ARG,
 	},
 #endif
+	{
+		.ops = { .func = ioctl_hook_cb, .flags = IOCTL_HOOK_FLAGS },
+		.name = COMPAT_BLKDEV_IOCTL_COMMON,
+		.target = (unsigned long)ioctl_hook_common,
+		.cmd_arg = COMPAT_BLKDEV_IOCTL_COMMON_CMD_ARG,
+		.optional = true,
+	},
 };
 
 static int ioctl_hook_install(struct ioctl_hook *hook)
@@ -165,6 +174,11 @@ static int ioctl_hook_install(struct ioctl_hook *hook)
 	/* ftrace_set_filter() parses a glob in place: give it a copy. */
 	strscpy(name, hook->name, sizeof(name));
 	ret = ftrace_set_filter(&hook->ops, name, strlen(name), 1);
+	if (ret && hook->optional) {
+		pr_info("%s is not traceable here (inlined): not hooked\n",
+			hook->name);
+		return 0;
+	}
 	if (ret) {
 		pr_err("cannot trace %s: %d\n", hook->name, ret);
 		return ret;

@@ -13,6 +13,7 @@
 #include "filter.h"
 #include "ioctl_hook.h"
 #include "tracker.h"
+#include "tracker_ctl.h"
 #include "snapshot.h"
 
 static const struct blksnap_version version = {
@@ -84,7 +85,7 @@ static int __init blksnap_init(void)
 	ret = snapshot_init();
 	if (ret)
 		goto fail_tracker_done;
-	ret = filter_init();
+	ret = filter_init(&tracker_filter_ops);
 	if (ret)
 		goto fail_snapshot_done;
 	/*

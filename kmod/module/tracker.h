@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Trackers: one per tracked block device (whole disk or partition). A
- * tracker sees every write bio of its device (filter.c hands them over) and
- * records it in its CBT map.
+ * tracker sees every write bio that touches its device's sectors, whether
+ * submitted to the device itself, to its whole disk, or (for a whole disk)
+ * to one of its partitions, and records it in its CBT map. The trackers of
+ * tracker admits every write it sees at its write gate (write_gate.h),
+ * which makes its CBT switch one instant for every write.
  */
 #ifndef __BLKSNAP_TRACKER_H
 #define __BLKSNAP_TRACKER_H
@@ -10,73 +13,74 @@
 #include <linux/kref.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
-#include <linux/percpu-rwsem.h>
-#include <linux/lockdep.h>
 #include <linux/rculist.h>
 #include <linux/workqueue.h>
 #include <linux/blkdev.h>
-#include <blksnap.h>
+#include "filter.h"
+#include "write_gate.h"
 
 struct cbt_map;
-struct diff_area;
-struct gendisk;
+struct tracked_disk;
+struct snapshot_device;
 
 /**
  * struct tracker - The tracker of one block device.
- * @hash_node: Entry in the tracker table (tracker.c), looked up under RCU
- *	on the I/O path; changed only with tracker_mutex held.
- * @link: Free for the snapshot code (its list of devices); the tracker
- *	code never touches it after initialising it.
+ * @hash_node: Entry in the tracker table (tracker.c), looked up by device
+ *	number under RCU; changed only with tracker_mutex held.
+ * @disk_link: Entry in its tracked disk's list of trackers, read by the I/O
+ *	path under RCU; changed only with tracker_mutex held.
  * @kref: References: the tracker table holds one while attached; each user
- *	(ioctl, bio in flight, snapshot) holds its own (tracker_get/put).
+ *	(ioctl, snapshot, a write being copied) holds its own.
  * @dev_id: The device number. Immutable.
  * @disk: The device's disk, as an identity only: never dereferenced. The
  *	tracker holds no reference on the device, its disk or its driver
  *	(a reference would keep disk_release() for after the driver's module
  *	is gone); whoever needs the device opens it by @dev_id, which pins
  *	the driver and fails once the device is gone. The del_gendisk() hook
- *	unlinks the tracker before the disk can be freed, so @disk is not
- *	compared with a new disk at the same address.
- * @is_dead: Set once, when the device went away or the tracker was
- *	detached; written under tracker_mutex, read locklessly.
- * @ctl_lock: Serialises the per-device snapshot commands (snapshotadd,
- *	snapshotinfo) and guards @diff_area and @snap_disk for the snapshot
- *	code. Never held across a copy from or to user memory: device removal
- *	takes it. Not held on the I/O path.
- * @submit_lock: Read side held by the I/O path while it marks the map and
- *	calls snapshot_cow_bio() and until the bio entered the block layer;
- *	write side held while @cbt_map is replaced or switched and while
- *	@snapshot_is_taken changes, so a write is either wholly before or
- *	wholly after a switch.
- * @submit_key: Lockdep class of @submit_lock, one per tracker.
- * @cbt_map: The CBT map, RCU-protected. Replaced (resize, corruption)
- *	only with @submit_lock held for writing; the old map is put after a
- *	grace period. Use tracker_cbt_map_get() outside the I/O path.
- * @snapshot_is_taken: Nonzero while a taken snapshot holds the device: the
- *	I/O path then calls snapshot_cow_bio() for each write.
- * @diff_area: Owned by the snapshot code (guarded by @ctl_lock).
- * @snap_disk: Owned by the snapshot code (guarded by @ctl_lock).
- * @snapshot_data: Free for the snapshot code.
+ *	unlinks the tracker before the disk can be freed.
+ * @disk_dev: The device number of the whole disk. Immutable.
+ * @start_sect: The device's first sector on its disk (0 for a whole disk).
+ *	Immutable (a partition's start cannot move).
+ * @tdisk: The tracked disk (a reference). Immutable.
+ * @gate: Every write that touches the device's sectors is admitted here
+ *	and counted until it completes; a switch closes it (tracker_switch()).
+ *	Its domain is @tdisk.
+ * @is_dead: Set once, when the tracker is being detached (the device went
+ *	away or was detached); written under tracker_mutex, read locklessly.
+ * @ctl_lock: Serialises the snapshot's per-device commands and guards
+ *	@snapdev's contents for the snapshot code. Never held across a copy
+ *	from or to user memory (device removal takes it). Not held on the I/O
+ *	path.
+ * @cbt_map: The CBT map, RCU-protected. Replaced (resize, corruption) and
+ *	switched only with @gate closed, so a write admitted at @gate marks
+ *	one map with one number; the old map is put after a grace period.
+ *	Use tracker_cbt_map_get() outside the I/O path.
+ * @snapdev: The device's membership of a snapshot, owned by the snapshot
+ *	code (snapshot.c), or NULL. Written with snapshots_lock and @ctl_lock
+ *	held. The I/O path reads it only while @cow_on.
+ * @cow_on: Writes go through copy-on-write for @snapdev. Set and cleared
+ *	only with @gate closed: every write admitted at @gate sees one value
+ *	from admission to completion.
  * @release_work: Frees the tracker in process context, after an RCU grace
- *	period: the I/O path may still be reading it (tracker_lookup_rcu()).
+ *	period (the I/O path may still be reading it) and after the writes it
+ *	admitted completed (their completion uses @gate).
  */
 struct tracker {
 	struct hlist_node hash_node;
-	struct list_head link;
+	struct list_head disk_link;
 	struct kref kref;
 	dev_t dev_id;
 	const struct gendisk *disk;
+	dev_t disk_dev;
+	sector_t start_sect;
+	struct tracked_disk *tdisk;
+	struct write_gate gate;
 	bool is_dead;
 
 	struct mutex ctl_lock;
-	struct percpu_rw_semaphore submit_lock;
-	struct lock_class_key submit_key;
 	struct cbt_map __rcu *cbt_map;
-	atomic_t snapshot_is_taken;
-
-	struct diff_area *diff_area;
-	struct gendisk *snap_disk;
-	void *snapshot_data;
+	struct snapshot_device *snapdev;
+	bool cow_on;
 
 	struct rcu_work release_work;
 };
@@ -94,32 +98,37 @@ static inline void tracker_put(struct tracker *tracker)
 		kref_put(&tracker->kref, tracker_release);
 }
 
-/**
- * tracker_get_by_dev() - Find the attached tracker of a device.
- * @dev_id: Device number.
- *
- * Return: the tracker with a reference (tracker_put() it), or NULL.
- * May sleep.
+/*
+ * The attached tracker of a device, with a reference (tracker_put() it),
+ * or NULL. Any context.
  */
 struct tracker *tracker_get_by_dev(dev_t dev_id);
 
 /* Take a reference on the tracker's current CBT map (cbt_map_put() it). */
 struct cbt_map *tracker_cbt_map_get(struct tracker *tracker);
 
+/*
+ * Attach a tracker to the device @dev_id; detach @tracker. See
+ * IOCTL_BLKSNAP_FILTER_ATTACH and _DETACH in docs/kernel-abi.md for the
+ * errors. May sleep.
+ */
+int tracker_attach(dev_t dev_id);
+int tracker_detach(struct tracker *tracker);
+
 /**
  * tracker_take_snapshot() - The tracker's part of a snapshot take.
  * @tracker: The tracker.
  * @bdev: The tracked device, opened by the caller.
  *
- * Blocks new writes of the device in the I/O path (write side of
- * @submit_lock), freezes the device's queue (waits for writes in flight),
- * makes a new CBT map if the device was resized or the map is corrupted,
- * performs the CBT switch and sets @snapshot_is_taken, then unfreezes.
- * The caller sets up @diff_area first, and may freeze the file system
- * (bdev_freeze) around the call; it must NOT hold the queue frozen, nor
- * hold @ctl_lock (not needed). May sleep.
+ * The CBT switch with copy-on-write turned on at the same instant (see
+ * tracker_switch() in tracker.c): waits for every write in flight on the
+ * device's disk, including writes held by blk-throttle or in a stacked
+ * device below, holding new writes back meanwhile. The caller set up
+ * @tracker->snapdev first and may freeze the file system around the call.
+ * May sleep; a fatal signal aborts the wait.
  *
- * Return: 0, or -ENOMEM (the map could not be re-created; nothing changed).
+ * Return: 0; -ENODEV (the device is gone); -ENOMEM (the map could not be
+ * re-created); -EINTR. On an error nothing changed.
  */
 int tracker_take_snapshot(struct tracker *tracker, struct block_device *bdev);
 
@@ -127,45 +136,30 @@ int tracker_take_snapshot(struct tracker *tracker, struct block_device *bdev);
  * tracker_release_snapshot() - Stop copy-on-write for the tracker.
  * @tracker: The tracker.
  *
- * Clears @snapshot_is_taken with @submit_lock held for writing: when it
- * returns, no bio of this device is inside snapshot_cow_bio() any more.
- * Must not be called from snapshot_cow_bio(). May sleep.
+ * When it returns, no write of the device is in snapshot_cow_bio() and
+ * none will enter it. May sleep (waits for the writes in flight).
  */
 void tracker_release_snapshot(struct tracker *tracker);
 
-/**
- * snapshot_cow_bio() - Copy-on-write hook, implemented by the snapshot code.
- * @tracker: The tracker of the bio's device (a reference is held).
- * @bio: A write bio (op_is_write, non-empty) about to be submitted.
- * @iter: The bio's range, sectors relative to the tracked device (for a
- *	partition: relative to the partition).
- *
- * Called on the I/O path, only while @snapshot_is_taken, with
- * @tracker->submit_lock held for reading, in the submitter's context (may
- * sleep only if the submitter may; GFP_NOIO). The CBT map is already
- * marked.
- *
- * Return: true if it took ownership of @bio (it will submit or end it
- * itself, with filter_submit_bio_noacct()); false to let the tracker
- * submit it now.
+/*
+ * The CBT switch of a take without a snapshot, for
+ * IOCTL_BLKSNAP_TEST_CBT_SWITCH. Return: 0, -ENODEV, -ENOMEM or -EINTR.
+ * May sleep.
  */
-bool snapshot_cow_bio(struct tracker *tracker, struct bio *bio,
-		      struct bvec_iter *iter);
+int tracker_test_switch(struct tracker *tracker);
 
-/* I/O path, called by filter.c. */
-bool tracker_bio_is_tracked(struct bio *bio);
-void tracker_submit_bio(struct bio *bio);
+/*
+ * Calls @fn for every other tracker on @tracker's disk whose sectors
+ * overlap @tracker's (its whole disk, its partitions, or overlapping
+ * partitions), under rcu_read_lock(): @fn may not sleep. Stops at, and
+ * returns, the first nonzero result.
+ */
+int tracker_for_each_overlapping(struct tracker *tracker,
+				 int (*fn)(struct tracker *other, void *arg),
+				 void *arg);
 
-/* Control device requests (main.c); @uarg is the ioctl's user pointer. */
-int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg);
-int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg);
-int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg);
-int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg);
-/* A BLKFILTER request on a device fd (ioctl_hook.c's handler). */
-int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp);
-
-/* Device removal (filter.c's del_gendisk hook). May sleep. */
-void tracker_disk_removed(struct gendisk *disk);
+/* What the bio filter calls (main.c registers it). */
+extern const struct filter_ops tracker_filter_ops;
 
 int tracker_init(void);
 void tracker_done(void);

@@ -7,25 +7,23 @@
  * @module
  */
 
-import { BoundedPool, concurrencyOf } from "./_pool.ts";
-import { encodeChunkSync } from "./chunk.ts";
+import { storeChunks } from "./backup_chunks.ts";
+import { type DamageRecord, unhealed } from "./damage.ts";
 import { decideBackupMode, type Decision, type DecisionParent } from "./decision.ts";
-import { ioError, RepoError } from "./errors.ts";
+import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import {
   chunkCountOf,
-  chunkLengthOf,
   DIGEST_SIZE,
   FORMAT_VERSION,
-  isAllZero,
   newBackupId,
   sha256,
   TEMP_PREFIX,
   toHex,
-  ZERO_DIGEST,
 } from "./format.ts";
 import { type BackupIndex, encodeIndex, referencedDigests } from "./index_file.ts";
 import {
   type BackupStats,
+  type DeviceIdentity,
   deviceKey,
   encodeFailedRun,
   type FailedRun,
@@ -35,7 +33,7 @@ import {
 } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { markRunning } from "./running.ts";
-import { indexName, runningName } from "./storage/backend.ts";
+import { indexName, type PreparedPut, runningName } from "./storage/backend.ts";
 import type { BackupSource, ChangedExtent } from "./source.ts";
 import type { Progress } from "./types.ts";
 
@@ -49,23 +47,28 @@ export interface BackupOptions {
   requireVerifiedParent?: boolean;
   /** Take a full backup if the previous run of this device failed. @default true */
   fullAfterFailedRun?: boolean;
-  /** Bytes per source read, rounded up to whole chunks; at least 1 MiB. @default 1048576 */
-  readSize?: number;
-  /** Chunks hashed/compressed/stored at once. @default max(2, navigator.hardwareConcurrency) */
+  /**
+   * Chunks in flight (read, named, encoded or being stored); each holds a
+   * buffer of one chunk. @default 2 × worker threads + 2
+   */
   concurrency?: number;
   /**
-   * Hash and compress on Deno's thread pool (`crypto.subtle`, async zstd)
-   * while the main thread reads; `false` does both on the main thread.
-   * See bench/pipeline.ts for the measured difference. @default true
+   * Worker threads that name (hash) and encode (compress, seal) chunks; 0
+   * does it on the calling thread. @default 0 (measured: see the
+   * `workers.*` rows of docs/benchmarks.md)
    */
-  offload?: boolean;
+  workers?: number;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */
   lockWaitMs?: number;
   /** Called after each chunk with bytes read so far and bytes to read. */
   onProgress?: (progress: Progress) => void;
   /** Called once the mode is decided, before reading. */
   onDecision?: (decision: Decision) => void;
-  /** Abort the run; the backup then fails and leaves nothing. */
+  /**
+   * Abort the run (checked before each chunk is read; the chunks in flight
+   * end first): the backup then fails, records the failed run,
+   * releases the lock and leaves no backup; it throws `signal.reason` as is.
+   */
   signal?: AbortSignal;
 }
 
@@ -73,6 +76,12 @@ export interface BackupOptions {
 export interface BackupResult {
   /** The manifest written. */
   manifest: Manifest;
+  /**
+   * Chunks the damage record named that this backup rewrote from the source:
+   * every older backup using them is whole again (the next deep verify
+   * confirms it).
+   */
+  healed: string[];
   /** Full or incremental, and why. */
   decision: Decision;
 }
@@ -93,15 +102,26 @@ export function chunksOfExtents(
   return [...set].sort((a, b) => a - b);
 }
 
+/**
+ * Whether backup `m` is of the device `identity` names: same key; or, for a
+ * device that now has a stable id, a backup made before ids were recorded
+ * (no id, same path), so upgrading keeps the chain. The CBT generation check
+ * still makes the next backup full if that path was another device then.
+ */
+function sameDevice(m: Manifest, identity: DeviceIdentity): boolean {
+  if (deviceKey(m.device) === deviceKey(identity)) return true;
+  return identity.id !== undefined && m.device.id === null && m.device.name === identity.name;
+}
+
 async function findParent(
   repo: Repository,
-  key: string,
+  identity: DeviceIdentity,
   explicit: string | undefined,
 ): Promise<{ manifest: Manifest | null; problem?: string }> {
   if (explicit !== undefined) {
     try {
       const m = await repo.readManifest(explicit);
-      if (deviceKey(m.device) !== key) {
+      if (!sameDevice(m, identity)) {
         return { manifest: null, problem: `parent ${explicit} is a backup of another device` };
       }
       return { manifest: m };
@@ -113,7 +133,7 @@ async function findParent(
   for (let i = ids.length - 1; i >= 0; i--) {
     try {
       const m = await repo.readManifest(ids[i]);
-      if (deviceKey(m.device) === key) return { manifest: m };
+      if (sameDevice(m, identity)) return { manifest: m };
     } catch {
       // a corrupt manifest is reported by verify; it cannot be a parent
     }
@@ -171,13 +191,17 @@ export async function backup(
   const capacity = source.capacity;
   if (capacity < 0n) throw new RepoError("INVALID", `Negative capacity ${capacity}`);
   const chunkCount = chunkCountOf(capacity, chunkSize);
-  const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0 });
+  // The lock's fsync overlaps the decision's reads; awaited before the first write.
+  const lock = await repo.lock("backup", { waitMs: options.lockWaitMs ?? 0, syncLater: true });
   let indexWritten = false;
   // On S3 the lock is advisory: a marker tells gc and prune this backup runs (running.ts).
   const marker = repo.backend.kind === "s3" ? runningName(id) : null;
   try {
+    // An abort before the run started still fails it here, so the failed
+    // run is recorded and the next backup of the device is full.
+    options.signal?.throwIfAborted();
     // ---- decide
-    const found = await findParent(repo, key, options.parent);
+    const found = await findParent(repo, source.identity, options.parent);
     let parentIndex: BackupIndex | null = null;
     let parentProblem = found.problem;
     if (found.manifest) {
@@ -236,6 +260,7 @@ export async function backup(
       decision.reason = parentProblem ?? "CBT changes could not be read";
     }
     options.onDecision?.(decision);
+    await lock.durable; // before the first write
     // Before the first chunk: gc spares what is younger than this run and what the parent
     // (whose index decides what is not uploaded) references; prune keeps the parent.
     if (marker) await markRunning(repo, id, key, pm?.id ?? null);
@@ -265,39 +290,91 @@ export async function backup(
     const known = repo.backend.kind === "s3"
       ? new Set(parentIndex ? referencedDigests(parentIndex).keys() : [])
       : null;
-    await storeChunks(source, repo, toRead, digests, stats, options, known);
-
-    // ---- chunks are durable; then index; then manifest
-    await repo.syncChunkDirs();
-    const indexBytes = encodeIndex(chunkSize, capacity, digests);
-    indexWritten = true;
-    await repo.writeIndex(id, indexBytes);
-    const manifest: Manifest = {
-      format: "blksnap-backup",
-      version: FORMAT_VERSION,
-      id,
-      device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
-      chunkSize,
-      chunkCount,
-      cbt: info
-        ? {
-          generationId: info.generationId,
-          changesNumber: info.changesNumber,
-          blockSize: info.blockSize,
-        }
-        : null,
-      parent: incremental ? pm!.id : null,
-      mode: incremental ? "incremental" : "full",
-      reason: decision.reason,
-      startTime: startTime.toISOString(),
-      endTime: new Date().toISOString(),
-      stats,
-      state: "complete",
-      indexSha256: toHex(sha256(indexBytes)),
-      verification: { state: "none", time: null, badChunks: 0 },
+    // The index and the manifest are written (and fsynced) as soon as the
+    // last chunk is encoded, while its store is still in flight; they become
+    // visible in order once every chunk is durable: chunks, then index, then
+    // manifest, each step made durable before the next (three fsync rounds).
+    let manifest = null as Manifest | null;
+    const prepare = async (): Promise<[PreparedPut, PreparedPut]> => {
+      const indexBytes = encodeIndex(chunkSize, capacity, digests);
+      manifest = {
+        format: "blksnap-backup",
+        version: FORMAT_VERSION,
+        id,
+        device: { name: source.identity.name, id: source.identity.id ?? null, capacity },
+        chunkSize,
+        chunkCount,
+        cbt: info
+          ? {
+            generationId: info.generationId,
+            changesNumber: info.changesNumber,
+            blockSize: info.blockSize,
+          }
+          : null,
+        parent: incremental ? pm!.id : null,
+        mode: incremental ? "incremental" : "full",
+        reason: decision.reason,
+        startTime: startTime.toISOString(),
+        endTime: new Date().toISOString(),
+        stats: { ...stats },
+        state: "complete",
+        indexSha256: toHex(sha256(indexBytes)),
+        verification: { state: "none", time: null, badChunks: 0 },
+      };
+      const settled = await Promise.allSettled([
+        repo.prepareIndex(id, indexBytes),
+        repo.prepareManifest(manifest),
+      ]);
+      const ok = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+      if (ok.length < 2) {
+        await Promise.all(ok.map((p) => p.discard()));
+        throw (settled.find((r) => r.status === "rejected") as PromiseRejectedResult).reason;
+      }
+      return ok as [PreparedPut, PreparedPut];
     };
-    await repo.writeManifest(manifest);
-    return { manifest, decision };
+    const staged = { prepared: null as Promise<[PreparedPut, PreparedPut]> | null };
+    const startPrepare = (): void => {
+      if (staged.prepared) return;
+      staged.prepared = prepare();
+      staged.prepared.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
+    };
+    // Chunks a deep verify found bad are rewritten when read again, never
+    // deduplicated against. An unreadable record is rewritten by the next
+    // marking deep verify; until then nothing is known to be bad.
+    const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
+    let healed: string[];
+    try {
+      healed = await storeChunks(source, repo, toRead, digests, stats, {
+        ...options,
+        known,
+        damaged: unhealed(damage),
+        onEncoded: startPrepare,
+      });
+      startPrepare();
+    } catch (e) {
+      await staged.prepared?.then((ps) => Promise.all(ps.map((p) => p.discard())), () => {});
+      throw e;
+    }
+    const [index, manifestPut] = await staged.prepared!;
+    try {
+      indexWritten = true;
+      await Promise.all([repo.syncChunkDirs(), index.commit()]);
+    } catch (e) {
+      await manifestPut.discard();
+      throw e;
+    }
+    await manifestPut.commit();
+    if (healed.length > 0) {
+      const time = new Date().toISOString();
+      for (const hex of healed) {
+        const entry = damage.get(hex);
+        if (entry) entry.healed = { time, by: id };
+      }
+      // The backup is complete; a failure here only leaves the chunks marked
+      // bad, and the next backup rewrites them again.
+      await repo.writeDamage(damage).catch(() => {});
+    }
+    return { manifest: manifest!, decision, healed };
   } catch (e) {
     if (indexWritten) await repo.backend.delete(indexName(id)).catch(() => {});
     const record: FailedRun = {
@@ -307,130 +384,11 @@ export async function backup(
       error: e instanceof Error ? e.message : String(e),
     };
     await repo.writeRunRecord(id, encodeFailedRun(record)).catch(() => {});
-    throw e instanceof RepoError ? e : ioError("backup", repo.path, e);
+    throw e instanceof RepoError || isAbortOf(e, options.signal)
+      ? e
+      : ioError("backup", repo.path, e);
   } finally {
     if (marker) await repo.backend.delete(marker).catch(() => {});
     await lock.release().catch(() => {});
   }
-}
-
-/** Runs of consecutive chunk numbers, each at most `maxLen` long. */
-function runsOf(chunks: number[], maxLen: number): Array<[number, number]> {
-  const runs: Array<[number, number]> = [];
-  let i = 0;
-  while (i < chunks.length) {
-    let j = i + 1;
-    while (j < chunks.length && chunks[j] === chunks[j - 1] + 1 && j - i < maxLen) j++;
-    runs.push([chunks[i], j - i]);
-    i = j;
-  }
-  return runs;
-}
-
-async function storeChunks(
-  source: BackupSource,
-  repo: Repository,
-  toRead: number[],
-  digests: Uint8Array,
-  stats: BackupStats,
-  options: BackupOptions,
-  known: Set<string> | null,
-): Promise<void> {
-  const { chunkSize } = repo.config;
-  const level = repo.config.compression.level;
-  const capacity = source.capacity;
-  const offload = options.offload ?? true;
-  const readSize = Math.max(options.readSize ?? 1 << 20, 1 << 20, chunkSize);
-  const perRead = Math.max(1, Math.floor(readSize / chunkSize));
-  const pool = new BoundedPool(concurrencyOf(options.concurrency ?? repo.backend.parallelism));
-  const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
-  let bytesDone = 0;
-  const pending = new Set<string>(); // digests being stored by this run
-
-  const processChunk = async (i: number, data: Uint8Array): Promise<void> => {
-    let digest: Uint8Array;
-    if (isAllZero(data)) {
-      digest = ZERO_DIGEST;
-      stats.chunksZero++;
-    } else {
-      digest = offload || repo.encrypted ? await repo.chunkDigest(data) : sha256(data);
-      const hex = toHex(digest);
-      const seen = pending.has(hex);
-      pending.add(hex); // before any await, so a twin chunk in flight sees it
-      if (seen || (known ? known.has(hex) : await repo.hasChunk(hex))) {
-        stats.chunksDeduplicated++;
-      } else {
-        let file: Uint8Array;
-        try {
-          file = offload || repo.encrypted
-            ? await repo.encodeChunk(data, digest)
-            : encodeChunkSync(data, level);
-          await repo.putChunk(hex, file);
-        } catch (e) {
-          pending.delete(hex);
-          throw e;
-        }
-        stats.chunksNew++;
-        stats.bytesStored += file.length;
-      }
-    }
-    digests.set(digest, i * DIGEST_SIZE);
-    bytesDone += data.length;
-    options.onProgress?.({ bytesDone, bytesTotal });
-  };
-
-  const readBlock = async ([first, count]: [number, number]): Promise<Uint8Array> => {
-    const offset = BigInt(first) * BigInt(chunkSize);
-    let length = 0;
-    for (let k = 0; k < count; k++) length += chunkLengthOf(first + k, capacity, chunkSize);
-    const buf = new Uint8Array(length);
-    let n: number;
-    try {
-      n = await source.read(offset, buf);
-    } catch (e) {
-      throw new RepoError(
-        "SOURCE",
-        `Reading ${source.identity.name} at ${offset} failed: ${(e as Error).message}`,
-        { cause: e },
-      );
-    }
-    if (n !== length) {
-      throw new RepoError(
-        "SOURCE",
-        `Short read of ${source.identity.name} at ${offset}: ${n} of ${length} bytes`,
-      );
-    }
-    stats.bytesRead += n;
-    return buf;
-  };
-
-  options.onProgress?.({ bytesDone: 0, bytesTotal });
-  const runs = runsOf(toRead, perRead);
-  // One read ahead: block r+1 is being read while block r is hashed and compressed.
-  const prefetch = (r: number): Promise<Uint8Array> | null => {
-    if (r >= runs.length) return null;
-    const p = readBlock(runs[r]);
-    p.catch(() => {}); // handled when awaited; never an unhandled rejection meanwhile
-    return p;
-  };
-  let next = prefetch(0);
-  try {
-    outer: for (let r = 0; r < runs.length; r++) {
-      options.signal?.throwIfAborted();
-      const buf = await next!;
-      next = prefetch(r + 1);
-      const [first, count] = runs[r];
-      for (let k = 0; k < count; k++) {
-        const start = k * chunkSize;
-        const len = chunkLengthOf(first + k, capacity, chunkSize);
-        const chunk = buf.subarray(start, start + len);
-        if (!(await pool.run(() => processChunk(first + k, chunk)))) break outer;
-      }
-    }
-  } catch (e) {
-    pool.fail(e);
-  }
-  await next?.catch(() => {}); // a read still in flight must end before the lock is released
-  await pool.drain();
-  pool.throwIfFailed();
 }

@@ -10,6 +10,7 @@ import type { SnapshotEvent } from "../snapshot.ts";
 import { Session } from "../session.ts";
 import { backup, type BackupOptions, type BackupResult } from "./backup.ts";
 import { RepoError } from "./errors.ts";
+import { deviceIdentity } from "./device_identity.ts";
 import type { DeviceIdentity } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { SnapshotSource } from "./snapshot_source.ts";
@@ -30,8 +31,11 @@ export interface BackupDevicesOptions extends Omit<BackupOptions, "signal" | "pa
   diffStorage: string;
   /** Most the difference storage may grow to, in bytes. */
   limit: bigint | number;
-  /** The identity a device's backups chain by. @default { name: device } */
-  identity?: (device: string) => DeviceIdentity;
+  /**
+   * The identity a device's backups chain by.
+   * @default deviceIdentity(device): its stable id (WWN, dm/md UUID, serial, loop backing file), with the path as name
+   */
+  identity?: (device: string) => DeviceIdentity | Promise<DeviceIdentity>;
   /** Called for every snapshot event (a `corrupted` event also aborts the run). */
   onEvent?: (event: SnapshotEvent) => void;
   /** Called after the take, before any device is read. */
@@ -146,7 +150,7 @@ export async function backupDevices(
         using source = await SnapshotSource.open(
           session,
           t.device,
-          options.identity?.(t.device) ?? { name: t.device },
+          await (options.identity ?? deviceIdentity)(t.device),
         );
         const { identity: _i, diffStorage: _d, limit: _l, ...rest } = options;
         const result = await backup(source, repo, { ...rest, signal: abort.signal });

@@ -70,7 +70,11 @@ export function parseConfig(bytes: Uint8Array, path: string): RepoConfig {
   if (o.format !== "blksnap-repository") r.fail("format", '"blksnap-repository"');
   const version = r.uint(o, "version");
   if (version !== FORMAT_VERSION && version !== ENCRYPTED_FORMAT_VERSION) {
-    throw new CorruptError(path, `unsupported repository version ${version}`);
+    throw new CorruptError(
+      path,
+      `unsupported repository version ${version} (this blksnap reads versions 1 and 2; a newer ` +
+        "blksnap made it)",
+    );
   }
   let encryption: RepoConfig["encryption"];
   if (version === ENCRYPTED_FORMAT_VERSION) {

@@ -90,6 +90,15 @@ export function errnoOf(e: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * True if `e` is the reason `signal` was aborted with: the flows let it
+ * through unwrapped, so the caller (the CLI on SIGINT/SIGTERM) recognizes
+ * its own interruption.
+ */
+export function isAbortOf(e: unknown, signal: AbortSignal | undefined): boolean {
+  return signal !== undefined && signal.aborted && e === signal.reason;
+}
+
 /** Wrap an OS error from operation `op` on `path` as an `IO` {@linkcode RepoError}. */
 export function ioError(op: string, path: string, cause: unknown): RepoError {
   if (cause instanceof RepoError) return cause;

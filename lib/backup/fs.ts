@@ -7,6 +7,14 @@
  * @module
  */
 
+/**
+ * Permission bits of repository directories: the repository holds copies of
+ * whole disks (password hashes, keys), so only its owner may read it.
+ */
+export const PRIVATE_DIR_MODE = 0o700;
+/** Permission bits of repository files (see {@linkcode PRIVATE_DIR_MODE}). */
+export const PRIVATE_FILE_MODE = 0o600;
+
 /** What {@linkcode RepoFs.stat} reports about a path. */
 export interface RepoStat {
   /** Size in bytes. */
@@ -17,6 +25,8 @@ export interface RepoStat {
   isFile: boolean;
   /** A directory. */
   isDirectory: boolean;
+  /** Permission bits (`st_mode & 0o7777`), or null where the storage has none. */
+  mode: number | null;
 }
 
 /** Options of {@linkcode RepoFs.writeFile}. */
@@ -38,7 +48,7 @@ export interface RepoFs {
   stat(path: string): Promise<RepoStat | null>;
   /** Names in a directory; empty when it does not exist. */
   readDir(path: string): Promise<string[]>;
-  /** Create or replace a file with `data`. */
+  /** Create or replace a file with `data`, readable by its owner only (0600). */
   writeFile(path: string, data: Uint8Array, options?: RepoWriteOptions): Promise<void>;
   /** `fsync` a file by path. */
   syncFile(path: string): Promise<void>;
@@ -50,7 +60,10 @@ export interface RepoFs {
   syncDir(path: string): Promise<void>;
   /** Remove a file; no error when it is already gone. */
   remove(path: string): Promise<void>;
-  /** Create a directory (and its parents); no error if it exists. */
+  /**
+   * Create a directory (and its parents); no error if it exists. The
+   * directory is made private (0700) whether it is new or not.
+   */
   mkdir(path: string): Promise<void>;
 }
 
@@ -70,6 +83,7 @@ export class DenoFs implements RepoFs {
         mtimeMs: st.mtime?.getTime() ?? 0,
         isFile: st.isFile,
         isDirectory: st.isDirectory,
+        mode: st.mode === null ? null : st.mode & 0o7777,
       };
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return null;
@@ -96,6 +110,7 @@ export class DenoFs implements RepoFs {
       create: !options.createNew,
       createNew: options.createNew ?? false,
       truncate: !options.createNew,
+      mode: PRIVATE_FILE_MODE, // the umask can only narrow it
     });
     try {
       let done = 0;
@@ -145,8 +160,9 @@ export class DenoFs implements RepoFs {
     }
   }
 
-  /** Create a directory and its parents. */
+  /** Create a directory and its parents; make it private (0700) even if it existed. */
   async mkdir(path: string): Promise<void> {
-    await Deno.mkdir(path, { recursive: true });
+    await Deno.mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE });
+    await Deno.chmod(path, PRIVATE_DIR_MODE);
   }
 }

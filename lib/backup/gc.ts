@@ -9,6 +9,7 @@ import { RepoError } from "./errors.ts";
 import { isDigestHex, TEMP_PREFIX } from "./format.ts";
 import { referencedDigests } from "./index_file.ts";
 import { deviceKey, MAX_RUN_RECORD_SIZE, parseFailedRun } from "./manifest.ts";
+import type { LockInfo } from "./lock.ts";
 import { backupIdsIn, type Repository } from "./repository.ts";
 import { runningBackups } from "./running.ts";
 import { RUNNING_SUFFIX } from "./storage/backend.ts";
@@ -29,7 +30,15 @@ export interface GcOptions {
    * @default 3600000 on S3 (whose lock is advisory), 0 for a directory (whose lock is trusted)
    */
   graceMs?: number;
+  /**
+   * Abort (checked while listing and between batches of removals): what was
+   * removed stays removed, the rest stays; throws `signal.reason` as is.
+   */
+  signal?: AbortSignal;
 }
+
+/** Objects removed per batch (one S3 request); the signal is checked between batches. */
+const DELETE_BATCH = 200;
 
 /** The result of {@linkcode gc}. */
 export interface GcResult {
@@ -53,6 +62,11 @@ export interface GcResult {
   sparedBefore: string | null;
   /** Why every unreferenced chunk was spared this time, or `null`. */
   sparedBecause: string | null;
+  /**
+   * On a dry run (which takes no lock): the writer holding the lock, whose
+   * chunks in flight are counted as unreferenced.
+   */
+  writer: LockInfo | null;
 }
 
 /**
@@ -61,8 +75,11 @@ export interface GcResult {
  * referencing a chunk gc sees as unreferenced. On S3, where that lock is
  * advisory, it also spares chunks younger than `graceMs` and younger than the
  * oldest running backup (`runs/<id>.running`), and chunks Object Lock still
- * retains. Refuses to run if any manifest or index is unreadable (its
- * references are unknown).
+ * retains. A dry run takes no lock and names the writer holding it. A
+ * backup whose manifest is unreadable still counts through its index (which
+ * checks itself); one whose index is unreadable makes gc refuse, naming it,
+ * until it is removed with {@linkcode forget}. Damaged chunks no backup uses
+ * are dropped from the damage record.
  *
  * @example Prune, then free space
  * ```ts ignore
@@ -72,8 +89,10 @@ export interface GcResult {
  * ```
  */
 export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcResult> {
-  const lock = await repo.lock("gc", { waitMs: options.lockWaitMs ?? 0 });
   const dry = options.dryRun ?? false;
+  options.signal?.throwIfAborted();
+  // A dry run removes nothing, so it needs no lock and never waits for one.
+  const lock = dry ? null : await repo.lock("gc", { waitMs: options.lockWaitMs ?? 0 });
   const s3 = repo.backend.kind === "s3";
   const doomed: string[] = []; // object names to delete, in one batch at the end
   try {
@@ -88,7 +107,12 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       chunksRetained: 0,
       sparedBefore: null,
       sparedBecause: null,
+      writer: null,
     };
+    if (dry) {
+      const holder = await repo.lockHolder();
+      if (holder.info && !holder.stale) result.writer = holder.info;
+    }
     // Chunks a running backup may be about to reference are spared: on S3 the lock is only
     // advisory, so gc keeps every chunk written after the grace cut-off and after the start
     // of the oldest running backup.
@@ -106,18 +130,27 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
     const ids = new Set(backupIdsIn(names));
     const newestOf = new Map<string, string>(); // device key -> newest backup id
     for (const id of [...ids].sort()) {
+      options.signal?.throwIfAborted();
+      // An unreadable manifest does not hide the chunks: the index checks
+      // itself. An index that is unreadable, or not the one its manifest
+      // names, does; such a backup cannot be restored, and the operator
+      // removes it with `forget`.
       let index;
+      let m;
       try {
-        const m = await repo.readManifest(id);
-        newestOf.set(deviceKey(m.device), id);
-        index = await repo.readIndex(m);
+        m = await repo.readManifest(id);
+      } catch {
+        m = null;
+      }
+      try {
+        if (m) newestOf.set(deviceKey(m.device), id);
+        index = m ? await repo.readIndex(m) : await repo.readIndexAlone(id);
       } catch (e) {
         throw new RepoError(
           "CORRUPT",
-          `gc refuses to run: backup ${id} is unreadable, its chunks are unknown (${
-            (e as Error).message
-          }); run verify and remove or repair it`,
-          { path: repo.manifestPath(id), cause: e },
+          `gc cannot tell which chunks backup ${id} uses: ${(e as Error).message}. ` +
+            `The backup cannot be restored; remove it with \`blksnap forget ${id}\`, then run gc`,
+          { path: repo.indexPath(id), cause: e },
         );
       }
       for (const hex of referencedDigests(index).keys()) referenced.add(hex);
@@ -192,7 +225,11 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
       }
     }
     if (!dry) {
-      const refused = await repo.backend.deleteMany(doomed);
+      const refused: { name: string; reason: string }[] = [];
+      for (let i = 0; i < doomed.length; i += DELETE_BATCH) {
+        options.signal?.throwIfAborted();
+        refused.push(...await repo.backend.deleteMany(doomed.slice(i, i + DELETE_BATCH)));
+      }
       if (refused.length > 0) {
         throw new RepoError(
           "IO",
@@ -202,9 +239,18 @@ export async function gc(repo: Repository, options: GcOptions = {}): Promise<GcR
         );
       }
       await repo.backend.flush();
+      // Damaged chunks no backup uses any more are forgotten with them.
+      const damage = await repo.readDamage().catch(() => null);
+      if (damage) {
+        let dropped = false;
+        for (const hex of damage.keys()) {
+          if (!referenced.has(hex)) dropped = damage.delete(hex);
+        }
+        if (dropped) await repo.writeDamage(damage);
+      }
     }
     return result;
   } finally {
-    await lock.release().catch(() => {});
+    await lock?.release().catch(() => {});
   }
 }

@@ -32,6 +32,15 @@ export interface LockOptions {
   waitMs?: number;
   /** Remove a stale lock (dead pid on this host, or older than `lockStaleMs`). @default true */
   breakStale?: boolean;
+  /**
+   * Return as soon as the lock is taken and make its contents durable
+   * (`fsync`) in the background: the holder awaits
+   * {@linkcode RepoLock.durable} before it changes anything. Saves one
+   * `fsync` in sequence (a backup reads while it runs). Only a power loss
+   * in those milliseconds can leave an empty lock file, which is then stale
+   * by its age. @default false
+   */
+  syncLater?: boolean;
 }
 
 /** Who holds a lock, as {@linkcode lockHolder} sees it. */
@@ -122,13 +131,26 @@ export class RepoLock implements AsyncDisposable {
   readonly #info: LockInfo;
   readonly #timer: ReturnType<typeof setInterval>;
   #held = true;
+  readonly #durable: Promise<void>;
 
   /** @internal Use `Repository.lock`. */
-  constructor(repo: Lockable, info: LockInfo, refreshMs: number) {
+  constructor(
+    repo: Lockable,
+    info: LockInfo,
+    refreshMs: number,
+    durable: Promise<void> = Promise.resolve(),
+  ) {
     this.#repo = repo;
     this.#info = info;
     this.#timer = setInterval(() => void this.#refresh(), refreshMs);
     Deno.unrefTimer(this.#timer);
+    this.#durable = durable;
+    durable.catch(() => {}); // the holder awaits it; never an unhandled rejection meanwhile
+  }
+
+  /** Resolves once the lock file's contents are durable (at once unless taken with `syncLater`). */
+  get durable(): Promise<void> {
+    return this.#durable;
   }
 
   /** The lock file contents. */
@@ -189,10 +211,16 @@ export async function acquireLock(
     const tmp = join(repo.path, `${TEMP_PREFIX}lock-${info.token}`);
     try {
       info.time = new Date().toISOString();
-      await repo.fs.writeFile(tmp, lockBytes(info), { sync: true });
+      await repo.fs.writeFile(tmp, lockBytes(info), { sync: !options.syncLater });
       try {
         await repo.fs.link(tmp, repo.lockPath);
-        return new RepoLock(repo, info, Math.max(1000, Math.floor(repo.lockStaleMs / 3)));
+        const durable = options.syncLater ? repo.fs.syncFile(repo.lockPath) : undefined;
+        return new RepoLock(
+          repo,
+          info,
+          Math.max(1000, Math.floor(repo.lockStaleMs / 3)),
+          durable,
+        );
       } finally {
         await repo.fs.remove(tmp).catch(() => {});
       }
@@ -218,7 +246,7 @@ export async function acquireLock(
       const h = holder.info;
       const who = h
         ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}`
-        : "an unreadable lock file";
+        : `an unreadable lock file ${repo.lockPath}`;
       throw new RepoError("LOCKED", `Repository ${repo.path} is locked: ${who}`, {
         path: repo.lockPath,
       });
@@ -261,4 +289,69 @@ export function newLockInfo(operation: string): LockInfo {
     operation,
     token: randomHex(8),
   };
+}
+
+/** What {@linkcode unlock} needs of a repository (a directory or an S3 lease). */
+export interface Unlockable {
+  /** Where the repository is. */
+  readonly path: string;
+  /** Path (or URL) of the lock. */
+  readonly lockPath: string;
+  /** Who holds the lock. */
+  lockHolder(): Promise<LockHolder>;
+  /** Remove the lock whoever holds it. */
+  breakLock(): Promise<void>;
+}
+
+/** Options of {@linkcode unlock}. */
+export interface UnlockOptions {
+  /** Remove the lock even when its holder may be running (another host's, a live pid). */
+  force?: boolean;
+  /** Report, remove nothing. @default false */
+  dryRun?: boolean;
+}
+
+/** The result of {@linkcode unlock}. */
+export interface UnlockResult {
+  /** The lock removed (or, on a dry run, that would be), or null when there was none. */
+  removed: LockHolder | null;
+}
+
+/**
+ * Remove the lock of `repo`: a stale one (dead pid on this host, or older
+ * than `lockStaleMs`) always; one whose holder may still run only with
+ * `force`, else `LOCKED` naming the holder. For a lock left by a crashed
+ * host on a shared repository, or when an operator knows the holder is gone.
+ *
+ * @example
+ * ```ts ignore
+ * import { Repository, unlock } from "./mod.ts";
+ * const r = await unlock(await Repository.open("/backup/repo"));
+ * console.log(r.removed?.info?.operation ?? "no lock");
+ * ```
+ */
+export async function unlock(
+  repo: Unlockable,
+  options: UnlockOptions = {},
+): Promise<UnlockResult> {
+  const holder = await repo.lockHolder();
+  if (!holder.exists) return { removed: null };
+  if (!holder.stale && !options.force) {
+    const h = holder.info;
+    const who = h ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}` : "unreadable";
+    throw new RepoError(
+      "LOCKED",
+      `Repository ${repo.path} is locked (${who}) and the holder may be running; ` +
+        `give --force if it is not`,
+      { path: repo.lockPath },
+    );
+  }
+  if (!options.dryRun) {
+    try {
+      await repo.breakLock();
+    } catch (e) {
+      throw ioError("remove", repo.lockPath, e);
+    }
+  }
+  return { removed: holder };
 }

@@ -9,28 +9,41 @@ import { list } from "./list.ts";
 import { deviceKey, type Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { runningBackups } from "./running.ts";
+import { matchesDevice } from "./select.ts";
 import type { BadBackup } from "./types.ts";
 
 /** How many backups to keep, per device. Each rule keeps the newest backup of its period. */
 export interface RetentionPolicy {
   /** Keep the newest N backups. @default 0 */
   keepLast?: number;
+  /** Keep the newest backup of each of the last N hours that have backups (UTC). @default 0 */
+  keepHourly?: number;
   /** Keep the newest backup of each of the last N days that have backups (UTC). @default 0 */
   keepDaily?: number;
   /** Keep the newest backup of each of the last N ISO weeks that have backups. @default 0 */
   keepWeekly?: number;
   /** Keep the newest backup of each of the last N months that have backups. @default 0 */
   keepMonthly?: number;
+  /** Keep the newest backup of each of the last N years that have backups. @default 0 */
+  keepYearly?: number;
+  /**
+   * Keep every backup taken within this duration before the device's newest
+   * backup: `y`ears, `m`onths, `w`eeks, `d`ays and `h`ours, e.g. `7d`,
+   * `1y6m`, `36h` (see {@linkcode parseRetentionDuration}). @default none
+   */
+  keepWithin?: string;
 }
 
 /** Options of {@linkcode prune}. */
 export interface PruneOptions {
-  /** Report what would be removed, remove nothing. @default false */
+  /** Report what would be removed, remove nothing (and take no lock). @default false */
   dryRun?: boolean;
-  /** Only prune backups of this device key (`identity.id ?? name`). @default all devices */
+  /** Only prune backups of this device: its key (`identity.id ?? name`) or its name. @default all */
   device?: string;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */
   lockWaitMs?: number;
+  /** Abort (checked before each removal); throws `signal.reason` as is. */
+  signal?: AbortSignal;
 }
 
 /** The result of {@linkcode prune}. */
@@ -39,8 +52,58 @@ export interface PruneResult {
   kept: { id: string; reasons: string[] }[];
   /** Removed (or, on a dry run, to-be-removed) backup ids. */
   removed: string[];
-  /** Unreadable manifests: never removed by prune. */
+  /** Unreadable manifests: never removed by prune (`forget` removes one). */
   problems: BadBackup[];
+}
+
+/** A retention duration: years, months, weeks, days, hours. */
+export interface RetentionDuration {
+  /** Years. */
+  years: number;
+  /** Months. */
+  months: number;
+  /** Weeks. */
+  weeks: number;
+  /** Days. */
+  days: number;
+  /** Hours. */
+  hours: number;
+}
+
+/**
+ * Parse a retention duration such as `7d`, `2w`, `1y6m`, `36h` (restic's
+ * `--keep-within` syntax: a sequence of numbers with `y`, `m`, `w`, `d`,
+ * `h`). Throws `INVALID` on anything else.
+ *
+ * @example
+ * ```ts
+ * import { parseRetentionDuration } from "./prune.ts";
+ * console.log(parseRetentionDuration("1y2w").weeks); // 2
+ * ```
+ */
+export function parseRetentionDuration(text: string): RetentionDuration {
+  const out: RetentionDuration = { years: 0, months: 0, weeks: 0, days: 0, hours: 0 };
+  const names = { y: "years", m: "months", w: "weeks", d: "days", h: "hours" } as const;
+  const t = text.trim();
+  if (!/^(\d+[ymwdh])+$/.test(t)) {
+    throw new RepoError(
+      "INVALID",
+      `"${text}" is not a duration (numbers with y, m, w, d or h, e.g. 7d, 1y6m, 36h)`,
+    );
+  }
+  for (const [, n, unit] of t.matchAll(/(\d+)([ymwdh])/g)) {
+    out[names[unit as keyof typeof names]] += Number(n);
+  }
+  return out;
+}
+
+/** `time` minus `d`, in UTC calendar arithmetic. */
+function before(time: Date, d: RetentionDuration): Date {
+  const t = new Date(time);
+  t.setUTCFullYear(t.getUTCFullYear() - d.years, t.getUTCMonth() - d.months);
+  t.setUTCDate(t.getUTCDate() - 7 * d.weeks - d.days);
+  t.setUTCHours(t.getUTCHours() - d.hours);
+  return t;
 }
 
 function isoWeek(d: Date): string {
@@ -52,9 +115,43 @@ function isoWeek(d: Date): string {
   return `${year}-W${String(week).padStart(2, "0")}`;
 }
 
+const COUNT_RULES = [
+  "keepLast",
+  "keepHourly",
+  "keepDaily",
+  "keepWeekly",
+  "keepMonthly",
+  "keepYearly",
+] as const;
+
+/** Throw `INVALID` unless `policy` is well formed and keeps something. */
+function checkPolicy(policy: RetentionPolicy): void {
+  for (const k of COUNT_RULES) {
+    const v = policy[k];
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
+      throw new RepoError("INVALID", `Retention ${k} must be a non-negative integer, got ${v}`);
+    }
+  }
+  if (policy.keepWithin !== undefined) parseRetentionDuration(policy.keepWithin);
+  const counts = COUNT_RULES.reduce((s, k) => s + (policy[k] ?? 0), 0);
+  if (counts === 0 && policy.keepWithin === undefined) {
+    throw new RepoError("INVALID", "Retention policy keeps nothing; give at least one keep rule");
+  }
+}
+
 /**
  * Which of `backups` (one device) a policy keeps, with reasons; pure.
  * Returns a map id → reasons for kept backups.
+ *
+ * @example
+ * ```ts
+ * import { applyRetention } from "./prune.ts";
+ * const keep = applyRetention([
+ *   { id: "a", startTime: "2026-01-01T02:00:00.000Z" },
+ *   { id: "b", startTime: "2026-01-02T02:00:00.000Z" },
+ * ], { keepDaily: 1 });
+ * console.log([...keep.keys()]); // ["b"]
+ * ```
  */
 export function applyRetention(
   backups: readonly Pick<Manifest, "id" | "startTime">[],
@@ -77,17 +174,25 @@ export function applyRetention(
     }
   };
   newest.slice(0, Math.max(0, policy.keepLast ?? 0)).forEach((b, i) => add(b.id, `last ${i + 1}`));
+  rule(policy.keepHourly, "hourly", (d) => d.toISOString().slice(0, 13));
   rule(policy.keepDaily, "daily", (d) => d.toISOString().slice(0, 10));
   rule(policy.keepWeekly, "weekly", isoWeek);
   rule(policy.keepMonthly, "monthly", (d) => d.toISOString().slice(0, 7));
+  rule(policy.keepYearly, "yearly", (d) => d.toISOString().slice(0, 4));
+  if (policy.keepWithin !== undefined && newest.length > 0) {
+    const from = before(new Date(newest[0].startTime), parseRetentionDuration(policy.keepWithin));
+    for (const b of newest) {
+      if (new Date(b.startTime) >= from) add(b.id, `within ${policy.keepWithin.trim()}`);
+    }
+  }
   return keep;
 }
 
 /**
  * Remove backups the retention policy does not keep, per device. Takes the
- * repository lock. Removes manifests and indexes only; run {@linkcode gc}
- * afterwards to free chunks. Every backup is logically full, so removing a
- * parent never breaks a kept child.
+ * repository lock (a dry run takes none). Removes manifests and indexes
+ * only; run {@linkcode gc} afterwards to free chunks. Every backup is
+ * logically full, so removing a parent never breaks a kept child.
  *
  * @example Keep 7 daily, 4 weekly and 6 monthly backups
  * ```ts ignore
@@ -102,23 +207,17 @@ export async function prune(
   retention: RetentionPolicy,
   options: PruneOptions = {},
 ): Promise<PruneResult> {
-  for (const [k, v] of Object.entries(retention)) {
-    if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) {
-      throw new RepoError("INVALID", `Retention ${k} must be a non-negative integer, got ${v}`);
-    }
-  }
-  const total = (retention.keepLast ?? 0) + (retention.keepDaily ?? 0) +
-    (retention.keepWeekly ?? 0) + (retention.keepMonthly ?? 0);
-  if (total === 0) {
-    throw new RepoError("INVALID", "Retention policy keeps nothing; give at least one keep rule");
-  }
-  const lock = await repo.lock("prune", { waitMs: options.lockWaitMs ?? 0 });
+  checkPolicy(retention);
+  options.signal?.throwIfAborted();
+  const lock = options.dryRun
+    ? null
+    : await repo.lock("prune", { waitMs: options.lockWaitMs ?? 0 });
   try {
     const { backups, problems } = await list(repo);
     const groups = new Map<string, Manifest[]>();
     for (const b of backups) {
+      if (options.device !== undefined && !matchesDevice(b, options.device)) continue;
       const key = deviceKey(b.device);
-      if (options.device !== undefined && key !== options.device) continue;
       groups.set(key, [...(groups.get(key) ?? []), b]);
     }
     const result: PruneResult = { kept: [], removed: [], problems };
@@ -136,9 +235,14 @@ export async function prune(
         else result.removed.push(b.id);
       }
     }
-    if (!options.dryRun) { for (const id of result.removed) await repo.removeBackup(id); }
+    if (!options.dryRun) {
+      for (const id of result.removed) {
+        options.signal?.throwIfAborted();
+        await repo.removeBackup(id);
+      }
+    }
     return result;
   } finally {
-    await lock.release().catch(() => {});
+    await lock?.release().catch(() => {});
   }
 }

@@ -10,15 +10,7 @@
  */
 
 import { join, relative } from "node:path";
-import {
-  ChunkEncoding,
-  decodeChunk,
-  decodePayload,
-  digestOf,
-  encodeChunk,
-  maxChunkFileSize,
-  zstdCompress,
-} from "./chunk.ts";
+import { digestOf, encodeChunk } from "./chunk.ts";
 import {
   configMacInput,
   encodeConfig,
@@ -27,8 +19,8 @@ import {
   type RepoConfig,
 } from "./config.ts";
 import { hmacSha256, TAG_SIZE } from "./crypto/aead.ts";
+import { type DamageRecord, encodeDamage, MAX_DAMAGE_SIZE, parseDamage } from "./damage.ts";
 import {
-  chunkId,
   deriveKeys,
   encodeSlot,
   type KeySlot,
@@ -39,19 +31,12 @@ import {
   type RepoKeys,
   type ScryptParams,
 } from "./crypto/keys.ts";
-import {
-  maxSealedChunkSize,
-  openChunk,
-  openObject,
-  sealChunk,
-  SEALED_OBJECT_HEADER_SIZE,
-  sealObject,
-} from "./crypto/sealed.ts";
+import { openObject, SEALED_OBJECT_HEADER_SIZE, sealObject } from "./crypto/sealed.ts";
+import { type ChunkCodec, chunkCodec, type ChunkCodecSpec } from "./chunk_codec.ts";
 import { CorruptError, ioError, RepoError } from "./errors.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   FORMAT_VERSION,
-  fromHex,
   isBackupId,
   isDigestHex,
   isValidChunkSize,
@@ -68,6 +53,8 @@ import {
   chunkName,
   indexName,
   manifestName,
+  type PreparedPut,
+  preparePut,
   runRecordName,
 } from "./storage/backend.ts";
 import { LocalBackend, readBounded } from "./storage/local.ts";
@@ -125,6 +112,9 @@ export interface OpenOptions {
    */
   passphrase?: string | (() => string | Promise<string>);
 }
+
+/** The object name of the damage record. */
+const DAMAGE_NAME = "damage.json";
 
 /** Bytes a sealed index or manifest adds to its plaintext (header and tag). */
 const SEALED_OVERHEAD = SEALED_OBJECT_HEADER_SIZE + TAG_SIZE;
@@ -229,6 +219,7 @@ export class Repository {
   readonly lockStaleMs: number;
   /** The working keys of an encrypted repository, `null` for a plain one. */
   readonly keys: RepoKeys | null;
+  #codec: ChunkCodec | null = null;
   /** The key slot the passphrase opened (`null`: plain, or just created). */
   openedSlot: string | null = null;
   /** ETags of `backups/` objects from the last S3 listing (the manifest cache's keys). */
@@ -293,7 +284,14 @@ export class Repository {
     try {
       if (backend instanceof LocalBackend) {
         const fs = backend.fs;
+        const st = await fs.stat(path);
+        if (st !== null && !st.isDirectory) {
+          throw new RepoError("INVALID", `${path} exists and is not a directory`, { path });
+        }
         const existing = (await fs.readDir(path)).filter((n) => !n.startsWith("."));
+        if (existing.includes("config.json")) {
+          throw new RepoError("INVALID", `${path} is already a blksnap repository`, { path });
+        }
         if (existing.length > 0) {
           throw new RepoError("INVALID", `Directory ${path} is not empty`, { path });
         }
@@ -399,6 +397,10 @@ export class Repository {
   manifestPath(id: string): string {
     return this.backend.display(manifestName(id));
   }
+  /** Path (or URL) of the damage record (chunks a deep verify found bad). */
+  get damagePath(): string {
+    return this.backend.display(DAMAGE_NAME);
+  }
   /** Path (or URL) of the failed-run record of run `id`. */
   runRecordPath(id: string): string {
     return this.backend.display(runRecordName(id));
@@ -440,6 +442,31 @@ export class Repository {
     await this.backend.put(indexName(id), this.#seal(indexName(id), bytes));
   }
 
+  /**
+   * The index of backup `id` written and durable but not visible until the
+   * result's `commit()` (crash-safe like {@linkcode Repository.writeIndex}).
+   */
+  prepareIndex(id: string, bytes: Uint8Array): Promise<PreparedPut> {
+    return preparePut(this.backend, indexName(id), this.#seal(indexName(id), bytes));
+  }
+
+  /** {@linkcode Repository.writeManifest} in two halves, like {@linkcode Repository.prepareIndex}. */
+  async prepareManifest(manifest: Manifest): Promise<PreparedPut> {
+    const name = manifestName(manifest.id);
+    const prepared = await preparePut(
+      this.backend,
+      name,
+      this.#seal(name, encodeManifest(manifest)),
+    );
+    return {
+      commit: () => {
+        this.#listedEtags.delete(name); // its cached copy is stale from now on
+        return prepared.commit();
+      },
+      discard: () => prepared.discard(),
+    };
+  }
+
   /** Write a failed-run record. */
   async writeRunRecord(id: string, bytes: Uint8Array): Promise<void> {
     await this.backend.put(runRecordName(id), bytes);
@@ -450,6 +477,17 @@ export class Repository {
     const name = manifestName(manifest.id);
     this.#listedEtags.delete(name); // its cached copy is stale from now on
     await this.backend.put(name, this.#seal(name, encodeManifest(manifest)));
+  }
+
+  /** Replace the damage record (removed when empty). Hold the lock. */
+  async writeDamage(record: DamageRecord): Promise<void> {
+    try {
+      if (record.size > 0) {
+        await this.backend.put(DAMAGE_NAME, this.#seal(DAMAGE_NAME, encodeDamage(record)));
+      } else await this.backend.delete(DAMAGE_NAME);
+    } catch (e) {
+      throw ioError("write", this.damagePath, e);
+    }
   }
 
   /** Remove backup `id`: manifest first (the backup disappears), then its index. */
@@ -498,6 +536,33 @@ export class Repository {
     return m;
   }
 
+  /** Size of the stored index of a backup of `chunkCount` chunks (sealed when encrypted). */
+  indexObjectSize(chunkCount: number): number {
+    return indexFileSize(chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
+  }
+
+  /** Read the damage record; empty when there is none. Throws `CORRUPT` when unreadable. */
+  async readDamage(): Promise<DamageRecord> {
+    const stored = await this.backend.get(DAMAGE_NAME, MAX_DAMAGE_SIZE + SEALED_OVERHEAD);
+    return stored === null
+      ? new Map()
+      : parseDamage(this.#unseal(DAMAGE_NAME, stored), this.damagePath);
+  }
+
+  /**
+   * Read the index of backup `id` checked by its own checksum only, for when
+   * its manifest is unreadable (gc still needs to know which chunks it uses).
+   * Bounded to 1 GiB (some 33 million chunks).
+   */
+  async readIndexAlone(id: string): Promise<BackupIndex> {
+    const path = this.indexPath(id);
+    const stored = await this.backend.get(indexName(id), (1 << 30) + SEALED_OVERHEAD);
+    if (stored === null) {
+      throw new RepoError("NOT_FOUND", `Index of backup ${id} is missing`, { path });
+    }
+    return decodeIndex(this.#unseal(indexName(id), stored), path);
+  }
+
   /**
    * Read and check the index of `manifest`'s backup: its own checksum, the
    * SHA-256 the manifest records, and chunk size and capacity against the
@@ -508,7 +573,7 @@ export class Repository {
   async readIndex(manifest: Manifest, options: { fresh?: boolean } = {}): Promise<BackupIndex> {
     const path = this.indexPath(manifest.id);
     if (manifest.chunkCount > MAX_CHUNK_COUNT) throw new CorruptError(path, "chunk count too big");
-    const size = indexFileSize(manifest.chunkCount) + (this.keys ? SEALED_OVERHEAD : 0);
+    const size = this.indexObjectSize(manifest.chunkCount);
     const cached = options.fresh ? null : await readCachedIndex(this, manifest, size);
     if (cached) {
       try {
@@ -540,30 +605,45 @@ export class Repository {
   }
 
   /**
-   * Read chunk `hex`: check the file header, its length and the payload's
-   * CRC-32, decompress (output bounded by `maxLength`), and check the SHA-256
-   * and, when given, the length. Throws `BAD_CHUNK` naming it.
+   * The stored object of chunk `hex` as it is, unchecked (see
+   * {@linkcode Repository.readChunk} for the checked bytes; `chunk_workers.ts`
+   * checks it on another thread). Throws `BAD_CHUNK` naming it when it is
+   * missing or larger than any chunk of at most `maxLength` bytes.
    */
-  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+  async readStoredChunk(hex: string, maxLength: number): Promise<Uint8Array> {
     if (!isDigestHex(hex)) throw new RepoError("INVALID", `Not a chunk digest: ${hex}`);
-    const path = this.chunkPath(hex);
     let file: Uint8Array | null;
     try {
-      file = await this.backend.get(
-        chunkName(hex),
-        this.keys ? maxSealedChunkSize(maxLength) : maxChunkFileSize(maxLength),
-      );
+      file = await this.backend.get(chunkName(hex), this.codec.maxStoredSize(maxLength));
     } catch (e) {
-      if (e instanceof CorruptError) throw badChunk(hex, path, "is larger than any valid chunk", e);
+      if (e instanceof CorruptError) throw this.badChunk(hex, "is larger than any valid chunk", e);
       throw e;
     }
-    if (file === null) throw badChunk(hex, path, "missing");
+    if (file === null) throw this.badChunk(hex, "missing");
+    return file;
+  }
+
+  /**
+   * Read chunk `hex`: check the file header, its length and the payload's
+   * CRC-32 (the tag in an encrypted repository), decompress (output bounded
+   * by `maxLength`), and check the name against the bytes and, when given,
+   * the length. Throws `BAD_CHUNK` naming it.
+   */
+  async readChunk(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+    const file = await this.readStoredChunk(hex, maxLength);
     try {
-      if (!this.keys) return decodeChunk(file, hex, maxLength, exactLength);
-      return decodeSealedChunk(this.keys, hex, file, maxLength, exactLength);
+      return this.codec.decode(file, hex, maxLength, exactLength);
     } catch (e) {
-      throw badChunk(hex, path, (e as Error).message, e);
+      throw this.badChunk(hex, (e as Error).message, e);
     }
+  }
+
+  /** The `BAD_CHUNK` error of chunk `hex`: "Chunk <hex> <problem>", with its path. */
+  badChunk(hex: string, problem: string, cause?: unknown): RepoError {
+    return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, {
+      path: this.chunkPath(hex),
+      cause,
+    });
   }
 
   // ---------------------------------------------------------------- encryption
@@ -573,26 +653,29 @@ export class Repository {
     return this.keys !== null;
   }
 
+  /** What the chunk codec of this repository is made of (posted to worker threads). */
+  get codecSpec(): ChunkCodecSpec {
+    return { level: this.config.compression.level, keys: this.keys };
+  }
+
+  /** The chunk codec: names, encodes and checks chunks, in this thread. */
+  get codec(): ChunkCodec {
+    this.#codec ??= chunkCodec(this.codecSpec);
+    return this.#codec;
+  }
+
   /**
    * The id of a chunk's bytes: SHA-256 (on Deno's thread pool) in a plain
    * repository, HMAC-SHA256 under the id key in an encrypted one.
    */
   async chunkDigest(data: Uint8Array): Promise<Uint8Array> {
-    return this.keys ? chunkId(this.keys, data) : await digestOf(data);
+    return this.keys ? this.codec.name(data) : await digestOf(data);
   }
 
   /** The stored object of a chunk: zstd or raw, sealed in an encrypted repository. */
   async encodeChunk(data: Uint8Array, digest: Uint8Array): Promise<Uint8Array> {
-    const level = this.config.compression.level;
-    if (!this.keys) return await encodeChunk(data, level);
-    const z = await zstdCompress(data, level);
-    const zstd = z.length < data.length;
-    const payload = zstd ? z : data;
-    return sealChunk(this.keys, digest, {
-      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-      length: data.length,
-      payloadLength: payload.length,
-    }, payload);
+    if (!this.keys) return await encodeChunk(data, this.config.compression.level);
+    return this.codec.encode(data, digest);
   }
 
   /** Seal `plain` for object `name` in an encrypted repository; as is in a plain one. */
@@ -656,16 +739,18 @@ export class Repository {
     if (this.backend instanceof S3Backend) return s3LockHolder(this);
     return lockHolder(this);
   }
+
+  /** Remove the lock whoever holds it (see `unlock` in lock.ts, which decides when). */
+  async breakLock(): Promise<void> {
+    if (this.backend instanceof S3Backend) await this.backend.delete("lock");
+    else await this.fs.remove(this.lockPath);
+  }
 }
 
 /** The backup ids among the names of `backups/` (files `<id>.json`), sorted oldest first. */
 export function backupIdsIn(names: readonly string[]): string[] {
   return names.filter((n) => n.endsWith(".json")).map((n) => n.slice(0, -5)).filter(isBackupId)
     .sort();
-}
-
-function badChunk(hex: string, path: string, problem: string, cause?: unknown): RepoError {
-  return new RepoError("BAD_CHUNK", `Chunk ${hex} ${problem}`, { path, cause });
 }
 
 /**
@@ -766,24 +851,4 @@ async function cacheIndex(repo: Repository, id: string, bytes: Uint8Array): Prom
   } catch {
     // a cache that cannot be written only costs a download next time
   }
-}
-
-/**
- * A format-2 chunk's data: tag (the object was not altered and is stored
- * under its own id), decompression bounded by the header's length, the
- * length (`exactLength` when given) and the keyed id against the name.
- * Throws a plain `Error` saying what is wrong.
- */
-function decodeSealedChunk(
-  keys: RepoKeys,
-  hex: string,
-  file: Uint8Array,
-  maxLength: number,
-  exactLength?: number,
-): Uint8Array {
-  const id = fromHex(hex);
-  const { header, payload } = openChunk(keys, id, file, maxLength);
-  const data = decodePayload(header.encoding, payload, header.length, exactLength);
-  if (toHex(chunkId(keys, data)) !== hex) throw new Error("content does not match its keyed id");
-  return data;
 }

@@ -5,11 +5,15 @@
  * @module
  */
 
-import { concurrencyOf, range, runBounded } from "./_pool.ts";
-import { ioError, RepoError } from "./errors.ts";
+import { blockDeviceUse } from "../block_device.ts";
+import { range, runBounded } from "./_pool.ts";
+import { ChunkReader } from "./chunk_reader.ts";
+import type { DamageRecord } from "./damage.ts";
+import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import { bytesEqual, chunkLengthOf, toHex, ZERO_DIGEST } from "./format.ts";
 import { digestAt, referencedDigests } from "./index_file.ts";
 import type { Repository } from "./repository.ts";
+import { TargetWriter } from "./target_writer.ts";
 import type { Progress } from "./types.ts";
 
 /** Options of {@linkcode restore}. */
@@ -18,14 +22,30 @@ export interface RestoreOptions {
   resize?: boolean;
   /** Decompress and check every chunk before the target is opened. @default false */
   verifyFirst?: boolean;
-  /** Chunks read and checked at once. @default max(2, navigator.hardwareConcurrency) */
+  /** Chunks read, checked and written at once. @default 2 × worker threads + 2 */
   concurrency?: number;
+  /**
+   * Worker threads that decompress and check chunks; 0 does it on the
+   * calling thread. @default 0
+   */
+  workers?: number;
+  /**
+   * Write with `O_DIRECT` (around the page cache; needs `--allow-ffi`).
+   * @default true for a block device, false for a file
+   */
+  direct?: boolean;
   /** Called after each chunk. */
   onProgress?: (progress: Progress) => void;
   /** The mount table to check block-device targets against. @default "/proc/self/mountinfo" */
   mountInfoPath?: string;
   /** Check that a block-device target is not mounted or held (UNSAFE to disable). @default true */
   checkMounted?: boolean;
+  /**
+   * Abort the restore (checked before each chunk): a new file is removed,
+   * an existing file or device is left partly written; throws
+   * `signal.reason` as is.
+   */
+  signal?: AbortSignal;
 }
 
 /** The result of {@linkcode restore}. */
@@ -42,95 +62,24 @@ export interface RestoreResult {
   targetKind: "new-file" | "file" | "block-device";
 }
 
-/** Major and minor numbers of a Linux `dev_t`. */
-export function devNumbers(rdev: number): { major: number; minor: number } {
-  const lo = rdev % 2 ** 32;
-  const hi = Math.floor(rdev / 2 ** 32);
-  return {
-    major: ((lo >>> 8) & 0xfff) | ((hi & 0xfffff000) >>> 0),
-    minor: (lo & 0xff) | ((lo >>> 12) & 0xfff00),
-  };
-}
-
-/**
- * The `major:minor` numbers that `/proc/self/mountinfo`-formatted text shows
- * as mounted (third field of each line).
- */
-export function mountedDevices(mountinfo: string): Set<string> {
-  const out = new Set<string>();
-  for (const line of mountinfo.split("\n")) {
-    const f = line.split(" ");
-    if (f.length > 2 && /^\d+:\d+$/.test(f[2])) out.add(f[2]);
-  }
-  return out;
-}
-
-async function readText(path: string): Promise<string | null> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch {
-    return null;
-  }
-}
-
-async function run(cmd: string, args: string[]): Promise<string | null> {
-  try {
-    const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
-    return out.success ? new TextDecoder().decode(out.stdout) : null;
-  } catch {
-    return null;
-  }
-}
+export { devNumbers, mountedDevices } from "../block_device.ts";
 
 /**
  * Refuse a block device that is mounted, has a mounted partition, or is held
- * by another device (device-mapper, md). Reads sysfs and the mount table when
- * Deno may (`--allow-all`), else asks `lsblk` and `findmnt` (`--allow-run`);
- * refuses when it can do neither.
+ * by another device (device-mapper, md), or that cannot be checked.
  */
 async function checkBlockDeviceFree(
   target: string,
   rdev: number,
   mountInfoPath: string,
 ): Promise<void> {
-  const { major, minor } = devNumbers(rdev);
-  const self = `${major}:${minor}`;
-  const devs = new Set([self]);
+  const use = await blockDeviceUse(target, rdev, mountInfoPath);
   const refuse = (why: string): never => {
-    throw new RepoError("BAD_TARGET", `Target ${target} (${self}) ${why}`, { path: target });
+    throw new RepoError("BAD_TARGET", `Target ${target} (${use.device}) ${why}`, { path: target });
   };
-  const sys = `/sys/dev/block/${self}`;
-  let sysOk = false;
-  try {
-    for await (const e of Deno.readDir(sys)) {
-      sysOk = true;
-      const dev = await readText(`${sys}/${e.name}/dev`);
-      if (dev !== null && (await readText(`${sys}/${e.name}/partition`)) !== null) {
-        devs.add(dev.trim());
-      }
-    }
-    for await (const h of Deno.readDir(`${sys}/holders`)) refuse(`is in use by ${h.name}`);
-  } catch (e) {
-    if (e instanceof RepoError) throw e;
-  }
-  if (!sysOk) {
-    const tree = await run("lsblk", ["-rno", "MAJ:MIN,TYPE", target]);
-    if (tree !== null) {
-      for (const line of tree.split("\n").slice(1)) {
-        const [dev, type] = line.trim().split(/\s+/);
-        if (!dev) continue;
-        if (type === "part") devs.add(dev);
-        else refuse(`is in use by a ${type} device ${dev}`);
-      }
-    }
-  }
-  const info = (await readText(mountInfoPath)) ??
-    (await run("findmnt", ["-rn", "-o", "ID,PARENT,MAJ:MIN"]));
-  if (info === null) {
-    refuse("cannot be checked for mounts (no access to /proc/self/mountinfo or findmnt)");
-  }
-  const mounted = mountedDevices(info!);
-  for (const d of devs) if (mounted.has(d)) refuse(`is mounted (${d})`);
+  if (use.holders.length > 0) refuse(`is in use by ${use.holders.join(", ")}`);
+  if (use.mounted.length > 0) refuse(`is mounted (${use.mounted.join(", ")})`);
+  if (use.unknown !== null) refuse(`cannot be checked for mounts (${use.unknown})`);
 }
 
 /**
@@ -157,7 +106,9 @@ export async function restore(
   try {
     return await restoreInner(repo, backupId, target, options);
   } catch (e) {
-    throw e instanceof RepoError ? e : ioError("restore to", target, e);
+    throw e instanceof RepoError || isAbortOf(e, options.signal)
+      ? e
+      : ioError("restore to", target, e);
   }
 }
 
@@ -175,6 +126,18 @@ async function restoreInner(
   const unique = referencedDigests(index);
   const missing: string[] = [];
   for (const hex of unique.keys()) if (!(await repo.hasChunk(hex))) missing.push(hex);
+  // A chunk a deep verify found bad would fail the restore half-way.
+  const damage = await repo.readDamage().catch(() => new Map() as DamageRecord);
+  const known = [...unique.keys()].filter((hex) => damage.get(hex)?.healed === null);
+  if (known.length > 0) {
+    throw new RepoError(
+      "BAD_CHUNK",
+      `Backup ${backupId} needs ${known.length} chunk(s) a deep verify found ` +
+        `${damage.get(known[0])!.problem}: ${known.slice(0, 5).join(", ")}; the next backup ` +
+        `of the device rewrites them if the data is unchanged, or run \`blksnap repair\``,
+      { path: repo.chunkPath(known[0]) },
+    );
+  }
   if (missing.length > 0) {
     throw new RepoError(
       "BAD_CHUNK",
@@ -184,13 +147,17 @@ async function restoreInner(
       { path: repo.chunkPath(missing[0]) },
     );
   }
+  using reader = ChunkReader.start(repo, { workers: options.workers });
+  const concurrency = options.concurrency ?? reader.concurrency;
   if (options.verifyFirst) {
-    for (const [hex, i] of unique) {
-      await repo.readChunk(hex, chunkSize, chunkLengthOf(i, capacity, chunkSize));
-    }
+    await runBounded(unique, concurrency, async ([hex, i]) => {
+      options.signal?.throwIfAborted();
+      await reader.check("deep", hex, chunkSize, chunkLengthOf(i, capacity, chunkSize));
+    });
   }
 
   // Open the target.
+  options.signal?.throwIfAborted();
   let st: Deno.FileInfo | null = null;
   try {
     st = await Deno.stat(target);
@@ -201,7 +168,8 @@ async function restoreInner(
   let file: Deno.FsFile;
   if (st === null) {
     kind = "new-file";
-    file = await Deno.open(target, { write: true, createNew: true });
+    // A restored image holds a whole disk's data: private, like the repository.
+    file = await Deno.open(target, { write: true, createNew: true, mode: 0o600 });
     await file.truncate(Number(capacity));
   } else if (st.isFile) {
     kind = "file";
@@ -244,46 +212,49 @@ async function restoreInner(
   let bytesDone = 0;
   let bytesWritten = 0;
   let chunksSkipped = 0;
-  let zeros: Uint8Array | null = null;
-  let writeChain: Promise<void> = Promise.resolve();
-
-  const writeAt = (offset: bigint, data: Uint8Array): Promise<void> => {
-    writeChain = writeChain.then(async () => {
-      await file.seek(offset, Deno.SeekMode.Start);
-      let done = 0;
-      while (done < data.length) done += await file.write(data.subarray(done));
-      bytesWritten += data.length;
-    });
-    return writeChain;
-  };
+  let writer: TargetWriter | null = null;
 
   const one = async (i: number): Promise<void> => {
+    options.signal?.throwIfAborted();
     const d = digestAt(index, i);
     const len = chunkLengthOf(i, capacity, chunkSize);
     const offset = BigInt(i) * BigInt(chunkSize);
     if (bytesEqual(d, ZERO_DIGEST)) {
       if (sparse) chunksSkipped++;
       else {
-        zeros ??= new Uint8Array(chunkSize);
-        await writeAt(offset, zeros.subarray(0, len));
+        await writer!.writeZeros(offset, len);
+        bytesWritten += len;
       }
     } else {
-      const data = await repo.readChunk(toHex(d), chunkSize, len);
-      await writeAt(offset, data);
+      // Every check passes before a byte of the chunk is written.
+      const data = await reader.read(toHex(d), chunkSize, len);
+      await writer!.write(offset, data);
+      bytesWritten += len;
     }
     bytesDone += len;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
 
   try {
-    await runBounded(range(chunkCount), concurrencyOf(options.concurrency), one);
-    await writeChain;
-    await file.sync();
-  } catch (e) {
+    // Writes at positions (several in flight, O_DIRECT to a device) once the checks above passed.
     file.close();
+    writer = await TargetWriter.open(target, { direct: options.direct ?? kind === "block-device" });
+    await runBounded(range(chunkCount), concurrency, one);
+    await writer.sync();
+  } catch (e) {
+    writer?.close();
     if (kind === "new-file") await Deno.remove(target).catch(() => {});
+    else if (bytesWritten > 0 && !isAbortOf(e, options.signal)) {
+      // Whatever failed (a bad chunk, the target, a worker thread), say what was touched.
+      const err = ioError("restore to", target, e);
+      throw new RepoError(
+        err.code,
+        `${err.message}; ${target} was partly overwritten (${bytesWritten} bytes written)`,
+        { path: err.path, cause: e },
+      );
+    }
     throw e;
   }
-  file.close();
+  writer.close();
   return { backupId, capacity, bytesWritten, chunksSkipped, targetKind: kind };
 }

@@ -56,9 +56,19 @@ export class SnapshotSource implements BackupSource, Disposable {
     return new SnapshotSource(file, imagePath, cbt);
   }
 
-  /** Read from the image; short only at its end. */
+  /** Read from the image (with `O_DIRECT` when `--allow-ffi` is given); short only at its end. */
   read(offset: bigint, buf: Uint8Array): Promise<number> {
     return this.#file.read(offset, buf);
+  }
+
+  /** Reads the image serves at once. */
+  get parallelReads(): number {
+    return this.#file.parallelReads;
+  }
+
+  /** A buffer to read the image into (aligned for `O_DIRECT`). */
+  allocate(length: number): Uint8Array {
+    return this.#file.allocate(length);
   }
 
   /** Close the image. Idempotent. */

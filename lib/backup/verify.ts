@@ -1,34 +1,59 @@
 /**
  * The verify flow: fast (manifests, index checksums, every referenced chunk
- * exists) or deep (every referenced chunk decompressed and re-hashed). A deep
- * verify records its result in each manifest.
+ * exists, chunks a deep verify found bad and nothing has rewritten since) or
+ * deep (every referenced chunk decompressed and re-hashed). A deep verify
+ * records its result in each manifest and in the damage record (damage.ts),
+ * and says which damaged chunks were healed since, and so which backups are
+ * restorable again. Both warn about repository files others can read.
  *
  * @module
  */
 
-import { concurrencyOf, runBounded } from "./_pool.ts";
+import { join } from "node:path";
+import { runBounded } from "./_pool.ts";
+import { ChunkReader } from "./chunk_reader.ts";
 import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
+import { maxSealedChunkSize } from "./crypto/sealed.ts";
+import type { DamageRecord } from "./damage.ts";
 import { RepoError } from "./errors.ts";
 import { chunkLengthOf, isBackupId, isDigestHex, TEMP_PREFIX } from "./format.ts";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, type RepoStat } from "./fs.ts";
 import { type BackupIndex, referencedDigests } from "./index_file.ts";
+import type { LockInfo } from "./lock.ts";
 import type { Manifest } from "./manifest.ts";
 import type { Repository } from "./repository.ts";
 import { chunkName } from "./storage/backend.ts";
-import { maxSealedChunkSize } from "./crypto/sealed.ts";
 import type { BadBackup, Progress } from "./types.ts";
 
 /** Options of {@linkcode verify}. */
 export interface VerifyOptions {
   /** Decompress and re-hash every referenced chunk. @default false */
   deep?: boolean;
-  /** After a deep verify, record the result in each manifest (takes the lock). @default deep */
+  /**
+   * Read every referenced chunk and check what needs no decompression: its
+   * frame and payload CRC-32 (its tag in an encrypted repository). Finds
+   * media damage at the speed of reading; a deep verify also finds a chunk
+   * that was wrong when written. Ignored with `deep`. @default false
+   */
+  scrub?: boolean;
+  /**
+   * After a deep verify, record the result in each manifest and in the
+   * damage record (takes the lock). @default deep
+   */
   mark?: boolean;
-  /** Chunks checked at once in a deep verify. @default max(2, navigator.hardwareConcurrency) */
+  /** Chunks checked at once in a deep verify or a scrub. @default 2 × worker threads + 2 */
   concurrency?: number;
+  /**
+   * Worker threads that check chunks in a deep verify; 0 checks on the
+   * calling thread. @default 0
+   */
+  workers?: number;
   /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */
   lockWaitMs?: number;
   /** Called after each chunk with the (uncompressed) bytes of distinct chunks checked so far. */
   onProgress?: (progress: Progress) => void;
+  /** Abort (checked before each chunk); throws `signal.reason` as is, marks nothing. */
+  signal?: AbortSignal;
 }
 
 /** A missing or corrupt chunk and the backups that use it. */
@@ -43,6 +68,22 @@ export interface BadChunk {
   detail: string;
   /** Ids of every backup whose index references it. */
   backups: string[];
+  /** True when this verify did not read it: an earlier deep verify found it bad. */
+  known: boolean;
+}
+
+/** A chunk the damage record names that was rewritten from good data. */
+export interface HealedChunk {
+  /** Hex SHA-256. */
+  digest: string;
+  /** The backup id (or `repair`) that rewrote it, if recorded. */
+  by: string | null;
+  /** When it was rewritten, if recorded. */
+  time: string | null;
+  /** The backups that use it. */
+  backups: string[];
+  /** True when this (deep) verify read it back intact; false: rewritten, not yet re-read. */
+  confirmed: boolean;
 }
 
 /** The result of {@linkcode verify}. */
@@ -51,6 +92,8 @@ export interface VerifyReport {
   ok: boolean;
   /** Whether chunk contents were checked. */
   deep: boolean;
+  /** Whether chunk files were read and their CRC-32 (or tag) checked, without a deep verify. */
+  scrub: boolean;
   /** Backups whose manifest and index were read. */
   backupsChecked: number;
   /** Distinct chunks checked. */
@@ -59,6 +102,16 @@ export interface VerifyReport {
   badChunks: BadChunk[];
   /** Errors: unreadable manifests or indexes. */
   badBackups: BadBackup[];
+  /** Error: the damage record is unreadable (a marking deep verify writes it afresh). */
+  damageRecordError: string | null;
+  /** Damaged chunks rewritten since they were found. */
+  healedChunks: HealedChunk[];
+  /**
+   * Backups that a deep verify had marked failed and that are whole again
+   * (every chunk present and intact; on a fast verify: present, and every
+   * damaged one rewritten).
+   */
+  healedBackups: string[];
   /** Warning: stored chunks no backup references (removed by `gc`). */
   unreferencedChunks: string[];
   /** Warning: index files without a manifest (removed by `gc`). */
@@ -67,6 +120,13 @@ export interface VerifyReport {
   tempFiles: string[];
   /** Warning: files in `chunks/` whose name is not a digest. */
   strayFiles: string[];
+  /**
+   * Warning: files or directories of a local repository that group or others
+   * may access (should be 0600/0700).
+   */
+  widePermissions: string[];
+  /** The writer holding the lock while a fast verify ran (its new chunks look unreferenced). */
+  writer: LockInfo | null;
   /** Backups whose manifest got a new verification state. */
   marked: { id: string; state: "ok" | "failed" }[];
 }
@@ -74,19 +134,24 @@ export interface VerifyReport {
 /**
  * Verify the whole repository. Fast: every manifest and index parses, index
  * checksums match, every referenced chunk file exists and has a plausible
- * size. Deep: also decompresses every referenced chunk and checks its
- * SHA-256. The fast check does not detect bit rot inside a chunk file.
+ * size, and no referenced chunk is in the damage record unhealed. Deep: also
+ * decompresses every referenced chunk and checks its SHA-256. Scrub: reads
+ * every referenced chunk and checks its CRC-32 (tag). The fast check does
+ * not detect new bit rot inside a chunk file. Deep and scrub checks run on
+ * worker threads when there is enough to read.
  *
  * @example Deep-verify and print bad chunks with the backups that use them
  * ```ts ignore
  * import { Repository, verify } from "./mod.ts";
  * const report = await verify(await Repository.open("/backup/repo"), { deep: true });
  * for (const c of report.badChunks) console.log(c.digest, c.problem, c.backups.join(" "));
+ * console.log("restorable again:", report.healedBackups.join(" "));
  * ```
  */
 export async function verify(repo: Repository, options: VerifyOptions = {}): Promise<VerifyReport> {
   const deep = options.deep ?? false;
   const mark = (options.mark ?? deep) && deep;
+  options.signal?.throwIfAborted();
   const lock = mark ? await repo.lock("verify", { waitMs: options.lockWaitMs ?? 0 }) : null;
   try {
     return await verifyLocked(repo, deep, mark, options);
@@ -95,27 +160,61 @@ export async function verify(repo: Repository, options: VerifyOptions = {}): Pro
   }
 }
 
+/** Who uses a chunk, and its length. */
+interface ChunkUse {
+  ids: string[];
+  length: number;
+}
+
 async function verifyLocked(
   repo: Repository,
   deep: boolean,
   mark: boolean,
   options: VerifyOptions,
 ): Promise<VerifyReport> {
+  const scrub = !deep && (options.scrub ?? false);
   const report: VerifyReport = {
     ok: true,
     deep,
+    scrub,
     backupsChecked: 0,
     chunksChecked: 0,
     badChunks: [],
     badBackups: [],
+    damageRecordError: null,
+    healedChunks: [],
+    healedBackups: [],
     unreferencedChunks: [],
     orphanIndexes: [],
     tempFiles: [],
     strayFiles: [],
+    widePermissions: [],
+    writer: null,
     marked: [],
   };
   const { chunkSize } = repo.config;
-  const users = new Map<string, { ids: string[]; length: number }>();
+  // File modes exist in a local repository only (an S3 bucket has its policy).
+  const local = repo.backend.kind === "local";
+  const checkMode = (path: string, st: RepoStat | null) => {
+    if (st?.mode == null) return;
+    const allowed = st.isDirectory ? PRIVATE_DIR_MODE : PRIVATE_FILE_MODE;
+    if ((st.mode & ~allowed & 0o777) !== 0) report.widePermissions.push(path);
+  };
+  const checkModeOf = async (path: string) => {
+    if (local) checkMode(path, await repo.fs.stat(path));
+  };
+  for (const p of [repo.path, repo.chunksDir, repo.backupsDir, repo.runsDir]) await checkModeOf(p);
+  await checkModeOf(join(repo.path, "config.json"));
+
+  let damage: DamageRecord = new Map();
+  try {
+    damage = await repo.readDamage();
+  } catch (e) {
+    report.damageRecordError = (e as Error).message;
+  }
+
+  // Backups: manifests and indexes.
+  const users = new Map<string, ChunkUse>();
   const manifests = new Map<string, Manifest>();
   const names: string[] = [];
   for await (const o of repo.list("backups/")) names.push(o.name.slice("backups/".length));
@@ -129,7 +228,11 @@ async function verifyLocked(
       report.orphanIndexes.push(repo.backend.display(`backups/${n}`));
     }
   }
+  const indexBad = new Set<string>();
   for (const id of [...ids].sort()) {
+    options.signal?.throwIfAborted();
+    await checkModeOf(repo.manifestPath(id));
+    await checkModeOf(repo.indexPath(id));
     let m: Manifest;
     let index: BackupIndex;
     try {
@@ -138,14 +241,14 @@ async function verifyLocked(
       report.badBackups.push({ id, path: repo.manifestPath(id), error: (e as Error).message });
       continue;
     }
+    manifests.set(id, m);
     try {
       index = await repo.readIndex(m, { fresh: true });
     } catch (e) {
-      manifests.set(id, m);
+      indexBad.add(id);
       report.badBackups.push({ id, path: repo.indexPath(id), error: (e as Error).message });
       continue;
     }
-    manifests.set(id, m);
     report.backupsChecked++;
     for (const [hex, i] of referencedDigests(index)) {
       let u = users.get(hex);
@@ -170,72 +273,140 @@ async function verifyLocked(
       report.strayFiles.push(repo.backend.display(o.name));
     } else stored.set(n, o.size);
   }
+  if (local) {
+    const fans = new Set([...stored.keys()].map((hex) => hex.slice(0, 2)));
+    for (const fan of fans) await checkModeOf(join(repo.chunksDir, fan));
+  }
+  /** A stored chunk's size, or null when it is missing (a local one's mode is checked too). */
+  const sizeOf = async (hex: string): Promise<number | null> => {
+    if (!stored.has(hex)) return null;
+    if (local) {
+      const st = await repo.fs.stat(repo.chunkPath(hex));
+      checkMode(repo.chunkPath(hex), st);
+      return st?.isFile ? st.size : null;
+    }
+    return stored.get(hex) ?? (await repo.backend.stat(chunkName(hex)))?.size ?? null;
+  };
 
-  // Chunks: existence (fast) or content (deep).
+  // Chunks: existence (fast) or content (deep); a fast verify also trusts
+  // the damage record about chunks nothing has rewritten since.
   const bound = Math.max(maxChunkFileSize(chunkSize), maxSealedChunkSize(chunkSize));
   let bytesDone = 0;
   let bytesTotal = 0;
   for (const u of users.values()) bytesTotal += u.length;
-  const checkOne = async (hex: string, u: { ids: string[]; length: number }): Promise<void> => {
+  const bad = (hex: string, u: ChunkUse, problem: BadChunk["problem"], detail: string) =>
+    report.badChunks.push({
+      digest: hex,
+      path: repo.chunkPath(hex),
+      problem,
+      detail,
+      backups: u.ids,
+      known: false,
+    });
+  const checkOne = async (hex: string, u: ChunkUse): Promise<void> => {
+    options.signal?.throwIfAborted();
     const path = repo.chunkPath(hex);
-    const size = stored.has(hex)
-      ? stored.get(hex) ?? (await repo.backend.stat(chunkName(hex)))?.size ?? null
-      : null;
+    const size = await sizeOf(hex);
     report.chunksChecked++;
+    const known = damage.get(hex);
     if (size === null) {
-      report.badChunks.push({
-        digest: hex,
-        path,
-        problem: "missing",
-        detail: "no such file",
-        backups: u.ids,
-      });
+      bad(hex, u, "missing", "no such file");
     } else if (size <= CHUNK_HEADER_SIZE || size > bound) {
-      report.badChunks.push({
-        digest: hex,
-        path,
-        problem: "corrupt",
-        detail: `implausible size ${size}`,
-        backups: u.ids,
-      });
-    } else if (deep) {
-      try {
-        await repo.readChunk(hex, chunkSize, u.length);
-      } catch (e) {
-        if (!(e instanceof RepoError)) throw e;
+      bad(hex, u, "corrupt", `implausible size ${size}`);
+    } else {
+      let found = false;
+      if (reader) {
+        try {
+          await reader.check(deep ? "deep" : "scrub", hex, chunkSize, u.length);
+        } catch (e) {
+          if (!(e instanceof RepoError)) throw e;
+          found = true;
+          bad(
+            hex,
+            u,
+            e.code === "BAD_CHUNK" && /missing/.test(e.message) ? "missing" : "corrupt",
+            e.message,
+          );
+        }
+      }
+      // A scrub cannot see what a deep verify found (a chunk wrong when written).
+      if (!found && !deep && known && known.healed === null) {
         report.badChunks.push({
           digest: hex,
           path,
-          problem: e.code === "BAD_CHUNK" && /missing/.test(e.message) ? "missing" : "corrupt",
-          detail: e.message,
+          problem: known.problem,
+          detail: `found ${known.problem} by the deep verify of ${known.found}: ${known.detail}`,
           backups: u.ids,
+          known: true,
         });
       }
     }
     bytesDone += u.length;
     options.onProgress?.({ bytesDone, bytesTotal });
   };
+  // Deep and scrub read and check chunks (on threads when asked for).
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  const concurrency = deep ? concurrencyOf(options.concurrency ?? repo.backend.parallelism) : 16;
+  using reader = deep || scrub ? ChunkReader.start(repo, { workers: options.workers }) : null;
+  const concurrency = options.concurrency ?? reader?.concurrency ?? 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));
-  for (const hex of stored.keys()) if (!users.has(hex)) report.unreferencedChunks.push(hex);
 
-  report.ok = report.badChunks.length === 0 && report.badBackups.length === 0;
+  // Healing: damaged chunks that are now good (deep), or rewritten (fast).
+  const badNow = new Set(report.badChunks.map((c) => c.digest));
+  for (const [hex, entry] of damage) {
+    const u = users.get(hex);
+    if (!u || badNow.has(hex) || (!deep && entry.healed === null)) continue;
+    report.healedChunks.push({
+      digest: hex,
+      by: entry.healed?.by ?? null,
+      time: entry.healed?.time ?? null,
+      backups: u.ids,
+      confirmed: deep,
+    });
+  }
+  const badPer = new Map<string, number>();
+  for (const c of report.badChunks) {
+    for (const id of c.backups) badPer.set(id, (badPer.get(id) ?? 0) + 1);
+  }
+  for (const b of report.badBackups) {
+    if (manifests.has(b.id)) badPer.set(b.id, Math.max(1, badPer.get(b.id) ?? 0));
+  }
+  const healedUsers = new Set(report.healedChunks.flatMap((c) => c.backups));
+  for (const [id, m] of manifests) {
+    if (m.verification.state !== "failed" || badPer.has(id) || indexBad.has(id)) continue;
+    // Deep: whole again. Fast: whole unless the rot was never recorded.
+    if (deep || healedUsers.has(id)) report.healedBackups.push(id);
+  }
+
+  for (const hex of stored.keys()) if (!users.has(hex)) report.unreferencedChunks.push(hex);
+  if (!mark) {
+    const holder = await repo.lockHolder();
+    if (holder.info && !holder.stale) report.writer = holder.info;
+  }
+
+  report.ok = report.badChunks.length === 0 && report.badBackups.length === 0 &&
+    report.damageRecordError === null;
 
   if (mark) {
-    const badPer = new Map<string, number>();
-    for (const c of report.badChunks) {
-      for (const id of c.backups) badPer.set(id, (badPer.get(id) ?? 0) + 1);
-    }
-    for (const b of report.badBackups) {
-      if (manifests.has(b.id)) badPer.set(b.id, Math.max(1, badPer.get(b.id) ?? 0));
-    }
+    options.signal?.throwIfAborted();
     const time = new Date().toISOString();
+    // The damage record becomes exactly what this verify found bad, keeping
+    // when each chunk was first found.
+    const next: DamageRecord = new Map();
+    for (const c of report.badChunks) {
+      next.set(c.digest, {
+        problem: c.problem,
+        detail: c.detail,
+        found: damage.get(c.digest)?.found ?? time,
+        backups: c.backups,
+        healed: null,
+      });
+    }
+    await repo.writeDamage(next);
     for (const [id, m] of manifests) {
-      const bad = badPer.get(id) ?? 0;
-      const state = bad > 0 ? "failed" : "ok";
-      await repo.writeManifest({ ...m, verification: { state, time, badChunks: bad } });
+      const n = badPer.get(id) ?? 0;
+      const state = n > 0 ? "failed" : "ok";
+      await repo.writeManifest({ ...m, verification: { state, time, badChunks: n } });
       report.marked.push({ id, state });
     }
   }

@@ -25,8 +25,11 @@ export const LIB_ENV = "BLKSNAP_LIB";
 export const LIB_SONAME = "libblksnap.so.1";
 /** The library major version this binding is written for. */
 export const LIB_MAJOR = 1;
-/** How to build the library, as the load error says it. */
+/** How to build the library in a clone, as the load error says it. */
 export const BUILD_HINT = "build it with `deno task build:lib` (make -C kmod lib)";
+/** How to install the library, as the load error says it. */
+export const INSTALL_HINT = `install ${LIB_SONAME} where the loader finds it ` +
+  "(`deno task install`, or copy it to /usr/local/lib and run ldconfig)";
 
 /** One place the library may be. */
 export interface LibraryCandidate {
@@ -70,7 +73,8 @@ const defaultOpener: LibraryOpener = (path) => Deno.dlopen(path, symbols);
 
 function reason(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.split("\n")[0] ?? text;
+  // Deno repeats the prefix: "Could not open library: Could not open library: ...".
+  return (text.split("\n")[0] ?? text).replace(/^(Could not open library: )+/, "");
 }
 
 /**
@@ -111,13 +115,14 @@ export function openLibrary(
     }
     return lib;
   }
-  const envNote = candidates.some((c) => c.source === "env")
-    ? `${LIB_ENV} is set, so only it was tried`
-    : `set ${LIB_ENV} to its path`;
+  const env = candidates.find((c) => c.source === "env");
+  const hint = env
+    ? `${LIB_ENV} (or --lib) names ${env.path}, so only it was tried`
+    : candidates.some((c) => c.source === "local")
+    ? `${BUILD_HINT}, or ${INSTALL_HINT}, or set ${LIB_ENV} to its path`
+    : `${INSTALL_HINT}, or set ${LIB_ENV} to its path`;
   throw new BlksnapLibraryError(
-    `Cannot load libblksnap: ${BUILD_HINT}, or install ${LIB_SONAME}, or ${envNote}. Tried:\n  ${
-      tried.join("\n  ")
-    }`,
+    `libblksnap not found: ${hint}. Tried:\n  ${tried.join("\n  ")}`,
     tried,
   );
 }

@@ -103,6 +103,11 @@ class OptionData {
     this.#at += 2;
     return v;
   }
+  /** A string preceded by its 32-bit length. */
+  sizedString(): string | null {
+    const length = this.u32();
+    return length === null ? null : this.string(length);
+  }
   string(length: number): string | null {
     if (length > MAX_STRING || this.#at + length > this.bytes.length) return null;
     const s = this.bytes.subarray(this.#at, this.#at + length);
@@ -118,14 +123,12 @@ class OptionData {
 /** Export name and queries of `LIST_META_CONTEXT`/`SET_META_CONTEXT`, or `null` if malformed. */
 function parseMetaQuery(data: Uint8Array): { name: string; queries: string[] } | null {
   const d = new OptionData(data);
-  const nameLen = d.u32();
-  const name = nameLen === null ? null : d.string(nameLen);
+  const name = d.sizedString();
   const count = d.u32();
   if (name === null || count === null) return null;
   const queries: string[] = [];
   for (let i = 0; i < count; i++) {
-    const len = d.u32();
-    const q = len === null ? null : d.string(len);
+    const q = d.sizedString();
     if (q === null) return null;
     queries.push(q);
   }
@@ -135,8 +138,7 @@ function parseMetaQuery(data: Uint8Array): { name: string; queries: string[] } |
 /** Export name and information requests of `INFO`/`GO`, or `null` if malformed. */
 function parseInfoRequest(data: Uint8Array): { name: string; infos: number[] } | null {
   const d = new OptionData(data);
-  const nameLen = d.u32();
-  const name = nameLen === null ? null : d.string(nameLen);
+  const name = d.sizedString();
   const count = d.u16();
   if (name === null || count === null) return null;
   const infos: number[] = [];
@@ -176,6 +178,15 @@ export async function negotiate(
   const noZeroes = (clientFlags & ClientFlag.NoZeroes) !== 0;
   let structured = false;
   let allocation: { exportName: string } | null = null;
+  // base:allocation counts only if it was selected for the export chosen.
+  const session = (exp: NbdExport, flags: number): Session => ({
+    export: exp,
+    structured,
+    allocationContext: allocation && findExport(options.exports, allocation.exportName) === exp
+      ? ALLOCATION_CONTEXT_ID
+      : null,
+    flags,
+  });
 
   for (;;) {
     const header = await stream.readExact(OPTION_HEADER_SIZE);
@@ -216,14 +227,7 @@ export async function negotiate(
         const flags = transmissionFlags(exp.source, structured);
         const info = encodeInfoExport(BigInt(exp.source.size), flags).subarray(2);
         await stream.send(info, noZeroes ? new Uint8Array(0) : new Uint8Array(124));
-        return {
-          export: exp,
-          structured,
-          allocationContext: allocation && sameExport(options.exports, allocation.exportName, exp)
-            ? ALLOCATION_CONTEXT_ID
-            : null,
-          flags,
-        };
+        return session(exp, flags);
       }
       case Option.List: {
         if (length !== 0) {
@@ -258,16 +262,7 @@ export async function negotiate(
           await reply(OptionReply.Info, encodeInfoString(InfoType.Description, exp.description));
         }
         await reply(OptionReply.Ack);
-        if (option === Option.Go) {
-          return {
-            export: exp,
-            structured,
-            allocationContext: allocation && sameExport(options.exports, allocation.exportName, exp)
-              ? ALLOCATION_CONTEXT_ID
-              : null,
-            flags,
-          };
-        }
+        if (option === Option.Go) return session(exp, flags);
         break;
       }
       case Option.StructuredReply: {
@@ -314,9 +309,4 @@ export async function negotiate(
         await reply(OptionReply.ErrUnsup, text(`option ${option} is not supported`));
     }
   }
-}
-
-/** Whether export name `name` (as the client wrote it) designates `exp`. */
-function sameExport(exports: NbdExport[], name: string, exp: NbdExport): boolean {
-  return findExport(exports, name) === exp;
 }

@@ -44,3 +44,21 @@ export { type OverlayOptions, OverlaySource } from "./overlay.ts";
 export { NbdErrno } from "./protocol.ts";
 export { type NbdListenAddress, NbdServer, type NbdServerOptions } from "./server.ts";
 export { nbdUri, serveBackupPoint, type ServedBackupPoint, type ServeOptions } from "./serve.ts";
+export { type FsType, probeFilesystem, readOnlyMountOptions } from "./fs_probe.ts";
+export {
+  DEFAULT_RUN_DIR,
+  listMountedBackupPoints,
+  mountBackupPoint,
+  MountError,
+  type MountOptions,
+  type MountRecord,
+  unmountBackupPoint,
+  type UnmountOptions,
+} from "./mount.ts";
+export {
+  relativeInside,
+  type RestoredPath,
+  restoreFiles,
+  type RestoreFilesOptions,
+  type RestoreFilesResult,
+} from "./file_restore.ts";

@@ -263,19 +263,33 @@ export async function transmit(
     }
   };
 
-  const stopped: Promise<typeof STOPPED> = options.stop?.then(() => STOPPED) ??
-    new Promise(() => {});
+  // One listener on the stop signal for the whole connection (racing it per
+  // request would pile a reaction onto it for every request served).
+  let stopped = false;
+  let wake: ((v: typeof STOPPED) => void) | null = null;
+  options.stop?.then(() => {
+    stopped = true;
+    wake?.(STOPPED);
+  });
   const settle = async (): Promise<void> => {
     await Promise.all(inFlight);
   };
   try {
     for (;;) {
       while (inFlight.size >= window) await Promise.race(inFlight);
-      const reading = stream.readExact(REQUEST_SIZE);
-      const header = await Promise.race([reading, stopped]);
+      const reading = stopped ? null : stream.readExact(REQUEST_SIZE);
+      const header = reading === null
+        ? STOPPED
+        : await new Promise<Uint8Array | null | typeof STOPPED>(
+          (resolve, reject) => {
+            wake = resolve;
+            reading.then(resolve, reject);
+          },
+        );
+      wake = null;
       if (header === STOPPED) {
         // The pending read ends when the connection is closed; nothing waits for it.
-        reading.catch(() => {});
+        reading?.catch(() => {});
         await settle();
         return "shutdown";
       }

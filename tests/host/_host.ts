@@ -27,12 +27,13 @@ export interface Ran {
 export async function run(
   cmd: string,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; clearEnv?: boolean } = {},
 ): Promise<Ran> {
   const out = await new Deno.Command(cmd, {
     args,
     cwd: options.cwd ?? REPO_ROOT,
     env: { NO_COLOR: "1", ...options.env },
+    clearEnv: options.clearEnv ?? false,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -50,9 +51,9 @@ export async function runOk(cmd: string, args: string[]): Promise<Ran> {
   return r;
 }
 
-/** Run the blksnap CLI (`deno run -A cli/main.ts ...`). */
-export function blksnap(args: string[]): Promise<Ran> {
-  return run(Deno.execPath(), ["run", "-A", CLI, ...args]);
+/** Run the blksnap CLI (`deno run -A cli/main.ts ...`), with `env` added. */
+export function blksnap(args: string[], env: Record<string, string> = {}): Promise<Ran> {
+  return run(Deno.execPath(), ["run", "-A", CLI, ...args], { env });
 }
 
 async function have(command: string): Promise<boolean> {
@@ -89,21 +90,6 @@ export async function fileSha256(path: string): Promise<string> {
   return createHash("sha256").update(await Deno.readFile(path)).digest("hex");
 }
 
-/** Every file under `dir` (relative path -> SHA-256): a repository's state. */
-export async function treeHashes(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  const walk = async (d: string, rel: string): Promise<void> => {
-    for await (const e of Deno.readDir(d)) {
-      const p = join(d, e.name);
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory) await walk(p, r);
-      else if (e.isFile) out.set(r, await fileSha256(p));
-    }
-  };
-  await walk(dir, "");
-  return out;
-}
-
 /** A `blksnap serve` running in the background. */
 export class ServeProcess {
   readonly child: Deno.ChildProcess;
@@ -134,11 +120,12 @@ export class ServeProcess {
   static async start(
     args: string[],
     ready: { socket: string } | { port: number },
+    env: Record<string, string> = {},
   ): Promise<ServeProcess> {
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", CLI, "serve", ...args],
       cwd: REPO_ROOT,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...env },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -9,7 +9,7 @@
 #   bash tests/kbuild/run.sh [SERIES...]     default: every series of
 #                                            kmod/kernels.sh list
 #
-# This is also the compile-only check for the newest kernel (7.x, Debian
+# This is also the compile-only check for the newest kernel (7.2, Debian
 # sid): a change that breaks the build there fails here, with no VM needed.
 set -uo pipefail
 

@@ -40,7 +40,9 @@ Deno.test("libraryCandidates() skips the local build for a remote module", () =>
 
 Deno.test("openLibrary() error lists every path tried and how to build", () => {
   const open: LibraryOpener = (path) => {
-    throw new Error(`Could not open library: ${path}: cannot open shared object file`);
+    throw new Error(
+      `Could not open library: Could not open library: ${path}: cannot open shared object file`,
+    );
   };
   const candidates = libraryCandidates(undefined, "file:///repo/lib/ffi/library.ts");
   try {
@@ -49,11 +51,26 @@ Deno.test("openLibrary() error lists every path tried and how to build", () => {
   } catch (e) {
     assert.ok(e instanceof BlksnapLibraryError);
     assert.equal(e.tried.length, 2);
-    assert.match(e.message, /deno task build:lib/);
+    assert.match(e.message, /^libblksnap not found: build it with `deno task build:lib`/);
+    assert.match(e.message, /deno task install/);
+    assert.doesNotMatch(e.message, /Could not open library: Could not open library/);
     assert.match(e.message, /\/repo\/kmod\/ctl\/build\/libblksnap\.so\.1 \(local\)/);
     assert.match(e.message, /libblksnap\.so\.1 \(system\)/);
     assert.match(e.message, /set BLKSNAP_LIB/);
   }
+});
+
+Deno.test("openLibrary() for a remote module says how to install, not how to build", () => {
+  const open: LibraryOpener = () => {
+    throw new Error("Could not open library: libblksnap.so.1: cannot open shared object file");
+  };
+  const remote = libraryCandidates(undefined, "https://example.com/lib/ffi/library.ts");
+  assert.throws(() => openLibrary(remote, open), (e: unknown) => {
+    assert.ok(e instanceof BlksnapLibraryError);
+    assert.doesNotMatch(e.message, /build:lib/);
+    assert.match(e.message, /\/usr\/local\/lib and run ldconfig/);
+    return true;
+  });
 });
 
 Deno.test("openLibrary() with BLKSNAP_LIB says only it was tried", () => {
@@ -65,7 +82,7 @@ Deno.test("openLibrary() with BLKSNAP_LIB says only it was tried", () => {
     assert.fail("no error");
   } catch (e) {
     assert.ok(e instanceof BlksnapLibraryError);
-    assert.match(e.message, /BLKSNAP_LIB is set, so only it was tried/);
+    assert.match(e.message, /BLKSNAP_LIB \(or --lib\) names \/x\/lib\.so, so only it was tried/);
     assert.deepEqual(e.tried, ["/x/lib.so (env): nope"]);
   }
 });

@@ -35,6 +35,19 @@ export interface PutOptions {
   deferSync?: boolean;
 }
 
+/**
+ * A put whose bytes are written (and durable) but not yet visible: its
+ * {@linkcode PreparedPut.commit} makes the object appear, whole. Lets a
+ * backup write its index and manifest while its last chunks are still being
+ * stored, and publish them in order afterwards.
+ */
+export interface PreparedPut {
+  /** Makes the object visible under its name, durably. */
+  commit(): Promise<void>;
+  /** Drops the prepared bytes (best effort); the name is untouched. */
+  discard(): Promise<void>;
+}
+
 /** The object store a repository lives in. */
 export interface Backend {
   /** `"local"` or `"s3"`. */
@@ -53,6 +66,13 @@ export interface Backend {
   get(name: string, max: number): Promise<Uint8Array | null>;
   /** Store `data` as `name`, replacing it whole: a reader sees the old or the new object. */
   put(name: string, data: Uint8Array, options?: PutOptions): Promise<void>;
+  /**
+   * The first half of a {@linkcode Backend.put}: `data` durable but not
+   * visible until the returned {@linkcode PreparedPut.commit}. A backend
+   * without it (an object store, where a put is atomic) is given a prepared
+   * put that does the whole put at commit.
+   */
+  prepare?(name: string, data: Uint8Array): Promise<PreparedPut>;
   /** Remove `name`; no error if it is already gone. */
   delete(name: string): Promise<void>;
   /**
@@ -93,4 +113,13 @@ export const RUNNING_MAX_AGE_MS = 48 * 3_600_000;
 /** The object name of the marker of running backup `id`. */
 export function runningName(id: string): string {
   return `runs/${id}${RUNNING_SUFFIX}`;
+}
+
+/** `backend.prepare(name, data)`, or a prepared put that puts at commit where there is none. */
+export function preparePut(backend: Backend, name: string, data: Uint8Array): Promise<PreparedPut> {
+  if (backend.prepare) return backend.prepare(name, data);
+  return Promise.resolve({
+    commit: () => backend.put(name, data),
+    discard: () => Promise.resolve(),
+  });
 }

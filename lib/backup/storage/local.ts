@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { CorruptError, ioError } from "../errors.ts";
 import { randomHex, TEMP_PREFIX } from "../format.ts";
 import type { RepoFs } from "../fs.ts";
-import type { Backend, PutOptions, StoredObject } from "./backend.ts";
+import type { Backend, PreparedPut, PutOptions, StoredObject } from "./backend.ts";
 
 /**
  * A repository directory as a {@linkcode Backend}.
@@ -59,6 +59,19 @@ export class LocalBackend implements Backend {
 
   /** Crash-safe replace; with `deferSync` the directory `fsync` waits for {@linkcode flush}. */
   async put(name: string, data: Uint8Array, options: PutOptions = {}): Promise<void> {
+    const prepared = await this.prepare(name, data);
+    await prepared.commit(options);
+  }
+
+  /**
+   * The bytes written to a temp file next to `name` and `fsync`ed; commit
+   * renames it over `name` and `fsync`s the directory (or defers that to
+   * {@linkcode flush}); discard removes it.
+   */
+  async prepare(
+    name: string,
+    data: Uint8Array,
+  ): Promise<PreparedPut & { commit(options?: PutOptions): Promise<void> }> {
     const path = this.path(name);
     const dir = dirname(path);
     if (!this.#knownDirs.has(dir)) {
@@ -71,15 +84,26 @@ export class LocalBackend implements Backend {
       this.#knownDirs.add(dir);
     }
     const tmp = join(dir, `${TEMP_PREFIX}${randomHex(6)}-${path.slice(dir.length + 1)}`);
+    const discard = () => this.fs.remove(tmp).catch(() => {});
     try {
       await this.fs.writeFile(tmp, data, { createNew: true, sync: true });
-      await this.fs.rename(tmp, path);
-      if (options.deferSync) this.#dirtyDirs.add(dir);
-      else await this.fs.syncDir(dir);
     } catch (e) {
-      await this.fs.remove(tmp).catch(() => {});
+      await discard();
       throw ioError("write", path, e);
     }
+    return {
+      commit: async (options: PutOptions = {}) => {
+        try {
+          await this.fs.rename(tmp, path);
+          if (options.deferSync) this.#dirtyDirs.add(dir);
+          else await this.fs.syncDir(dir);
+        } catch (e) {
+          await discard();
+          throw ioError("write", path, e);
+        }
+      },
+      discard,
+    };
   }
 
   /** Remove `name`. */
@@ -133,14 +157,16 @@ export class LocalBackend implements Backend {
     return st && st.isFile ? { size: st.size, mtimeMs: st.mtimeMs } : null;
   }
 
-  /** `fsync` every directory changed by a deferred put or a removal. */
+  /** `fsync` every directory changed by a deferred put or a removal, all at once. */
   async flush(): Promise<void> {
     const dirs = [...this.#dirtyDirs].sort((a, b) => b.length - a.length);
-    for (const dir of dirs) {
-      await this.fs.syncDir(dir).catch((e) => {
-        throw ioError("fsync", dir, e);
-      });
+    const synced = await Promise.allSettled(dirs.map(async (dir) => {
+      await this.fs.syncDir(dir);
       this.#dirtyDirs.delete(dir);
+    }));
+    const failed = synced.findIndex((r) => r.status === "rejected");
+    if (failed >= 0) {
+      throw ioError("fsync", dirs[failed], (synced[failed] as PromiseRejectedResult).reason);
     }
   }
 }

@@ -65,7 +65,8 @@ function lockFs(repo: S3Lockable): RepoFs {
     async stat(path: string): Promise<RepoStat | null> {
       only(path);
       const s = await repo.backend.stat("lock");
-      return s && { size: s.size, mtimeMs: s.mtimeMs, isFile: true, isDirectory: false };
+      return s &&
+        { size: s.size, mtimeMs: s.mtimeMs, isFile: true, isDirectory: false, mode: null };
     },
     async remove(path: string): Promise<void> {
       only(path);
@@ -120,7 +121,7 @@ export async function acquireS3Lock(
       const h = holder.info;
       const who = h
         ? `${h.operation} by pid ${h.pid} on ${h.host} since ${h.time}`
-        : "an unreadable lock object";
+        : `an unreadable lock object ${repo.lockPath}`;
       throw new RepoError("LOCKED", `Repository ${repo.path} is locked: ${who}`, {
         path: repo.lockPath,
       });

@@ -43,14 +43,19 @@ Deno.test({
     try {
       dev = await attach(backing);
       smallDev = await attach(small);
-      const r = await restore(repo, manifest.id, dev);
-      assert.equal(r.targetKind, "block-device");
-      const f = await Deno.open(dev, { read: true });
-      const back = new Uint8Array(img.length);
-      let n = 0;
-      while (n < back.length) n += (await f.read(back.subarray(n)))!;
-      f.close();
-      assert.equal(sha256Hex(back), sha256Hex(img));
+      // O_DIRECT (the default for a device) on the calling thread; buffered on threads.
+      for (const options of [{}, { direct: false, workers: 2 }]) {
+        await Deno.writeFile(dev, new Uint8Array(img.length).fill(0x55));
+        const r = await restore(repo, manifest.id, dev, options);
+        assert.equal(r.targetKind, "block-device");
+        assert.equal(r.bytesWritten, img.length, "zero chunks are written to a device");
+        const f = await Deno.open(dev, { read: true });
+        const back = new Uint8Array(img.length);
+        let n = 0;
+        while (n < back.length) n += (await f.read(back.subarray(n)))!;
+        f.close();
+        assert.equal(sha256Hex(back), sha256Hex(img), JSON.stringify(options));
+      }
 
       await assert.rejects(
         restore(repo, manifest.id, smallDev),

@@ -75,3 +75,30 @@ for (const [name, patch, reason] of cases) {
     assert.match(d.reason, reason);
   });
 }
+
+Deno.test("after the 255 wrap a saved (G2, 255) cursor selects nothing in the map, and the decision is full", async () => {
+  const { CbtMap } = await import("../../../mod.ts");
+  // The first switch after the wrap: generation G2 (made by the wrap), number 1.
+  const map = new CbtMap({
+    deviceCapacity: 8n * 512n,
+    blockSize: 512,
+    blockCount: 8,
+    generationId: "G2",
+    changesNumber: 1,
+  }, new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]));
+  // A consumer comparing with "> saved" alone would miss block 0.
+  assert.deepEqual(map.changedExtents(255), []);
+  const d = decideBackupMode({
+    ...base,
+    capacity: map.info.deviceCapacity,
+    cbt: { ...map.info, deviceCapacity: map.info.deviceCapacity },
+    parent: {
+      ...base.parent!,
+      capacity: map.info.deviceCapacity,
+      cbt: { generationId: "G2", changesNumber: 255, blockSize: 512 },
+    },
+    changedBytes: map.changedBytes(255),
+  });
+  assert.equal(d.mode, "full");
+  assert.match(d.reason, /went back from 255 to 1/);
+});

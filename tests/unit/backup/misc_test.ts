@@ -15,18 +15,29 @@ import { MemSource, mixedImage, sha256Hex, tempDir } from "./_helpers.ts";
 
 const KiB = 1024;
 
-Deno.test("backup() with offload: false stores the same chunks as the default", async () => {
+Deno.test("backup() on worker threads and on the calling thread stores the same chunks", async () => {
   await using dir = await tempDir();
-  const img = mixedImage(300 * KiB + 9, 4);
-  const a = await Repository.init(join(dir.path, "a"), { chunkSize: 16 * KiB });
-  const b = await Repository.init(join(dir.path, "b"), { chunkSize: 16 * KiB });
-  const ra = await backup(new MemSource(img), a);
-  const rb = await backup(new MemSource(img), b, { offload: false, concurrency: 3 });
-  assert.equal(ra.manifest.indexSha256, rb.manifest.indexSha256);
-  assert.deepEqual(ra.manifest.stats, rb.manifest.stats);
-  const out = join(dir.path, "o.img");
-  await restore(b, rb.manifest.id, out);
-  assert.equal(sha256Hex(await Deno.readFile(out)), sha256Hex(img));
+  const img = mixedImage(300 * KiB + 9, 4, 16 * KiB); // zero and repeated chunks
+  const results = [];
+  for (
+    const [name, options] of [
+      ["threads", { workers: 2 }],
+      ["inline", { workers: 0, concurrency: 3 }],
+      ["one at a time", { workers: 1, concurrency: 1 }],
+    ] as const
+  ) {
+    const repo = await Repository.init(join(dir.path, name), { chunkSize: 16 * KiB });
+    const r = await backup(new MemSource(img), repo, options);
+    const out = join(dir.path, `${name}.img`);
+    await restore(repo, r.manifest.id, out);
+    assert.equal(sha256Hex(await Deno.readFile(out)), sha256Hex(img), name);
+    results.push(r);
+  }
+  for (const r of results.slice(1)) {
+    assert.equal(r.manifest.indexSha256, results[0].manifest.indexSha256);
+    assert.deepEqual(r.manifest.stats, results[0].manifest.stats);
+  }
+  assert.ok(results[0].manifest.stats.chunksZero > 0 && results[0].manifest.stats.chunksNew > 8);
 });
 
 Deno.test("backup(), restore() and verify() report progress up to the total", async () => {
@@ -36,7 +47,6 @@ Deno.test("backup(), restore() and verify() report progress up to the total", as
   const seen: Record<string, Progress[]> = { backup: [], restore: [], verify: [] };
   const { manifest } = await backup(new MemSource(img), repo, {
     onProgress: (p) => seen.backup.push(p),
-    readSize: 1 << 20,
   });
   await restore(repo, manifest.id, join(dir.path, "o.img"), {
     onProgress: (p) => seen.restore.push(p),

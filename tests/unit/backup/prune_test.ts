@@ -6,6 +6,7 @@ import {
   backup,
   gc,
   list,
+  parseRetentionDuration,
   prune,
   RepoError,
   Repository,
@@ -126,4 +127,59 @@ Deno.test("prune() + gc() never remove a chunk a kept backup needs", async () =>
   // The next incremental still works after its parent's own parents are gone.
   const gDry = await gc(repo, { dryRun: true });
   assert.equal(gDry.chunksRemoved, 0);
+});
+
+Deno.test("applyRetention() keep-hourly, keep-yearly and keep-within", () => {
+  const at = (t: string, id = t) => ({ id, startTime: t });
+  const backups = [
+    at("2024-06-01T10:00:00.000Z"),
+    at("2025-03-01T10:00:00.000Z"),
+    at("2026-01-10T08:10:00.000Z"),
+    at("2026-01-10T08:50:00.000Z"),
+    at("2026-01-10T09:05:00.000Z"),
+    at("2026-01-12T09:05:00.000Z"),
+  ];
+  const ids = (m: Map<string, string[]>) => [...m.keys()].sort();
+  assert.deepEqual(ids(applyRetention(backups, { keepHourly: 3 })), [
+    "2026-01-10T08:50:00.000Z",
+    "2026-01-10T09:05:00.000Z",
+    "2026-01-12T09:05:00.000Z",
+  ]);
+  assert.deepEqual(ids(applyRetention(backups, { keepYearly: 2 })), [
+    "2025-03-01T10:00:00.000Z",
+    "2026-01-12T09:05:00.000Z",
+  ]);
+  // Within 2 days of the newest (2026-01-12T09:05): from 2026-01-10T09:05 on.
+  const within = applyRetention(backups, { keepWithin: "2d" });
+  assert.deepEqual(ids(within), ["2026-01-10T09:05:00.000Z", "2026-01-12T09:05:00.000Z"]);
+  assert.deepEqual(within.get("2026-01-12T09:05:00.000Z"), ["within 2d"]);
+  assert.equal(applyRetention(backups, { keepWithin: "1y" }).size, 5);
+  assert.equal(applyRetention(backups, { keepWithin: "1y1m" }).size, 5);
+  assert.equal(applyRetention(backups, { keepWithin: "2y" }).size, 6);
+  assert.deepEqual(parseRetentionDuration("1y6m2w3d4h"), {
+    years: 1,
+    months: 6,
+    weeks: 2,
+    days: 3,
+    hours: 4,
+  });
+  for (const bad of ["", "7", "d", "7x", "-1d", "1.5d"]) {
+    assert.throws(() => parseRetentionDuration(bad), RepoError, bad);
+  }
+});
+
+Deno.test("prune() with only keep-within is a policy; a dry run takes no lock", async () => {
+  await using dir = await tempDir();
+  const repo = await Repository.init(join(dir.path, "repo"), { chunkSize: 4096 });
+  await backup(new MemSource(pseudoRandom(8192, 1), { id: "d" }), repo);
+  await backup(new MemSource(pseudoRandom(8192, 2), { id: "d" }), repo);
+  const lock = await repo.lock("backup");
+  try {
+    const dry = await prune(repo, { keepWithin: "1h" }, { dryRun: true });
+    assert.equal(dry.kept.length, 2);
+    await assert.rejects(prune(repo, { keepWithin: "1h" }), RepoError);
+  } finally {
+    await lock.release();
+  }
+  await assert.rejects(prune(repo, { keepWithin: "soon" }), RepoError);
 });

@@ -108,14 +108,33 @@ Deno.test("verify() deep names a flipped-bit chunk and every backup using it", a
   await restore(repo, c.manifest.id, ok);
   assert.equal(sha256Hex(await Deno.readFile(ok)), sha256Hex(other));
 
-  // The next backup of d1 is full because its parent failed verification.
+  // A fast verify now knows the chunk is bad without reading it.
+  const known = await verify(repo);
+  assert.equal(known.ok, false);
+  assert.deepEqual(known.badChunks.map((c) => [c.digest, c.known]), [[victim, true]]);
+
+  // The next backup of d1 is full because its parent failed verification, and
+  // it rewrites the chunk the damage record names instead of deduplicating
+  // against the bad copy: every older backup using it is whole again.
   cbt.take();
   const next = await backup(new MemSource(img2, { id: "d1", cbt }), repo);
   assert.equal(next.decision.mode, "full");
   assert.match(next.decision.reason, /failed verification/);
-  // The full backup rewrote nothing for the bad chunk (same name exists), so the store
-  // still holds the bad copy: verify still reports it.
-  assert.equal((await verify(repo, { deep: true, mark: false })).ok, false);
+  assert.deepEqual(next.healed, [victim]);
+  const pending = await verify(repo);
+  assert.equal(pending.ok, true);
+  assert.deepEqual(pending.healedChunks.map((h) => [h.digest, h.by, h.confirmed]), [
+    [victim, next.manifest.id, false],
+  ]);
+  const healed = await verify(repo, { deep: true });
+  assert.equal(healed.ok, true);
+  assert.deepEqual(healed.healedChunks.map((h) => [h.digest, h.confirmed]), [[victim, true]]);
+  assert.deepEqual(healed.healedBackups.sort(), [a.manifest.id, b.manifest.id].sort());
+  assert.equal((await repo.readManifest(a.manifest.id)).verification.state, "ok");
+  assert.equal((await repo.readDamage()).size, 0, "the deep verify dropped the healed entry");
+  const again = join(dir.path, "again.img");
+  await restore(repo, b.manifest.id, again);
+  assert.equal(sha256Hex(await Deno.readFile(again)), sha256Hex(img2));
 });
 
 Deno.test("verify() deep catches bytes appended to a chunk and a truncated chunk", async () => {

@@ -11,7 +11,15 @@ import { BlksnapError } from "../../../lib/errors.ts";
 import { RepoError } from "../../../lib/backup/mod.ts";
 
 Deno.test("ExitCode is the documented table", () => {
-  assert.deepEqual(ExitCode, { Ok: 0, Failure: 1, Usage: 2, Damage: 3, Locked: 4 });
+  assert.deepEqual(ExitCode, {
+    Ok: 0,
+    Failure: 1,
+    Usage: 2,
+    Damage: 3,
+    Locked: 4,
+    Sigint: 130,
+    Sigterm: 143,
+  });
 });
 
 Deno.test("exitCodeOf() maps usage errors to 2 and help/version to 0", () => {
@@ -47,8 +55,21 @@ Deno.test("describeError() shows a BlksnapError's operation, code and errno", ()
   assert.deepEqual(errorCodeOf(e), "EBUSY");
   assert.deepEqual(
     describeError(new RepoError("LOCKED", "Repository is locked")),
-    "LOCKED: Repository is locked",
+    "LOCKED: Repository is locked; if no blksnap runs there any more (a crashed host), remove " +
+      "the lock with `blksnap unlock --force`",
   );
   assert.deepEqual(errorCodeOf(new RepoError("LOCKED", "x")), "LOCKED");
   assert.deepEqual(errorCodeOf(new Error("x")), null);
+});
+
+Deno.test("describeError() explains a snapshot request's EDEADLK, EBUSY and EEXIST in a sentence", () => {
+  assert.match(
+    describeError(new BlksnapError(35, "Snapshot.add")),
+    /EDEADLK.*errno 35.*rests on a device of this snapshot/,
+  );
+  assert.match(describeError(new BlksnapError(35, "Snapshot.take")), /copy-on-write would wait/);
+  assert.match(describeError(new BlksnapError(16, "Snapshot.add")), /partition and its whole disk/);
+  assert.match(describeError(new BlksnapError(17, "Snapshot.add")), /destroy that snapshot first/);
+  // Not a snapshot request: the errno's own text only.
+  assert.doesNotMatch(describeError(new BlksnapError(16, "Tracker.attach")), /partition/);
 });

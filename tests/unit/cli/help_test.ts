@@ -38,10 +38,20 @@ const COMMANDS: Record<string, string[]> = {
     "-s, --diff-storage <path>",
     "-l, --limit <size>",
     "--image <file>",
+    "--name <name>",
     "--full",
     "--require-verified-parent",
   ],
-  "restore": ["<id>", "<target>", "-r, --repo <path>", "--resize", "--verify-first"],
+  "restore": [
+    "<id>",
+    "<target>",
+    "-r, --repo <path>",
+    "-d, --device <key>",
+    "--resize",
+    "--verify-first",
+    "--files <path...>",
+    "--partition <n>",
+  ],
   "serve": [
     "<id>",
     "-r, --repo <path>",
@@ -51,17 +61,29 @@ const COMMANDS: Record<string, string[]> = {
     "--cache <size>",
     "--read-ahead <chunks>",
   ],
+  "mount": ["<id>", "<dir>", "-r, --repo <path>", "--partition <n>"],
+  "umount": ["<dir>"],
   "verify": ["-r, --repo <path>", "--deep", "--no-mark"],
+  "repair": ["-r, --repo <path>", "--source <path...>", "--dry-run"],
   "list": ["-r, --repo <path>", "-d, --device <key>"],
+  "stats": ["-r, --repo <path>", "-d, --device <key>"],
+  "diff": ["<a>", "<b>", "-r, --repo <path>", "--extents"],
   "prune": [
     "-r, --repo <path>",
     "--keep-last <n>",
+    "--keep-hourly <n>",
     "--keep-daily <n>",
     "--keep-weekly <n>",
     "--keep-monthly <n>",
+    "--keep-yearly <n>",
+    "--keep-within <duration>",
+    "-d, --device <key>",
     "--dry-run",
   ],
-  "gc": ["-r, --repo <path>", "--dry-run"],
+  "forget": ["<id...>", "-r, --repo <path>", "-d, --device <key>", "--dry-run"],
+  "gc": ["-r, --repo <path>", "--dry-run", "--grace <minutes>"],
+  "unlock": ["-r, --repo <path>", "--force", "--dry-run"],
+  "completion": ["<shell>"],
 };
 
 Deno.test("blksnap --help lists every command and the exit codes", async () => {
@@ -70,11 +92,21 @@ Deno.test("blksnap --help lists every command and the exit codes", async () => {
   for (const name of Object.keys(COMMANDS).filter((c) => !c.includes(" "))) {
     assert.match(r.stdout, new RegExp(`^  ${name}\\b`, "m"), name);
   }
-  for (const line of ["0  success", "2  usage error", "3  verify found", "4  the repository"]) {
+  for (
+    const line of [
+      "0    success",
+      "2    usage error",
+      "3    verify found",
+      "4    the repository",
+      "130  stopped by SIGINT",
+    ]
+  ) {
     assert(r.stdout.includes(line), line);
   }
   assert(r.stdout.includes("-j, --json"));
   assert(r.stdout.includes("--lib <path>"));
+  assert(r.stdout.includes("-q, --quiet"));
+  assert(r.stdout.includes("-v, --verbose"));
 });
 
 Deno.test("blksnap's command tree is the documented one", () => {
@@ -95,12 +127,20 @@ Deno.test("blksnap's command tree is the documented one", () => {
     "backup",
     "restore",
     "serve",
+    "mount",
+    "umount",
     "verify",
+    "repair",
     "list",
+    "stats",
+    "diff",
     "prune",
+    "forget",
     "gc",
+    "unlock",
     "copy",
     "key(list add remove passwd)",
+    "completion",
   ]);
 });
 
@@ -121,4 +161,15 @@ Deno.test("blksnap help <command> prints that command's help", async () => {
   const r = await cli("help", "backup");
   assert.deepEqual(r.code, 0);
   assert(r.stdout.startsWith("Usage: blksnap backup"));
+});
+
+Deno.test("--help marks required options (required) and no others", async () => {
+  const attach = await cli("attach", "--help");
+  assert.match(attach.stdout, /-d, --device <path>\s+block device, e\.g\. \/dev\/vdb \(required\)/);
+  const create = await cli("snapshot", "create", "--help");
+  assert.match(create.stdout, /-l, --limit <size>.*\(required\)/);
+  assert.doesNotMatch(create.stdout, /-d, --device <path\.\.\.>.*\(required\)/);
+  // Built twice in one process, the mark is added once.
+  const again = await cli("attach", "--help");
+  assert.equal(again.stdout.match(/\(required\)/g)?.length, 1);
 });

@@ -120,7 +120,7 @@ Deno.test("backup --image then list --json: manifests with mode, reason and stat
     const filtered = await cliJson("list", "-r", f.repo, "--device", "other");
     assert.deepEqual(filtered.json.backups, []);
     const human = await cli("list", "-r", f.repo);
-    assert.match(human.stdout, /^ID +DEVICE +MODE +SIZE +READ +STORED +VERIFIED +PARENT$/m);
+    assert.match(human.stdout, /^ID +DEVICE +MODE +SIZE +READ +ADDED +VERIFIED +PARENT$/m);
     assert.deepEqual(human.stdout.trim().split("\n").length, 3);
   } finally {
     await Deno.remove(f.dir, { recursive: true });
@@ -153,6 +153,13 @@ Deno.test("verify --json: ok on a good repository, exit 3 naming the chunk on da
     await Deno.writeFile(victim, bytes);
     const fast = await cliJson("verify", "-r", f.repo);
     assert.deepEqual(fast.code, 0, "the fast verify does not read chunk contents");
+    const scrub = await cli("verify", "-r", f.repo, "--scrub");
+    assert.deepEqual(scrub.code, 3, "a scrub reads every chunk and checks its CRC-32");
+    assert.match(scrub.stdout, /^DAMAGED: scrub verify/);
+    assert.match(
+      scrub.stdout,
+      new RegExp(`corrupt chunk ${victim.slice(victim.lastIndexOf("/") + 1)}`),
+    );
     const bad = await cliJson("verify", "-r", f.repo, "--deep", "--no-mark");
     assert.deepEqual(bad.code, 3);
     assert.deepEqual(bad.json.ok, false);

@@ -149,3 +149,24 @@ Deno.test("OverlaySource: a write needing a base block that fails to read fails 
     await o.close();
   }
 });
+
+Deno.test("OverlaySource: concurrent partial writes to one block both land (no lost read-modify-write)", async () => {
+  await using dir = await tempDir();
+  const b = base();
+  const model = b.bytes.slice();
+  const o = await OverlaySource.open(b, join(dir.path, "o"), { sourceId: "x" });
+  try {
+    // Eight 512-byte writes to the sectors of block 1, all at once, plus a trim (ignored).
+    await Promise.all([
+      ...Array.from({ length: 8 }, (_, i) => {
+        const data = new Uint8Array(512).fill(i + 1);
+        model.set(data, 4096 + i * 512);
+        return o.write(4096 + i * 512, data, false);
+      }),
+      o.trim(0, 8192),
+    ]);
+    assert.deepEqual(await readAll(o), model);
+  } finally {
+    await o.close();
+  }
+});

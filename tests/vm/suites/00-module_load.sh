@@ -17,7 +17,7 @@ if [ -w /proc/sys/kernel/ftrace_enabled ]; then
 	echo 0 >/proc/sys/kernel/ftrace_enabled
 	check "the module refuses to load with ftrace off" sh -c "! insmod $BLKSNAP_KO"
 	echo 1 >/proc/sys/kernel/ftrace_enabled
-	check "the log says ftrace is off" sh -c "dmesg | tail -n +$((mark + 1)) | grep 'blksnap: cannot hook .*ftrace is off'"
+	check "the log says ftrace is off" sh -c "dmesg | tail -n +$((mark + 1)) | grep 'blksnap-filter: cannot hook .*ftrace is off'"
 else
 	tap_skip "the module refuses to load with ftrace off" "no /proc/sys/kernel/ftrace_enabled"
 fi

@@ -102,7 +102,9 @@ rmmod_under_cbtdirty() {
 	sh -c "$4" || return 1
 	test $held = yes
 }
-if [ "$BLKSNAP_VM_KERNEL" = cloud ]; then
+# Where brd and loop are modules (every cloud kernel), not built in (the
+# debug kernels).
+if grep -q '^brd ' /proc/modules && grep -q '^loop ' /proc/modules; then
 	log_mark
 	rmmod brd && modprobe brd rd_nr=1 rd_size=4194304 && sleep 1
 	step "rmmod brd while a cbtdirty of /dev/ram0 holds the tracker" \

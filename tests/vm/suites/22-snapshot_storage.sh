@@ -108,5 +108,30 @@ refuse_fs() {
 }
 step "storage in a file system on the device: add gives EBUSY" refuse_fs
 
+# --- a growth step that fails: what the file has is used up first -------------
+# A 12 MiB ext4: the file gets its first 8 MiB step at create, the second
+# step cannot fit. 8 MiB less the 2 MiB skipped hold 96 chunks of 64 KiB;
+# the failing step is tried after 32.
+grow_fails() {
+	truncate -s 12M /tmp/g22.img && g=$(loop_setup /tmp/g22.img) || return 1
+	mkfs.ext4 -q -F "$g" && mkdir -p /mnt/g22 && mount "$g" /mnt/g22 || return 1
+	log_mark
+	snap /mnt/g22 2097152 6 || return 1
+	write_mb 4 || return 1
+	sleep 1
+	echo "growth failures logged: $(log_count_since_mark 'growing the difference storage')"
+	test "$(log_count_since_mark 'growing the difference storage')" -ge 1 || return 1
+	snap_ctl info $DEV | grep -q '^error_code=0 ' || { snap_ctl info $DEV; return 1; }
+	snap_sectors check "$IMG" 6 || return 1
+	write_mb 8 || return 1
+	snap_ctl info $DEV | grep -q '^error_code=-28 ' || return 1
+	snap_ctl wait "$ID" 2000 | grep -q '^event=no_space' || return 1
+	snap_ctl destroy "$ID"
+	umount /mnt/g22
+	losetup -d "$g"
+	rm -f /tmp/g22.img
+}
+step "a failed growth step: 4 MiB of copies still fit in the 6 MiB the file has; 8 MiB overflow (ENOSPC)" grow_fails
+
 check "detach $DEV" snap_ctl detach $DEV
 tap_done

@@ -115,5 +115,20 @@ else
 	tap_skip "failslab during create and take" "no failslab"
 fi
 
+# Overflow while the image is read: once the storage is full, writes skip
+# copy-on-write; a read of a chunk that was never copied must then fail,
+# not return what such a write put on the original.
+overflow_reads() {
+	snap_sectors fill $DEV 9 >/dev/null || return 1
+	# Room for about 150 chunks of 64 KiB past the 4096 skipped sectors.
+	ID=$(snap_ctl create /dev/shm $((4096 + 150 * 128))) && snap_ctl add "$ID" $DEV &&
+		snap_ctl take "$ID" || return 1
+	IMG=$(snap_ctl image $DEV) && wait_bdev "$IMG" || return 1
+	snap_sectors overflow $DEV "$IMG" 9 10 4 128 || return 1
+	snap_ctl info $DEV | grep -q '^error_code=-28 ' || return 1
+	snap_ctl destroy "$ID"
+}
+step "overflow under 4 writers and an image reader: every read that succeeds shows the take" overflow_reads
+
 check "detach $DEV" snap_ctl detach $DEV
 tap_done

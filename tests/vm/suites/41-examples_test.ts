@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { list, Repository } from "../../../lib/backup/mod.ts";
 import { backupDevices } from "../../../lib/backup/backup_devices.ts";
 import { Snapshot, Tracker } from "../../../mod.ts";
-import { fileSectors } from "../../../cli/_fiemap.ts";
+import { fileSectors } from "../../../mod.ts";
 import {
   denoRun,
   detachQuietly,

@@ -13,12 +13,14 @@
  *   cbt_tool wrap DEV                  TAP: the 255 wrap (DEV attached)
  *   cbt_tool badinput DEV              TAP: bounds as root (DEV attached)
  *   cbt_tool nobody DEV                TAP: everything as uid 65534
+ *   cbt_tool switches DEV N            N CBT switches of DEV, one after another
  *   cbt_tool cycles DEV N [PAUSE_MS]   N attach/detach cycles (a pause after
  *                                      each detach lets a freed tracker stay
  *                                      free, not reused by the next attach)
  *   cbt_tool imgcmp DEV BEFORE AFTER PREV
  *                                      every changed block marked > PREV
- *   cbt_tool mkpart DEV START SIZE     write an MBR with one partition
+ *   cbt_tool mkpart DEV START SIZE [START SIZE]...
+ *                                      write an MBR with up to 4 partitions
  *   cbt_tool loop_remove N             LOOP_CTL_REMOVE of /dev/loopN
  *
  * Exit status: 0 success, 1 failure, 2 usage.
@@ -35,6 +37,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -631,6 +634,29 @@ static int cmd_cycles(const char *dev, long n, long pause_ms)
 	return 0;
 }
 
+/* N switches; prints how many were done and the slowest, in ms. */
+static int cmd_switches(const char *dev, long n)
+{
+	struct timespec a, b;
+	double worst = 0, ms;
+	long i;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &a);
+		rc = simple(IOCTL_BLKSNAP_TEST_CBT_SWITCH, dev);
+		clock_gettime(CLOCK_MONOTONIC, &b);
+		if (rc)
+			break;
+		ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+		if (ms > worst)
+			worst = ms;
+	}
+	printf("%ld switches, the slowest %.0f ms%s%s\n", i, worst,
+	       rc ? ", then " : "", rc ? errname(-rc) : "");
+	return rc ? 1 : 0;
+}
+
 static uint8_t *read_file(const char *path, uint64_t size)
 {
 	uint8_t *p = malloc(size);
@@ -695,20 +721,24 @@ static int cmd_imgcmp(const char *dev, const char *a, const char *b, int prev)
 	return missed ? 1 : 0;
 }
 
-/* An MBR with one Linux partition at START sectors, SIZE sectors long. */
-static int cmd_mkpart(const char *dev, uint32_t start, uint32_t size)
+/* An MBR with Linux partitions at parts[2i] sectors, parts[2i+1] long. */
+static int cmd_mkpart(const char *dev, const uint32_t *parts, int n)
 {
 	uint8_t mbr[512] = { 0 };
-	uint8_t *e = mbr + 446;
 	int fd = open(dev, O_RDWR);
+	int i;
 
 	if (fd < 0) {
 		perror(dev);
 		return 1;
 	}
-	e[4] = 0x83;
-	memcpy(e + 8, &start, 4);
-	memcpy(e + 12, &size, 4);
+	for (i = 0; i < n; i++) {
+		uint8_t *e = mbr + 446 + 16 * i;
+
+		e[4] = 0x83;
+		memcpy(e + 8, &parts[2 * i], 4);
+		memcpy(e + 12, &parts[2 * i + 1], 4);
+	}
 	mbr[510] = 0x55;
 	mbr[511] = 0xaa;
 	if (pwrite(fd, mbr, 512, 0) != 512 || fsync(fd)) {
@@ -843,14 +873,22 @@ int main(int argc, char **argv)
 		return cmd_badinput(argv[1]);
 	if (!strcmp(argv[0], "nobody") && argc == 2)
 		return cmd_nobody(argv[1]);
+	if (!strcmp(argv[0], "switches") && argc == 3)
+		return cmd_switches(argv[1], atol(argv[2]));
 	if (!strcmp(argv[0], "cycles") && (argc == 3 || argc == 4))
 		return cmd_cycles(argv[1], atol(argv[2]),
 				  argc == 4 ? atol(argv[3]) : 0);
 	if (!strcmp(argv[0], "imgcmp") && argc == 5)
 		return cmd_imgcmp(argv[1], argv[2], argv[3], atoi(argv[4]));
-	if (!strcmp(argv[0], "mkpart") && argc == 4)
-		return cmd_mkpart(argv[1], strtoul(argv[2], NULL, 0),
-				  strtoul(argv[3], NULL, 0));
+	if (!strcmp(argv[0], "mkpart") && argc >= 4 && argc <= 10 &&
+	    argc % 2 == 0) {
+		uint32_t parts[8];
+		int i;
+
+		for (i = 2; i < argc; i++)
+			parts[i - 2] = strtoul(argv[i], NULL, 0);
+		return cmd_mkpart(argv[1], parts, (argc - 2) / 2);
+	}
 	if (!strcmp(argv[0], "loop_remove") && argc == 2)
 		return cmd_loop_remove(atol(argv[1]));
 

@@ -17,6 +17,10 @@
  *   snap_sectors boundary DEV IMG GEN CHUNK_SECT COUNT
  *       writes of the first/last sector of COUNT random chunks and 2-sector
  *       writes across chunk borders; checks neighbours on DEV and IMG.
+ *   snap_sectors overflow DEV IMG GEN SECONDS THREADS CHUNK_SECT
+ *       torture while the difference storage overflows: image reads may
+ *       fail with EIO once it did (at least one must), but a read that
+ *       succeeds must be all take-time sectors; DEV must be exact.
  *
  * Devices are opened with O_DIRECT. Exit status: 0 pass, 1 fail, 2 usage.
  */
@@ -152,9 +156,38 @@ static int fill(const char *dev, uint64_t gen)
 }
 
 /*
- * Checks [from, from+count) of fd: each sector valid, in place, and with
- * (gen, seq) as given by expect (NULL: gen, seq 0). Returns mismatches.
+ * Checks n sectors read into buf from sector s: each valid, in place, and
+ * with (gen, seq) as given by expect (NULL: gen, seq 0). Returns mismatches.
  */
+static uint64_t check_buf(const char *name, const struct sector *buf,
+			  uint64_t s, uint64_t n, uint64_t gen,
+			  const uint64_t *expect, uint64_t reported, int verbose)
+{
+	uint64_t bad = 0, i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t want_seq = expect ? expect[s + i] >> 8 : 0;
+		uint64_t want_gen = expect ? expect[s + i] & 0xff : gen;
+		int st = sector_state(&buf[i], s + i);
+
+		if (st || buf[i].seq != want_seq || buf[i].gen != want_gen) {
+			if (verbose && reported + bad < 10)
+				fprintf(stderr,
+					"%s: sector %llu: %s (gen %llu seq %llu, want gen %llu seq %llu)\n",
+					name, (unsigned long long)(s + i),
+					st == 1 ? "corrupt" :
+					st == 2 ? "misplaced" : "stale/new",
+					(unsigned long long)buf[i].gen,
+					(unsigned long long)buf[i].seq,
+					(unsigned long long)want_gen,
+					(unsigned long long)want_seq);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* Reads and checks [from, from+count) of fd (see check_buf()). */
 static uint64_t check_range(int fd, const char *name, uint64_t from,
 			    uint64_t count, uint64_t gen,
 			    const uint64_t *expect, struct sector *buf,
@@ -165,7 +198,6 @@ static uint64_t check_range(int fd, const char *name, uint64_t from,
 	while (s < end) {
 		uint64_t n = end - s < IO_MAX / SECT ? end - s : IO_MAX / SECT;
 		ssize_t r = pread(fd, buf, n * SECT, s * SECT);
-		uint64_t i;
 
 		if (r != (ssize_t)(n * SECT)) {
 			if (verbose)
@@ -174,26 +206,7 @@ static uint64_t check_range(int fd, const char *name, uint64_t from,
 					r < 0 ? strerror(errno) : "short");
 			return bad + n;
 		}
-		for (i = 0; i < n; i++) {
-			uint64_t want_seq = expect ? expect[s + i] >> 8 : 0;
-			uint64_t want_gen = expect ? expect[s + i] & 0xff : gen;
-			int st = sector_state(&buf[i], s + i);
-
-			if (st || buf[i].seq != want_seq ||
-			    buf[i].gen != want_gen) {
-				if (verbose && bad < 10)
-					fprintf(stderr,
-						"%s: sector %llu: %s (gen %llu seq %llu, want gen %llu seq %llu)\n",
-						name, (unsigned long long)(s + i),
-						st == 1 ? "corrupt" :
-						st == 2 ? "misplaced" : "stale/new",
-						(unsigned long long)buf[i].gen,
-						(unsigned long long)buf[i].seq,
-						(unsigned long long)want_gen,
-						(unsigned long long)want_seq);
-				bad++;
-			}
-		}
+		bad += check_buf(name, buf, s, n, gen, expect, bad, verbose);
 		s += n;
 	}
 	return bad;
@@ -223,9 +236,10 @@ struct torture {
 	pthread_mutex_t *locks;	/* one per chunk */
 	uint64_t seq;		/* atomic */
 	volatile int stop;
-	uint64_t writes, img_reads, img_bad;
+	uint64_t writes, img_reads, img_bad, img_eio;
 	const char *img_name;
 	int failed;
+	int allow_eio;	/* overflow: a failed image read is no error */
 };
 
 static uint64_t rnd(uint64_t *st)
@@ -325,8 +339,20 @@ static void *img_reader(void *arg)
 		n = (n + lbs_sect - 1) / lbs_sect * lbs_sect;
 		if (s + n > t->nr)
 			n = t->nr - s;
-		t->img_bad += check_range(t->img, t->img_name, s, n, t->gen,
-					  NULL, buf, 1);
+		if (t->allow_eio) {
+			ssize_t r = pread(t->img, buf, n * SECT, s * SECT);
+
+			if (r < 0 && errno == EIO) {
+				t->img_eio++;
+				continue;
+			}
+			t->img_bad += r == (ssize_t)(n * SECT) ?
+				check_buf(t->img_name, buf, s, n, t->gen, NULL,
+					  t->img_bad, 1) : n;
+		} else {
+			t->img_bad += check_range(t->img, t->img_name, s, n,
+						  t->gen, NULL, buf, 1);
+		}
 		t->img_reads++;
 	}
 	free(buf);
@@ -394,6 +420,38 @@ static int torture(const char *dev, const char *img, uint64_t gen,
 	       1 : 0;
 }
 
+/*
+ * Torture through an overflow: every successful image read must show the
+ * take, the device must be exact, and the image must have failed at least
+ * once with EIO.
+ */
+static int overflow(const char *dev, const char *img, uint64_t gen,
+		    int seconds, int threads, uint64_t chunk)
+{
+	struct torture t = { 0 };
+	pthread_t *th = calloc(threads + 1, sizeof(*th));
+	struct sector *buf = xalloc(IO_MAX);
+	uint64_t bad_dev;
+	int k;
+
+	torture_open(&t, dev, img, gen, chunk);
+	t.allow_eio = 1;
+	for (k = 0; k < threads; k++)
+		pthread_create(&th[k], NULL, writer, &t);
+	pthread_create(&th[threads], NULL, img_reader, &t);
+	sleep(seconds);
+	t.stop = 1;
+	for (k = 0; k <= threads; k++)
+		pthread_join(th[k], NULL);
+	bad_dev = check_range(t.fd, dev, 0, t.nr, gen, t.expect, buf, 1);
+	printf("overflow: %llu writes (%d threads); image reads: %llu checked, %llu bad sectors, %llu failed with EIO; device: %llu bad\n",
+	       (unsigned long long)t.writes, threads,
+	       (unsigned long long)t.img_reads, (unsigned long long)t.img_bad,
+	       (unsigned long long)t.img_eio, (unsigned long long)bad_dev);
+	return (t.failed || t.img_bad || bad_dev || !t.writes ||
+		!t.img_eio) ? 1 : 0;
+}
+
 static int boundary(const char *dev, const char *img, uint64_t gen,
 		    uint64_t chunk, int count)
 {
@@ -433,6 +491,10 @@ int main(int argc, char **argv)
 		return torture(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 			       atoi(argv[5]), atoi(argv[6]),
 			       strtoull(argv[7], NULL, 0));
+	if (argc == 8 && !strcmp(argv[1], "overflow"))
+		return overflow(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				atoi(argv[5]), atoi(argv[6]),
+				strtoull(argv[7], NULL, 0));
 	if (argc == 7 && !strcmp(argv[1], "boundary"))
 		return boundary(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 				strtoull(argv[5], NULL, 0), atoi(argv[6]));

@@ -37,7 +37,8 @@ static const struct {
 	{ ENODEV, "ENODEV" }, { EBUSY, "EBUSY" }, { EACCES, "EACCES" },
 	{ ENOMEM, "ENOMEM" }, { EOPNOTSUPP, "EOPNOTSUPP" }, { ESRCH, "ESRCH" },
 	{ ENOSPC, "ENOSPC" }, { EINTR, "EINTR" }, { ENAMETOOLONG, "ENAMETOOLONG" },
-	{ EIO, "EIO" }, { EROFS, "EROFS" },
+	{ EIO, "EIO" }, { EROFS, "EROFS" }, { EEXIST, "EEXIST" },
+	{ EAGAIN, "EAGAIN" }, { EDEADLK, "EDEADLK" },
 };
 
 #define TOOL_NERRNAMES (sizeof(tool_errnames) / sizeof(tool_errnames[0]))

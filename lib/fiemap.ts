@@ -1,12 +1,21 @@
 /**
  * Where a file's data lies on its block device: `FS_IOC_FIEMAP` through
- * libc (the upstream tool's `markdirtyblock --file`). Linux only; needs
- * `--allow-ffi` and read access to the file. libc is opened on first use.
+ * libc (the upstream tool's `markdirtyblock --file`), so the blocks of one
+ * file can be marked changed for the next incremental backup. Linux only;
+ * needs `--allow-ffi`, and `--allow-all` for sysfs. libc is opened on first use.
+ *
+ * @example Mark a file's blocks dirty on the tracked device holding it
+ * ```ts ignore
+ * import { fileSectors, Tracker } from "@blksnap/blksnap";
+ * const f = await fileSectors("/srv/db/table.ibd");
+ * using tracker = Tracker.open(f.device);
+ * tracker.markDirty(f.ranges);
+ * ```
  *
  * @module
  */
 
-import { UsageError } from "./_exit.ts";
+import { devicePath, majorMinor } from "./block_device.ts";
 
 /** A file's extents on its device, in 512-byte sectors of the device. */
 export interface FileSectors {
@@ -49,33 +58,16 @@ function errno(lib: Deno.DynamicLibrary<typeof libcSymbols>): number {
   return p === null ? 0 : new Deno.UnsafePointerView(p).getInt32();
 }
 
-/** `major:minor` of a Linux `dev_t` as Deno's `stat().dev` reports it. */
-export function devName(dev: number): string {
-  const lo = dev % 2 ** 32;
-  const hi = Math.floor(dev / 2 ** 32);
-  const major = ((lo >>> 8) & 0xfff) | ((hi & 0xfffff000) >>> 0);
-  const minor = (lo & 0xff) | ((lo >>> 12) & 0xfff00);
-  return `${major}:${minor}`;
-}
-
-/** The `/dev` path of block device `major:minor`, from sysfs. */
-export async function devicePath(majorMinor: string): Promise<string> {
-  const uevent = await Deno.readTextFile(`/sys/dev/block/${majorMinor}/uevent`);
-  const m = /^DEVNAME=(.+)$/m.exec(uevent);
-  if (!m) throw new Error(`no DEVNAME for block device ${majorMinor} in sysfs`);
-  return `/dev/${m[1]}`;
-}
-
 /**
  * The sectors `path`'s data occupies on its block device (flushed first).
  * Refuses files whose data is not at a known place (inline, encoded,
- * delayed allocation) with a `UsageError`.
+ * delayed allocation), and anything but a regular file, with a `RangeError`.
  */
 export async function fileSectors(path: string): Promise<FileSectors> {
   const st = await Deno.stat(path);
-  if (!st.isFile) throw new UsageError(`${path} is not a regular file`);
-  if (st.dev === null) throw new UsageError(`${path}: no device number`);
-  const deviceNumber = devName(st.dev);
+  if (!st.isFile) throw new RangeError(`${path} is not a regular file`);
+  if (st.dev === null) throw new RangeError(`${path}: no device number`);
+  const deviceNumber = majorMinor(st.dev);
   const device = await devicePath(deviceNumber);
   const lib = openLibc();
   const fd = lib.symbols.open(new TextEncoder().encode(path + "\0"), 0 /* O_RDONLY */);
@@ -105,7 +97,7 @@ export async function fileSectors(path: string): Promise<FileSectors> {
         const length = view.getBigUint64(at + 16, true);
         const flags = view.getUint32(at + 40, true);
         if (flags & (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_ENCODED | FIEMAP_EXTENT_DATA_INLINE)) {
-          throw new UsageError(`${path}: an extent has no plain location on ${device}`);
+          throw new RangeError(`${path}: an extent has no plain location on ${device}`);
         }
         const first = physical / 512n;
         const end = (physical + length + 511n) / 512n;

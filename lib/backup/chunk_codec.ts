@@ -1,0 +1,119 @@
+/**
+ * How a chunk's bytes become the object stored under its name and back,
+ * as synchronous steps with no I/O: the same functions run on the calling
+ * thread and on the worker threads of `chunk_workers.ts`. The steps are
+ *
+ * - name: SHA-256 (format 1) or HMAC-SHA256 under the id key (format 2,
+ *   encrypted);
+ * - encode: zstd if smaller, else raw; then framed with a CRC-32 (format 1)
+ *   or sealed with ChaCha20-Poly1305 (format 2);
+ * - decode: every check a stored chunk must pass before its bytes are used
+ *   (frame, CRC-32 or tag, decompressed length, the name against the bytes);
+ * - scrub: only the checks that need no decompression (frame and CRC-32, or
+ *   the tag), to find media damage at the speed of reading.
+ *
+ * A codec is built from a {@linkcode ChunkCodecSpec}, which a worker
+ * receives by message: a new step (another cipher, another compressor)
+ * is added here and runs everywhere.
+ *
+ * @example Encode and decode a chunk of a plain repository
+ * ```ts
+ * import { chunkCodec } from "./chunk_codec.ts";
+ * import { toHex } from "./format.ts";
+ * const codec = chunkCodec({ level: 1, keys: null });
+ * const data = new Uint8Array(65536).fill(3);
+ * const name = codec.name(data);
+ * const stored = codec.encode(data, name);
+ * console.log(codec.decode(stored, toHex(name), 65536).length); // 65536
+ * ```
+ *
+ * @module
+ */
+
+import zlib from "node:zlib";
+import {
+  CHUNK_HEADER_SIZE,
+  ChunkEncoding,
+  decodeChunk,
+  decodeChunkHeader,
+  decodePayload,
+  encodeChunkSync,
+  maxChunkFileSize,
+  zstdCompressSync,
+} from "./chunk.ts";
+import { chunkId, type RepoKeys } from "./crypto/keys.ts";
+import { maxSealedChunkSize, openChunk, sealChunk } from "./crypto/sealed.ts";
+import { fromHex, sha256, toHex } from "./format.ts";
+
+/** What a codec is made of; plain data, so it can be posted to a worker. */
+export interface ChunkCodecSpec {
+  /** zstd level of new chunks. */
+  level: number;
+  /** The keys of an encrypted (format 2) repository, `null` for a plain one. */
+  keys: RepoKeys | null;
+}
+
+/** The synchronous steps between a chunk's bytes and its stored object. */
+export interface ChunkCodec {
+  /** The name (digest) of `data`: what the index records and the object is stored under. */
+  name(data: Uint8Array): Uint8Array;
+  /** The object to store for `data`, named `name`. */
+  encode(data: Uint8Array, name: Uint8Array): Uint8Array;
+  /**
+   * The chunk's bytes from stored object `stored` named `hex`, after every
+   * check; at most `maxLength` bytes, exactly `exactLength` when given.
+   * Throws a plain `Error` saying what is wrong.
+   */
+  decode(stored: Uint8Array, hex: string, maxLength: number, exactLength?: number): Uint8Array;
+  /**
+   * The checks of `stored` named `hex` that need no decompression: the
+   * frame and CRC-32, or the tag. Throws a plain `Error` saying what is wrong.
+   */
+  scrub(stored: Uint8Array, hex: string, maxLength: number): void;
+  /** The largest object a chunk of at most `maxLength` bytes is stored as. */
+  maxStoredSize(maxLength: number): number;
+}
+
+/** The codec `spec` describes. */
+export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
+  const keys = spec.keys;
+  if (keys === null) {
+    return {
+      name: (data) => sha256(data),
+      encode: (data) => encodeChunkSync(data, spec.level),
+      decode: decodeChunk,
+      scrub: (stored, _hex, maxLength) => {
+        const header = decodeChunkHeader(stored, maxLength);
+        if ((zlib.crc32(stored.subarray(CHUNK_HEADER_SIZE)) >>> 0) !== header.payloadCrc32) {
+          throw new Error("payload CRC-32 mismatch");
+        }
+      },
+      maxStoredSize: maxChunkFileSize,
+    };
+  }
+  return {
+    name: (data) => chunkId(keys, data),
+    encode: (data, name) => {
+      const z = zstdCompressSync(data, spec.level);
+      const zstd = z.length < data.length;
+      const payload = zstd ? z : data;
+      return sealChunk(keys, name, {
+        encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
+        length: data.length,
+        payloadLength: payload.length,
+      }, payload);
+    },
+    decode: (stored, hex, maxLength, exactLength) => {
+      const { header, payload } = openChunk(keys, fromHex(hex), stored, maxLength);
+      const data = decodePayload(header.encoding, payload, header.length, exactLength);
+      if (toHex(chunkId(keys, data)) !== hex) {
+        throw new Error("content does not match its keyed id");
+      }
+      return data;
+    },
+    scrub: (stored, hex, maxLength) => {
+      openChunk(keys, fromHex(hex), stored, maxLength);
+    },
+    maxStoredSize: maxSealedChunkSize,
+  };
+}

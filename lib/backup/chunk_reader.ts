@@ -1,0 +1,117 @@
+/**
+ * Reading stored chunks back for a restore or a verify: the calling thread
+ * fetches each stored object from the repository's backend, and the chunk
+ * codec's checks (decompression, CRC-32 or tag, the name against the bytes)
+ * run on a pool of Worker threads ({@linkcode ChunkWorkers}) when the caller
+ * asks for them, on the calling thread otherwise. Either way a chunk's
+ * bytes are returned only after every check passed; a chunk that fails one
+ * is a `BAD_CHUNK` error naming it. A thread that dies fails the flow with
+ * its own error: it says nothing about the chunk, which is never reported
+ * bad for it.
+ *
+ * @example Read one chunk of a backup, checked
+ * ```ts ignore
+ * import { ChunkReader } from "./chunk_reader.ts";
+ * using reader = ChunkReader.start(repo, { workers: 2 });
+ * const data = await reader.read(hex, repo.config.chunkSize, 4 << 20);
+ * ```
+ *
+ * @module
+ */
+
+import { ChunkStepError, ChunkWorkers, workerCount } from "./chunk_workers.ts";
+import type { Repository } from "./repository.ts";
+
+/** Options of {@linkcode ChunkReader.start}. */
+export interface ChunkReaderOptions {
+  /**
+   * Worker threads; 0 checks on the calling thread. @default 0 (see
+   * `workerCount` in chunk_workers.ts)
+   */
+  workers?: number;
+}
+
+/** Checked reads of stored chunks; close it (`using`) to stop its threads. */
+export class ChunkReader implements Disposable {
+  readonly #repo: Repository;
+  readonly #workers: ChunkWorkers | null;
+
+  private constructor(repo: Repository, workers: ChunkWorkers | null) {
+    this.#repo = repo;
+    this.#workers = workers;
+  }
+
+  /** A reader of `repo`'s chunks, with threads when `options` warrant them. */
+  static start(repo: Repository, options: ChunkReaderOptions = {}): ChunkReader {
+    const threads = workerCount(options.workers);
+    return new ChunkReader(repo, threads > 0 ? ChunkWorkers.start(threads, repo.codecSpec) : null);
+  }
+
+  /** Threads checking chunks (0: the calling thread does). */
+  get threads(): number {
+    return this.#workers?.size ?? 0;
+  }
+
+  /** Chunks worth having in flight: enough to keep every thread and the backend busy. */
+  get concurrency(): number {
+    return Math.max(2 * this.threads + 2, this.#repo.backend.parallelism);
+  }
+
+  /**
+   * The bytes of chunk `hex` after every check: at most `maxLength`,
+   * exactly `exactLength` when given. Throws `BAD_CHUNK` naming it.
+   */
+  async read(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+    const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    if (this.#workers) {
+      try {
+        return await this.#workers.decode(stored, hex, maxLength, exactLength);
+      } catch (e) {
+        throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
+      }
+    }
+    try {
+      return this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+    } catch (e) {
+      throw this.#repo.badChunk(hex, (e as Error).message, e);
+    }
+  }
+
+  /**
+   * Checks chunk `hex`: every check of {@linkcode ChunkReader.read}
+   * (`deep`), or only those needing no decompression, the frame and CRC-32
+   * or the tag (`scrub`). Throws `BAD_CHUNK` naming it.
+   */
+  async check(
+    mode: "deep" | "scrub",
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+  ): Promise<void> {
+    const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    if (this.#workers) {
+      try {
+        await this.#workers.check(mode, stored, hex, maxLength, exactLength);
+      } catch (e) {
+        throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
+      }
+      return;
+    }
+    try {
+      if (mode === "deep") this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+      else this.#repo.codec.scrub(stored, hex, maxLength);
+    } catch (e) {
+      throw this.#repo.badChunk(hex, (e as Error).message, e);
+    }
+  }
+
+  /** Stops the threads. Idempotent. */
+  close(): void {
+    this.#workers?.close();
+  }
+
+  /** Same as {@linkcode ChunkReader.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
