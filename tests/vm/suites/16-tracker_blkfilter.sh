@@ -49,6 +49,26 @@ check "without the module loop answers BLKFILTER_DETACH with EINVAL" probe_is lo
 
 # With the hook: the three requests are ours, everything else is not.
 module_load
+# Which entry points ftrace redirects: both entries always (compat.h names
+# them), blkdev_common_ioctl where the compiler kept it out of line.
+TR=/sys/kernel/debug/tracing
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+mount -t tracefs none $TR 2>/dev/null
+if [ -r $TR/enabled_functions ]; then
+	grep -E '^(blkdev_ioctl|compat_blkdev_ioctl|blkdev_common_ioctl) ' \
+		$TR/enabled_functions >"$W/hooked"
+	sed 's/^/# ftrace: /' "$W/hooked"
+	check "blkdev_ioctl and compat_blkdev_ioctl are hooked" \
+		sh -c "grep -q '^blkdev_ioctl ' '$W/hooked' && grep -q '^compat_blkdev_ioctl ' '$W/hooked'"
+	if grep -qw blkdev_common_ioctl $TR/available_filter_functions; then
+		check "blkdev_common_ioctl (traceable here) is hooked" \
+			grep -q '^blkdev_common_ioctl ' "$W/hooked"
+	else
+		echo "# blkdev_common_ioctl is inlined in this kernel: not hooked"
+	fi
+else
+	echo "# no tracefs: the hooked functions are not listed"
+fi
 unrelated /dev/ram3 ram.hook
 unrelated "$LOOP" loop.hook
 check "with the module the probe gets EFAULT on brd" probe_is ram.hook EFAULT
