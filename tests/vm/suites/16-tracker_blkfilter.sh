@@ -55,11 +55,11 @@ TR=/sys/kernel/debug/tracing
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 mount -t tracefs none $TR 2>/dev/null
 if [ -r $TR/enabled_functions ]; then
-	grep -E '^(blkdev_ioctl|compat_blkdev_ioctl|blkdev_common_ioctl) ' \
+	grep -E '^(blkdev_ioctl|block_ioctl|compat_blkdev_ioctl|blkdev_common_ioctl) ' \
 		$TR/enabled_functions >"$W/hooked"
 	sed 's/^/# ftrace: /' "$W/hooked"
-	check "blkdev_ioctl and compat_blkdev_ioctl are hooked" \
-		sh -c "grep -q '^blkdev_ioctl ' '$W/hooked' && grep -q '^compat_blkdev_ioctl ' '$W/hooked'"
+	check "the native entry (blkdev_ioctl, 5.10: block_ioctl) and compat_blkdev_ioctl are hooked" \
+		sh -c "grep -Eq '^(blkdev_ioctl|block_ioctl) ' '$W/hooked' && grep -q '^compat_blkdev_ioctl ' '$W/hooked'"
 	if grep -qw blkdev_common_ioctl $TR/available_filter_functions; then
 		check "blkdev_common_ioctl (traceable here) is hooked" \
 			grep -q '^blkdev_common_ioctl ' "$W/hooked"
