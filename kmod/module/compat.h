@@ -273,6 +273,45 @@ compat_ftrace_get_regs(compat_ftrace_regs_t *regs)
 }
 #endif
 
+/* ftrace_free_filter() is exported from 6.1; before, reset to no filter. */
+static inline void compat_ftrace_free_filter(struct ftrace_ops *ops)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
+	ftrace_free_filter(ops);
+#else
+	ftrace_set_filter(ops, NULL, 0, 1);
+#endif
+}
+
+/*
+ * The block layer's ioctl entry points, which ioctl_hook.c hooks by name
+ * (none is exported since 5.13; ftrace finds them in its own table):
+ *
+ *  - COMPAT_BLKDEV_IOCTL_NATIVE: the files' ->unlocked_ioctl. Since 5.13
+ *    ("block: merge block_ioctl into blkdev_ioctl") blkdev_ioctl(file, cmd,
+ *    arg); before, the static block_ioctl(file, cmd, arg), which calls the
+ *    exported blkdev_ioctl(bdev, mode, cmd, arg). Same on 6.1, 6.12, 7.x.
+ *  - COMPAT_BLKDEV_IOCTL_COMPAT: compat_blkdev_ioctl(file, cmd, arg), the
+ *    ->compat_ioctl, unchanged since 5.6.
+ *  - COMPAT_BLKDEV_IOCTL_COMMON: the static blkdev_common_ioctl(bdev,
+ *    mode, cmd, arg, argp) both entries call (5.6 and later; mode is
+ *    fmode_t before 6.5, blk_mode_t since: both one register). The
+ *    compiler may inline it: then it has no ftrace site and is not hooked.
+ *
+ * The _CMD_ARG values are the zero-based argument that holds the request
+ * number (blkdev_common_ioctl's user pointer, already converted for a
+ * compat caller, is its last argument).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 13, 0)
+#define COMPAT_BLKDEV_IOCTL_NATIVE "blkdev_ioctl"
+#else
+#define COMPAT_BLKDEV_IOCTL_NATIVE "block_ioctl"
+#endif
+#define COMPAT_BLKDEV_IOCTL_COMPAT "compat_blkdev_ioctl"
+#define COMPAT_BLKDEV_IOCTL_COMMON "blkdev_common_ioctl"
+#define COMPAT_BLKDEV_IOCTL_ENTRY_CMD_ARG 1
+#define COMPAT_BLKDEV_IOCTL_COMMON_CMD_ARG 2
+
 /* ---------------------------------------------------------------------- */
 /* Block devices and disks: sizes, state, features                        */
 /* ---------------------------------------------------------------------- */
