@@ -14,7 +14,7 @@
  * Usage: `deno task test [--tier NAME...] [--cloud-full] [--all-kernels]`
  *   --tier         run only the named tiers (fmt, lint, check, doc, unit,
  *                  native, host, s3, kbuild, vm-debug, vm-cloud, vm-debug-6.12,
- *                  vm-6.12, vm-7.2, bench)
+ *                  vm-5.10, vm-6.12, vm-7.2, bench)
  *   --cloud-full   run every VM suite on the 6.1 cloud kernel
  *   --all-kernels  run every VM suite on every kernel
  *
@@ -117,10 +117,11 @@ const debugKernel = existsSync(`${sharedVm}/vmlinuz-6.1-blksnap-debug`);
 const debugKernel612 = existsSync(`${sharedVm}/vmlinuz-6.12-blksnap-debug`);
 // Suites every kernel runs (all of them with --all-kernels).
 const kernelSuites = allKernels ? [] : ["--tags", "smoke,kernels"];
-// The Debian cloud kernels booted besides 6.1: trixie's 6.12 and sid's 7.2
-// (bookworm-backports' 6.12 boots only with one vCPU under QEMU's emulation,
-// docs/kernel-abi.md, so trixie's stands for the series in the VM).
-const cloudKernels = ["6.12", "7.2"];
+// The Debian cloud kernels booted besides 6.1: bullseye's 5.10, trixie's
+// 6.12 and sid's 7.2 (bookworm-backports' 6.12 boots only with one vCPU under
+// QEMU's emulation, docs/kernel-abi.md, so trixie's stands for the series in
+// the VM).
+const cloudKernels = ["5.10", "6.12", "7.2"];
 
 /** One VM tier: `tests/vm/vm.sh --kernel KERNEL ... suites`. */
 async function vmTier(name: string, kernel: string, opts: string[]): Promise<void> {
@@ -152,11 +153,12 @@ if (want("host")) {
 }
 if (want("s3")) await s3Tier();
 if (want("kbuild")) {
-  // DKMS build and signature for 6.1, 6.12 (bookworm-backports', the host's
-  // gcc-12) and 7.2, the compile-only check of the newest kernel (sid's).
-  // Trixie's 6.12 (same source, gcc-14 in a chroot) with --all-kernels or
-  // `bash tests/kbuild/run.sh 6.12`, for time (docs/testing.md).
-  const series = allKernels ? ["6.1", "6.12-bpo", "6.12", "7.2"] : ["6.1", "6.12-bpo", "7.2"];
+  // DKMS build and signature for 5.10 (bullseye's, the host's gcc-12), 6.1,
+  // 6.12 (bookworm-backports', gcc-12) and 7.2, the compile-only check of the
+  // newest kernel (sid's). Trixie's 6.12 (same source, gcc-14 in a chroot)
+  // with --all-kernels or `bash tests/kbuild/run.sh 6.12`, for time
+  // (docs/testing.md).
+  const series = ["5.10", "6.1", "6.12-bpo", ...(allKernels ? ["6.12"] : []), "7.2"];
   await tapTier("kbuild", ["bash", "tests/kbuild/run.sh", ...series]);
 }
 if (want("vm-debug")) {

@@ -21,7 +21,11 @@ struct blksnap_dev {
 	int fd;
 	uint32_t major;
 	uint32_t minor;
-	/* BLKSNAP_TRANSPORT_*, decided in blksnap_dev_open(). */
+	/*
+	 * BLKSNAP_TRANSPORT_*, decided in blksnap_dev_open(); changes once,
+	 * from BLKFILTER to CONTROL, when the module stops answering on the
+	 * fd (see dev_request()). Accessed atomically.
+	 */
 	int transport;
 	/*
 	 * The control device for BLKSNAP_TRANSPORT_CONTROL: -1 until the first
@@ -242,7 +246,8 @@ void blksnap_dev_close(struct blksnap_dev *dev)
 
 int32_t blksnap_dev_transport(const struct blksnap_dev *dev)
 {
-	return dev ? dev->transport : -EINVAL;
+	return dev ? __atomic_load_n(&dev->transport, __ATOMIC_RELAXED) :
+		     -EINVAL;
 }
 
 int32_t blksnap_dev_number(const struct blksnap_dev *dev, uint32_t *major,
@@ -299,49 +304,80 @@ static int control_request(struct blksnap_dev *dev, unsigned long request,
 	return blksnap__sys_ioctl(fd, request, &arg);
 }
 
+/* An attach, detach or ctl request on the device fd. */
+static int blkfilter_request(struct blksnap_dev *dev, unsigned long request,
+			     uint32_t cmd, void *opt, uint32_t optlen)
+{
+	union {
+		struct blkfilter_attach attach;
+		struct blkfilter_detach detach;
+		struct blkfilter_ctl ctl;
+	} arg;
+
+	memset(&arg, 0, sizeof(arg));
+	/* The name is the first field of all three. */
+	filter_name(arg.ctl.name);
+	if (request == BLKFILTER_CTL) {
+		arg.ctl.cmd = cmd;
+		arg.ctl.optlen = optlen;
+		arg.ctl.opt = (uint64_t)(uintptr_t)opt;
+	}
+	return blksnap__sys_ioctl(dev->fd, request, &arg);
+}
+
+/*
+ * A per-device request over the handle's transport: @fd_request
+ * (BLKFILTER_*) on the device fd, or @ctl_request (IOCTL_BLKSNAP_FILTER_*)
+ * on the control device.
+ *
+ * On a stock kernel the module answers on the device fd only while it is
+ * loaded (its hook goes with it): a handle opened before an unload would
+ * get the driver's -ENOTTY or -EINVAL. Such an answer is probed again; if
+ * the probe now selects the control device, the request never reached the
+ * module, and it is sent there (-ENOENT without the module), as is every
+ * later request of the handle. An -ENOTTY or -EINVAL of the module itself
+ * leaves the probe's answer unchanged and is returned.
+ */
+static int dev_request(struct blksnap_dev *dev, unsigned long fd_request,
+		       unsigned long ctl_request, uint32_t cmd, void *opt,
+		       uint32_t optlen)
+{
+	int ret;
+
+	if (__atomic_load_n(&dev->transport, __ATOMIC_RELAXED) ==
+	    BLKSNAP_TRANSPORT_BLKFILTER) {
+		ret = blkfilter_request(dev, fd_request, cmd, opt, optlen);
+		if ((ret != -ENOTTY && ret != -EINVAL) ||
+		    probe_transport(dev->fd) == BLKSNAP_TRANSPORT_BLKFILTER)
+			return ret;
+		__atomic_store_n(&dev->transport, BLKSNAP_TRANSPORT_CONTROL,
+				 __ATOMIC_RELAXED);
+	}
+	return control_request(dev, ctl_request, cmd, opt, optlen);
+}
+
 int32_t blksnap_dev_attach(struct blksnap_dev *dev)
 {
-	struct blkfilter_attach arg;
-
 	if (!dev)
 		return -EINVAL;
-	if (dev->transport == BLKSNAP_TRANSPORT_CONTROL)
-		return control_request(dev, IOCTL_BLKSNAP_FILTER_ATTACH, 0,
-				       NULL, 0);
-	memset(&arg, 0, sizeof(arg));
-	filter_name(arg.name);
-	return blksnap__sys_ioctl(dev->fd, BLKFILTER_ATTACH, &arg);
+	return dev_request(dev, BLKFILTER_ATTACH, IOCTL_BLKSNAP_FILTER_ATTACH, 0,
+			   NULL, 0);
 }
 
 int32_t blksnap_dev_detach(struct blksnap_dev *dev)
 {
-	struct blkfilter_detach arg;
-
 	if (!dev)
 		return -EINVAL;
-	if (dev->transport == BLKSNAP_TRANSPORT_CONTROL)
-		return control_request(dev, IOCTL_BLKSNAP_FILTER_DETACH, 0,
-				       NULL, 0);
-	memset(&arg, 0, sizeof(arg));
-	filter_name(arg.name);
-	return blksnap__sys_ioctl(dev->fd, BLKFILTER_DETACH, &arg);
+	return dev_request(dev, BLKFILTER_DETACH, IOCTL_BLKSNAP_FILTER_DETACH, 0,
+			   NULL, 0);
 }
 
 /* A blksnap sub-command, over whichever transport the handle uses. */
 static int dev_ctl(struct blksnap_dev *dev, uint32_t cmd, void *opt,
 		   uint32_t optlen)
 {
-	struct blkfilter_ctl arg;
-
-	if (dev->transport == BLKSNAP_TRANSPORT_CONTROL)
-		return control_request(dev, IOCTL_BLKSNAP_FILTER_CTL, cmd, opt,
-				       optlen);
-	memset(&arg, 0, sizeof(arg));
-	filter_name(arg.name);
-	arg.cmd = cmd;
-	arg.optlen = optlen;
-	arg.opt = (uint64_t)(uintptr_t)opt;
-	return blksnap__sys_ioctl(dev->fd, BLKFILTER_CTL, &arg);
+	return dev_request(dev, BLKFILTER_CTL, IOCTL_BLKSNAP_FILTER_CTL, cmd, opt,
+			   optlen);
 }
 
 int32_t blksnap_dev_cbtinfo(struct blksnap_dev *dev,

@@ -11,16 +11,21 @@
  *    tracker requests (attach, detach, cbtinfo, cbtmap, cbtdirty) and the
  *    per-device snapshot requests (snapshotadd, snapshotinfo) go through it.
  *
- * Transport (callers cannot tell which one is used): on a kernel with the
- * blkfilter patch, the per-device requests are BLKFILTER_ATTACH/DETACH/CTL
- * on the device's own fd. On a stock kernel they are the module's
- * IOCTL_BLKSNAP_FILTER_ATTACH/DETACH/CTL on the control device, naming the
- * device by major:minor. blksnap_dev_open() decides once per handle by
- * probing: it issues BLKFILTER_DETACH with a NULL argument on the device fd.
- * A kernel that has blkfilter copies the argument first and answers -EFAULT
- * (or a permission error); a kernel without it passes the unknown request to
- * the driver, which answers -ENOTTY or -EINVAL. The probe has no side effect
- * either way. blksnap_dev_transport() reports the decision.
+ * Transport (callers cannot tell which one is used): wherever the kernel
+ * answers them, the per-device requests are BLKFILTER_ATTACH/DETACH/CTL on
+ * the device's own fd: a kernel with the blkfilter patch, or our module on a
+ * stock kernel (its hook on the block layer's ioctl entry points). Else
+ * they are the module's IOCTL_BLKSNAP_FILTER_ATTACH/DETACH/CTL on the
+ * control device, naming the device by major:minor (a stock kernel without
+ * the module, or the module loaded with blkfilter_ioctls=0).
+ * blksnap_dev_open() decides per handle by probing: it issues
+ * BLKFILTER_DETACH with a NULL argument on the device fd. Whoever answers
+ * BLKFILTER copies the argument first and answers -EFAULT (or a permission
+ * error); a kernel without it passes the unknown request to the driver,
+ * which answers -ENOTTY or -EINVAL. The probe has no side effect either
+ * way. A device-fd request answered -ENOTTY or -EINVAL is probed again, and
+ * the handle moves to the control device if the module stopped answering
+ * on the fd (unloaded). blksnap_dev_transport() reports the decision.
  *
  * Conventions: every function that can fail returns 0 (or a non-negative
  * count where stated) on success and a negative errno on failure. No errno

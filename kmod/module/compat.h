@@ -7,7 +7,7 @@
  *
  * Two kinds of helpers live here:
  *  - an interface of a newer kernel, defined under its own name for older
- *    kernels that lack it (bdev_freeze() and bdev_thaw(), ...);
+ *    kernels that lack it (bdev_nr_sectors(), memcpy_to_bvec(), ...);
  *  - a compat_*() wrapper where no single kernel's interface fits every
  *    kernel (opening a block device, allocating a disk, freezing a queue).
  *
@@ -17,7 +17,12 @@
  * kernel on that side. Kernels between two tested series take the branch
  * of their version and are not built here. 6.5 to 6.8, which opened block
  * devices in two other ways, are refused at build time: Debian ships none.
- * So are kernels before 5.15 (bullseye's 5.10): not ported yet.
+ *
+ * 5.10 (bullseye) is the one series before 5.15. Its branches are written
+ * "before 5.11" and 5.11 to 5.14 are refused: between 5.10 and 5.15 the
+ * interfaces below changed over several releases (bi_bdev, bd_start_sect,
+ * freeze_bdev(), disk_live(), blk_alloc_disk()), none of them is built
+ * here, and a kernel in between would take branches nobody compiled.
  */
 #ifndef __BLKSNAP_COMPAT_H
 #define __BLKSNAP_COMPAT_H
@@ -35,8 +40,13 @@
 #include <linux/blk-integrity.h>
 #endif
 
-#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
-#error "blksnap: kernels before 5.15 are not ported yet (5.10's bios name a disk and partition, bi_disk/bi_partno, not a block device; see docs/kernel-abi.md)"
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 10, 0)
+#error "blksnap: kernels before 5.10 are not supported (see docs/kernel-abi.md)"
+#endif
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0) && \
+	LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
+#error "blksnap: kernels 5.11 to 5.14 are between the 5.10 and 5.15 interfaces; not written (see docs/kernel-abi.md)"
 #endif
 
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0) && \
@@ -52,6 +62,127 @@
 #ifndef ITER_SOURCE
 #define ITER_SOURCE WRITE
 #define ITER_DEST READ
+#endif
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
+/* 5.10 named the largest bio BIO_MAX_PAGES. */
+#define BIO_MAX_VECS BIO_MAX_PAGES
+
+/* Copies @bvec->bv_len bytes from @from into the (one-page) segment. */
+static inline void memcpy_to_bvec(struct bio_vec *bvec, const char *from)
+{
+	char *to = kmap_atomic(bvec->bv_page);
+
+	memcpy(to + bvec->bv_offset, from, bvec->bv_len);
+	kunmap_atomic(to);
+}
+
+/* Advances @iter by @bytes, which stay inside its current segment. */
+static inline void bio_advance_iter_single(const struct bio *bio,
+					   struct bvec_iter *iter,
+					   unsigned int bytes)
+{
+	bio_advance_iter(bio, iter, bytes);
+}
+#endif
+
+/*
+ * How a bio names its device. Since 5.11/5.12 a bio holds the block device
+ * (bi_bdev), partition or whole disk, and keeps it when submit_bio_noacct()
+ * remaps a partition's sectors to the disk's (it sets BIO_REMAPPED). 5.10's
+ * bio holds the disk and a partition number (bi_disk, bi_partno); the remap
+ * sets bi_partno to 0, so a remapped bio names the whole disk there, with
+ * the disk's sectors, and is never "remapped" in the newer sense.
+ *
+ * 5.10's partitions are looked up in the disk's RCU partition table (the
+ * block layer's own disk_get_part() is not exported); a partition deleted
+ * under an in-flight bio is not found, and the block layer fails that bio.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0)
+static inline struct gendisk *compat_bio_disk(struct bio *bio)
+{
+	return bio->bi_bdev->bd_disk;
+}
+
+static inline dev_t compat_bio_dev(struct bio *bio)
+{
+	return bio->bi_bdev->bd_dev;
+}
+
+static inline bool compat_bio_remapped(struct bio *bio)
+{
+	return bio_flagged(bio, BIO_REMAPPED);
+}
+
+/*
+ * The first sector and the size of the bio's device on its disk (0 and the
+ * disk's size for a whole disk). Return: false if the device is gone.
+ */
+static inline bool compat_bio_dev_extent(struct bio *bio, sector_t *first,
+					 sector_t *nr)
+{
+	*first = get_start_sect(bio->bi_bdev);
+	*nr = bdev_nr_sectors(bio->bi_bdev);
+	return true;
+}
+#else
+static inline struct gendisk *compat_bio_disk(struct bio *bio)
+{
+	return bio->bi_disk;
+}
+
+/* Under rcu_read_lock(): the bio's partition (part0: the whole disk). */
+static inline struct hd_struct *compat_bio_part_rcu(struct bio *bio)
+{
+	struct disk_part_tbl *ptbl = rcu_dereference(bio->bi_disk->part_tbl);
+
+	if (unlikely(bio->bi_partno >= ptbl->len))
+		return NULL;
+	return rcu_dereference(ptbl->part[bio->bi_partno]);
+}
+
+/* 0 (no device) for a partition that is gone. */
+static inline dev_t compat_bio_dev(struct bio *bio)
+{
+	struct hd_struct *part;
+	dev_t dev = 0;
+
+	if (!bio->bi_partno)
+		return disk_devt(bio->bi_disk);
+	rcu_read_lock();
+	part = compat_bio_part_rcu(bio);
+	if (part)
+		dev = part_devt(part);
+	rcu_read_unlock();
+	return dev;
+}
+
+static inline bool compat_bio_remapped(struct bio *bio)
+{
+	return false;
+}
+
+static inline bool compat_bio_dev_extent(struct bio *bio, sector_t *first,
+					 sector_t *nr)
+{
+	struct hd_struct *part;
+	bool found = false;
+
+	rcu_read_lock();
+	part = compat_bio_part_rcu(bio);
+	if (part) {
+		*first = part->start_sect;
+		/*
+		 * The block layer's part_nr_sects_read() is private; on
+		 * 64-bit kernels it is this plain read (its seqcount only
+		 * guards 32-bit ones, which this module is not built for).
+		 */
+		*nr = READ_ONCE(part->nr_sects);
+		found = true;
+	}
+	rcu_read_unlock();
+	return found;
+}
 #endif
 
 /* bio_alloc() took (gfp, nr_vecs) before 5.18. */
@@ -142,6 +273,80 @@ compat_ftrace_get_regs(compat_ftrace_regs_t *regs)
 }
 #endif
 
+/* ftrace_free_filter() is exported from 6.1; before, reset to no filter. */
+static inline void compat_ftrace_free_filter(struct ftrace_ops *ops)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 1, 0)
+	ftrace_free_filter(ops);
+#else
+	ftrace_set_filter(ops, NULL, 0, 1);
+#endif
+}
+
+/*
+ * The block layer's ioctl entry points, which ioctl_hook.c hooks by name
+ * (none is exported since 5.13; ftrace finds them in its own table):
+ *
+ *  - COMPAT_BLKDEV_IOCTL_NATIVE: the files' ->unlocked_ioctl. Since 5.13
+ *    ("block: merge block_ioctl into blkdev_ioctl") blkdev_ioctl(file, cmd,
+ *    arg); before, the static block_ioctl(file, cmd, arg), which calls the
+ *    exported blkdev_ioctl(bdev, mode, cmd, arg). Same on 6.1, 6.12, 7.x.
+ *  - COMPAT_BLKDEV_IOCTL_COMPAT: compat_blkdev_ioctl(file, cmd, arg), the
+ *    ->compat_ioctl, unchanged since 5.6.
+ *  - COMPAT_BLKDEV_IOCTL_COMMON: the static blkdev_common_ioctl(bdev,
+ *    mode, cmd, arg, argp) both entries call (5.6 and later; mode is
+ *    fmode_t before 6.5, blk_mode_t since: both one register). The
+ *    compiler may inline it: then it has no ftrace site and is not hooked.
+ *
+ * The _CMD_ARG values are the zero-based argument that holds the request
+ * number (blkdev_common_ioctl's user pointer, already converted for a
+ * compat caller, is its last argument).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 13, 0)
+#define COMPAT_BLKDEV_IOCTL_NATIVE "blkdev_ioctl"
+#else
+#define COMPAT_BLKDEV_IOCTL_NATIVE "block_ioctl"
+#endif
+#define COMPAT_BLKDEV_IOCTL_COMPAT "compat_blkdev_ioctl"
+#define COMPAT_BLKDEV_IOCTL_COMMON "blkdev_common_ioctl"
+#define COMPAT_BLKDEV_IOCTL_ENTRY_CMD_ARG 1
+#define COMPAT_BLKDEV_IOCTL_COMMON_CMD_ARG 2
+
+/* ---------------------------------------------------------------------- */
+/* Block devices and disks: sizes, state, features                        */
+/* ---------------------------------------------------------------------- */
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
+/* 5.10 kept a device's size only in its inode. */
+static inline sector_t bdev_nr_sectors(struct block_device *bdev)
+{
+	return i_size_read(bdev->bd_inode) >> SECTOR_SHIFT;
+}
+
+/* 5.10: a disk is live from add_disk() until del_gendisk() begins. */
+static inline bool disk_live(struct gendisk *disk)
+{
+	return disk->flags & GENHD_FL_UP;
+}
+#endif
+
+/*
+ * Whether the device's queue does inline encryption (blk-crypto): its
+ * crypto profile, called a keyslot manager before 5.16.
+ */
+static inline bool compat_bdev_inline_crypto(struct block_device *bdev)
+{
+#ifdef CONFIG_BLK_INLINE_ENCRYPTION
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 16, 0)
+	return bdev_get_queue(bdev)->crypto_profile != NULL;
+#else
+	return bdev_get_queue(bdev)->ksm != NULL;
+#endif
+#else
+	return false;
+#endif
+}
+
 /* ---------------------------------------------------------------------- */
 /* Opening block devices                                                  */
 /* ---------------------------------------------------------------------- */
@@ -150,11 +355,15 @@ compat_ftrace_get_regs(compat_ftrace_regs_t *regs)
  * struct compat_bdev - A block device this module opened for reading.
  * @bdev: The device; valid until compat_bdev_close().
  * @file: 6.9 and later: the open file holding the device.
+ * @frozen_sb: Before 5.11: what freeze_bdev() returned, for thaw_bdev().
  */
 struct compat_bdev {
 	struct block_device *bdev;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
 	struct file *file;
+#endif
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
+	struct super_block *frozen_sb;
 #endif
 };
 
@@ -193,18 +402,41 @@ static inline void compat_bdev_close(struct compat_bdev *ob)
 /* Freezing                                                               */
 /* ---------------------------------------------------------------------- */
 
-/* 6.8 renamed freeze_bdev()/thaw_bdev() to bdev_freeze()/bdev_thaw(). */
-#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 8, 0)
-static inline int bdev_freeze(struct block_device *bdev)
+/*
+ * Freezes the file system on the open device @ob (if any) and syncs the
+ * device; compat_bdev_thaw() undoes it. Nests. Return: 0 or -errno.
+ *
+ * 6.8 renamed freeze_bdev()/thaw_bdev() to bdev_freeze()/bdev_thaw().
+ * Before 5.11 freeze_bdev() returned the frozen super block (NULL: none),
+ * which thaw_bdev() wants back.
+ */
+static inline int compat_bdev_freeze(struct compat_bdev *ob)
 {
-	return freeze_bdev(bdev);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	return bdev_freeze(ob->bdev);
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0)
+	return freeze_bdev(ob->bdev);
+#else
+	struct super_block *sb = freeze_bdev(ob->bdev);
+
+	if (IS_ERR(sb))
+		return PTR_ERR(sb);
+	ob->frozen_sb = sb;
+	return 0;
+#endif
 }
 
-static inline int bdev_thaw(struct block_device *bdev)
+static inline void compat_bdev_thaw(struct compat_bdev *ob)
 {
-	return thaw_bdev(bdev);
-}
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	bdev_thaw(ob->bdev);
+#elif LINUX_VERSION_CODE >= KERNEL_VERSION(5, 11, 0)
+	thaw_bdev(ob->bdev);
+#else
+	thaw_bdev(ob->bdev, ob->frozen_sb);
+	ob->frozen_sb = NULL;
 #endif
+}
 
 /*
  * Since 6.14 blk_mq_freeze_queue() enters a no-I/O allocation scope and
@@ -256,16 +488,60 @@ static inline struct gendisk *compat_blk_alloc_disk(struct queue_limits *lim,
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)
 	return blk_alloc_disk(lim, node);
 #else
-	struct gendisk *disk = blk_alloc_disk(node);
-
+	struct gendisk *disk;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 15, 0)
+	disk = blk_alloc_disk(node);
 	if (!disk)
 		return ERR_PTR(-ENOMEM);
+#else
+	/* 5.10: the queue and the disk come apart and are joined here. */
+	struct request_queue *q = blk_alloc_queue(node);
+
+	if (!q)
+		return ERR_PTR(-ENOMEM);
+	disk = alloc_disk_node(0, node);
+	if (!disk) {
+		blk_cleanup_queue(q);
+		return ERR_PTR(-ENOMEM);
+	}
+	disk->queue = q;
+	/* No minors of its own: add_disk() hands out an extended dev_t. */
+	disk->flags |= GENHD_FL_EXT_DEVT;
+#endif
 	blk_queue_logical_block_size(disk->queue, lim->logical_block_size);
 	blk_queue_physical_block_size(disk->queue, lim->physical_block_size);
 	blk_queue_io_min(disk->queue, lim->io_min);
 	blk_queue_max_hw_sectors(disk->queue, lim->max_hw_sectors);
 	return disk;
 #endif
+}
+
+/* 5.10 called "no partitions" GENHD_FL_NO_PART_SCAN (later an enum). */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 11, 0)
+#define GENHD_FL_NO_PART GENHD_FL_NO_PART_SCAN
+#endif
+
+/* add_disk() could not fail before 5.15. Return: 0 or -errno. */
+static inline int compat_add_disk(struct gendisk *disk)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 15, 0)
+	return add_disk(disk);
+#else
+	add_disk(disk);
+	return 0;
+#endif
+}
+
+/*
+ * Drops a disk of compat_blk_alloc_disk(), after del_gendisk() if it was
+ * added. Before 5.15 its queue was separate and is cleaned up here.
+ */
+static inline void compat_put_disk(struct gendisk *disk)
+{
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 15, 0)
+	blk_cleanup_queue(disk->queue);
+#endif
+	put_disk(disk);
 }
 
 #endif /* __BLKSNAP_COMPAT_H */

@@ -11,6 +11,7 @@
 #include <blksnap.h>
 #include "params.h"
 #include "filter.h"
+#include "ioctl_hook.h"
 #include "tracker.h"
 #include "tracker_ctl.h"
 #include "snapshot.h"
@@ -21,6 +22,9 @@ static const struct blksnap_version version = {
 	.revision = BLKSNAP_VERSION_REVISION,
 	.build = BLKSNAP_VERSION_BUILD,
 };
+
+/* BLKFILTER requests on device fds are answered (ioctl_hook.c). */
+static bool blkfilter_hooked;
 
 static long ctrl_unlocked_ioctl(struct file *filp, unsigned int cmd,
 				unsigned long arg)
@@ -84,15 +88,28 @@ static int __init blksnap_init(void)
 	ret = filter_init(&tracker_filter_ops);
 	if (ret)
 		goto fail_snapshot_done;
+	/*
+	 * Optional: without it, user space (libblksnap's probe) uses the
+	 * control device for the per-device requests.
+	 */
+	if (blkfilter_ioctls) {
+		ret = ioctl_hook_init(tracker_ioctl_blkfilter);
+		if (ret)
+			pr_warn("BLKFILTER ioctls on device fds not available (%d): use the control device\n",
+				ret);
+		blkfilter_hooked = !ret;
+	}
 	ret = misc_register(&ctrl_dev);
 	if (ret)
-		goto fail_filter_done;
+		goto fail_ioctl_hook_done;
 
 	pr_info("version %u.%u.%u.%u loaded\n", version.major, version.minor,
 		version.revision, version.build);
 	return 0;
 
-fail_filter_done:
+fail_ioctl_hook_done:
+	if (blkfilter_hooked)
+		ioctl_hook_done();
 	filter_done();
 fail_snapshot_done:
 	snapshot_done();
@@ -104,6 +121,8 @@ fail_tracker_done:
 static void __exit blksnap_exit(void)
 {
 	misc_deregister(&ctrl_dev);
+	if (blkfilter_hooked)
+		ioctl_hook_done();
 	filter_done();
 	snapshot_done();
 	tracker_done();

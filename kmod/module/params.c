@@ -41,6 +41,18 @@ MODULE_PARM_DESC(tracking_block_maximum_shift,
 		 "Largest CBT block, log2 bytes (default 26: 64 MiB)");
 
 /*
+ * Answer BLKFILTER_ATTACH/DETACH/CTL on block-device fds (ioctl_hook.c).
+ * Off, the per-device requests go through the control device only: for a
+ * kernel where the ioctl entries cannot be hooked (another IPMODIFY user,
+ * such as a live patch of blkdev_ioctl), and for the suites, which run the
+ * library over both transports.
+ */
+bool blkfilter_ioctls = true;
+module_param(blkfilter_ioctls, bool, 0444);
+MODULE_PARM_DESC(blkfilter_ioctls,
+		 "Answer BLKFILTER_* ioctls on block-device fds (default 1)");
+
+/*
  * Testing only: answer IOCTL_BLKSNAP_TEST_CBT_SWITCH, which performs the
  * CBT switch of a snapshot take without a snapshot. Off in production.
  */

@@ -11,6 +11,7 @@
 extern unsigned int tracking_block_minimum_shift;
 extern unsigned int tracking_block_maximum_count;
 extern unsigned int tracking_block_maximum_shift;
+extern bool blkfilter_ioctls;
 extern bool enable_test_ioctls;
 extern unsigned int test_lookup_delay_us;
 

@@ -16,7 +16,7 @@
 
 static COMPAT_SUBMIT_BIO_T snapimage_submit_bio(struct bio *bio)
 {
-	struct diff_area *da = bio->bi_bdev->bd_disk->private_data;
+	struct diff_area *da = compat_bio_disk(bio)->private_data;
 
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
@@ -67,10 +67,10 @@ struct gendisk *snapimage_create(struct diff_area *da)
 	set_capacity(disk, da->capacity);
 	set_disk_ro(disk, true);
 
-	err = add_disk(disk);
+	err = compat_add_disk(disk);
 	if (err) {
 		pr_err("adding image %s failed: %d\n", disk->disk_name, err);
-		put_disk(disk);
+		compat_put_disk(disk);
 		return ERR_PTR(err);
 	}
 	pr_info("image %s [%u:%u] created\n", disk->disk_name,
@@ -87,5 +87,5 @@ void snapimage_destroy(struct gendisk *disk)
 	del_gendisk(disk);
 	/* Serve (or fail) what was queued before. */
 	diff_area_flush(da);
-	put_disk(disk);
+	compat_put_disk(disk);
 }

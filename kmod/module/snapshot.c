@@ -360,20 +360,6 @@ static bool snapshot_image_exists(dev_t dev_id)
 	return found;
 }
 
-/*
- * Inline encryption (blk-crypto): a copy would be ciphertext read without
- * the key of the writes, so the image would not show the data. As upstream,
- * such devices are refused.
- */
-static bool bdev_inline_crypto(struct block_device *bdev)
-{
-#ifdef CONFIG_BLK_INLINE_ENCRYPTION
-	return bdev_get_queue(bdev)->crypto_profile != NULL;
-#else
-	return false;
-#endif
-}
-
 static int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
 			       struct block_device *bdev)
 {
@@ -432,7 +418,12 @@ static int snapshot_add_device(const uuid_t *id, struct tracker *tracker,
 		pr_err("[%u:%u] has data integrity: not supported\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		ret = -EPERM;
-	} else if (bdev_inline_crypto(bdev)) {
+	} else if (compat_bdev_inline_crypto(bdev)) {
+		/*
+		 * Inline encryption (blk-crypto): a copy would be ciphertext
+		 * read without the key of the writes, so the image would not
+		 * show the data. As upstream, such devices are refused.
+		 */
 		pr_err("[%u:%u] has inline encryption: not supported\n",
 		       MAJOR(tracker->dev_id), MINOR(tracker->dev_id));
 		ret = -EPERM;
@@ -671,7 +662,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 
 	/* File systems first: they sync and stop writing. */
 	list_for_each_entry(sd, &snap->devices, link) {
-		ret = bdev_freeze(sd->diff_area->orig.bdev);
+		ret = compat_bdev_freeze(&sd->diff_area->orig);
 		if (ret) {
 			pr_err("[%u:%u] cannot be frozen: %d\n",
 			       MAJOR(sd->tracker->dev_id),
@@ -694,7 +685,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 	list_for_each_entry(sd, &snap->devices, link) {
 		if (n++ == frozen)
 			break;
-		bdev_thaw(sd->diff_area->orig.bdev);
+		compat_bdev_thaw(&sd->diff_area->orig);
 	}
 	if (ret)
 		goto undo;

@@ -201,36 +201,24 @@ int tracker_for_each_overlapping(struct tracker *tracker,
 /* ---------------------------------------------------------------------- */
 
 /*
- * How a bio names its device. Kept together: kernels before 5.12 name the
- * disk and partition number (bi_disk, bi_partno) instead of a bdev.
- */
-static inline struct gendisk *bio_gendisk(struct bio *bio)
-{
-	return bio->bi_bdev->bd_disk;
-}
-
-static inline dev_t bio_dev_id(struct bio *bio)
-{
-	return bio->bi_bdev->bd_dev;
-}
-
-/*
  * The bio's sectors on its disk, as [*start, *end). A partition's bio is
- * partition-relative until submit_bio_noacct() remapped it (BIO_REMAPPED,
- * after our hook); a remapped bio reaches us again only when the block
- * layer resubmits a remainder of a bio that was not ours. Returns false
- * for a bio past its device's end (the block layer fails it).
+ * partition-relative until submit_bio_noacct() remapped it (after our
+ * hook; see compat_bio_remapped()); a remapped bio reaches us again only
+ * when the block layer resubmits a remainder of a bio that was not ours.
+ * Returns false for a bio past its device's end, or whose partition is
+ * gone (the block layer fails it).
  */
 static bool bio_disk_extent(struct bio *bio, sector_t *start, sector_t *end)
 {
-	struct block_device *bdev = bio->bi_bdev;
-	sector_t first = bdev_is_partition(bdev) ? bdev->bd_start_sect : 0;
+	sector_t first, nr;
 
+	if (!compat_bio_dev_extent(bio, &first, &nr))
+		return false;
 	*start = bio->bi_iter.bi_sector;
-	if (!bio_flagged(bio, BIO_REMAPPED))
+	if (!compat_bio_remapped(bio))
 		*start += first;
 	*end = *start + bio_sectors(bio);
-	return *end <= first + bdev_nr_sectors(bdev);
+	return *end <= first + nr;
 }
 
 static bool bio_changes_data(struct bio *bio)
@@ -266,7 +254,7 @@ static bool tracker_wants(struct bio *bio)
 	if (!atomic_read(&tracker_count) || !bio_changes_data(bio))
 		return false;
 	rcu_read_lock();
-	tdisk = tdisk_lookup_rcu(bio_gendisk(bio));
+	tdisk = tdisk_lookup_rcu(compat_bio_disk(bio));
 	wants = tdisk && !write_gate_top(bio, tdisk);
 	rcu_read_unlock();
 	return wants;
@@ -326,7 +314,7 @@ static enum tracker_admission tracker_admit(struct tracked_disk *tdisk,
 					    struct bio *bio, sector_t start,
 					    sector_t end)
 {
-	dev_t dev_id = bio_dev_id(bio);
+	dev_t dev_id = compat_bio_dev(bio);
 	enum tracker_admission ret;
 	struct tracker *tracker;
 	sector_t from, to;
@@ -394,7 +382,7 @@ struct cow_target {
 static void tracker_mark(struct tracked_disk *tdisk, struct bio *bio,
 			 sector_t start, sector_t end, struct cow_target *target)
 {
-	dev_t dev_id = bio_dev_id(bio);
+	dev_t dev_id = compat_bio_dev(bio);
 	sector_t from, to, tend, first_end = 0;
 	unsigned int copiers = 0;
 	struct tracker *tracker;
@@ -523,7 +511,7 @@ static void tracker_submit_bio(struct bio *bio)
 	 * a write it admitted is in flight. Until then, RCU.
 	 */
 	rcu_read_lock();
-	tdisk = tdisk_lookup_rcu(bio_gendisk(bio));
+	tdisk = tdisk_lookup_rcu(compat_bio_disk(bio));
 	if (tdisk && !kref_get_unless_zero(&tdisk->kref))
 		tdisk = NULL;
 	rcu_read_unlock();
@@ -738,7 +726,7 @@ static struct tracker *tracker_alloc(struct block_device *bdev)
 	tracker->dev_id = bdev->bd_dev;
 	tracker->disk = bdev->bd_disk;
 	tracker->disk_dev = disk_devt(bdev->bd_disk);
-	tracker->start_sect = bdev_is_partition(bdev) ? bdev->bd_start_sect : 0;
+	tracker->start_sect = get_start_sect(bdev);
 	mutex_init(&tracker->ctl_lock);
 	RCU_INIT_POINTER(tracker->cbt_map, cbt_map);
 	INIT_RCU_WORK(&tracker->release_work, tracker_release_work);
@@ -851,20 +839,20 @@ static void tracker_finish(struct tracker *tracker)
  * Freeze the file system (if any) and the queue, around attach/detach;
  * @memflags keeps what tracker_thaw() needs back.
  */
-static int tracker_freeze(struct block_device *bdev, unsigned int *memflags)
+static int tracker_freeze(struct compat_bdev *ob, unsigned int *memflags)
 {
-	int ret = bdev_freeze(bdev);
+	int ret = compat_bdev_freeze(ob);
 
 	if (ret)
 		return ret;
-	*memflags = compat_freeze_queue(bdev_get_queue(bdev));
+	*memflags = compat_freeze_queue(bdev_get_queue(ob->bdev));
 	return 0;
 }
 
-static void tracker_thaw(struct block_device *bdev, unsigned int memflags)
+static void tracker_thaw(struct compat_bdev *ob, unsigned int memflags)
 {
-	compat_unfreeze_queue(bdev_get_queue(bdev), memflags);
-	bdev_thaw(bdev);
+	compat_unfreeze_queue(bdev_get_queue(ob->bdev), memflags);
+	compat_bdev_thaw(ob);
 }
 
 int tracker_attach(dev_t dev_id)
@@ -927,7 +915,7 @@ again:
 		}
 	}
 
-	ret = tracker_freeze(bdev, &memflags);
+	ret = tracker_freeze(&ob, &memflags);
 	if (ret)
 		goto out_free_tracker;
 
@@ -943,7 +931,7 @@ again:
 		ret = -EAGAIN;	/* the disk's last tracker left meanwhile */
 	mutex_unlock(&tracker_mutex);
 
-	tracker_thaw(bdev, memflags);
+	tracker_thaw(&ob, memflags);
 	if (ret == -EAGAIN)
 		goto again;
 	if (!ret) {
@@ -971,7 +959,7 @@ int tracker_detach(struct tracker *tracker)
 
 	/* A device that is gone, or cannot be frozen, is detached unfrozen. */
 	if (!compat_bdev_open(&ob, dev_id)) {
-		frozen = !tracker_freeze(ob.bdev, &memflags);
+		frozen = !tracker_freeze(&ob, &memflags);
 		if (!frozen)
 			compat_bdev_close(&ob);
 	}
@@ -980,7 +968,7 @@ int tracker_detach(struct tracker *tracker)
 	else
 		ret = -ENOENT;
 	if (frozen) {
-		tracker_thaw(ob.bdev, memflags);
+		tracker_thaw(&ob, memflags);
 		compat_bdev_close(&ob);
 	}
 	if (ret)

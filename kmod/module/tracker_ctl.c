@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The control device's tracker requests: IOCTL_BLKSNAP_FILTER_ATTACH,
- * _DETACH, _CTL and IOCTL_BLKSNAP_TEST_CBT_SWITCH. Each copies and checks
- * its request, finds the tracker, and calls the tracker (attach, detach,
+ * The tracker requests: the control device's IOCTL_BLKSNAP_FILTER_ATTACH,
+ * _DETACH, _CTL and IOCTL_BLKSNAP_TEST_CBT_SWITCH, and the same three
+ * requests as BLKFILTER_* on a device fd (ioctl_hook.c). Each copies and
+ * checks its request, finds the tracker, and calls the tracker (attach, detach,
  * switch) or the snapshot code (snapshotadd, snapshotinfo); the CBT
  * commands (cbtinfo, cbtmap, cbtdirty) are here.
  */
@@ -18,65 +19,70 @@
 #include "snapshot.h"
 
 /*
- * The prologue of every tracker request: CAP_SYS_ADMIN, the request copied
- * in once, the filter name and the device number checked.
+ * A tracker request once copied in and checked, from either transport: the
+ * control device names the device by number, a device fd is the device.
+ */
+struct tracker_request {
+	dev_t dev_id;
+	unsigned int cmd;	/* BLKFILTER_CTL only */
+	void __user *opt;	/* BLKFILTER_CTL only */
+	u32 optlen;		/* BLKFILTER_CTL only */
+};
+
+static bool request_name_ok(const __u8 *name)
+{
+	return !strncmp((const char *)name, BLKSNAP_FILTER_NAME,
+			BLKFILTER_NAME_LENGTH);
+}
+
+/*
+ * The prologue of every control-device request: CAP_SYS_ADMIN, the request
+ * copied in once, the filter name and the device number checked.
  * Return: 0, -EPERM, -EFAULT or -EINVAL.
  */
 static int request_get(struct blksnap_filter_request __user *uarg,
-		       struct blksnap_filter_request *req, dev_t *dev_id)
+		       struct tracker_request *req)
 {
+	struct blksnap_filter_request ureq;
+
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
-	if (copy_from_user(req, uarg, sizeof(*req)))
+	if (copy_from_user(&ureq, uarg, sizeof(ureq)))
 		return -EFAULT;
-	if (strncmp(req->name, BLKSNAP_FILTER_NAME, sizeof(req->name)))
+	if (!request_name_ok(ureq.name))
 		return -EINVAL;
-	if (req->dev_major > MAJOR(~0U) || req->dev_minor > MINOR(~0U) ||
-	    MKDEV(req->dev_major, req->dev_minor) == 0)
+	if (ureq.dev_major > MAJOR(~0U) || ureq.dev_minor > MINOR(~0U) ||
+	    MKDEV(ureq.dev_major, ureq.dev_minor) == 0)
 		return -EINVAL;
-	*dev_id = MKDEV(req->dev_major, req->dev_minor);
+	req->dev_id = MKDEV(ureq.dev_major, ureq.dev_minor);
+	req->cmd = ureq.cmd;
+	req->opt = u64_to_user_ptr(ureq.opt);
+	req->optlen = ureq.optlen;
 	return 0;
 }
 
 /*
- * request_get(), then a reference to the tracker of the named device.
- * Return: the tracker (put it with tracker_put()) or ERR_PTR(-EPERM,
- * -EFAULT, -EINVAL, or -ENOENT when the device has no tracker).
+ * A reference to the tracker of the request's device.
+ * Return: the tracker (put it with tracker_put()) or ERR_PTR(-ENOENT) when
+ * the device has no tracker.
  */
-static struct tracker *
-request_tracker(struct blksnap_filter_request __user *uarg,
-		struct blksnap_filter_request *req)
+static struct tracker *request_tracker(const struct tracker_request *req)
 {
-	struct tracker *tracker;
-	dev_t dev_id;
-	int ret;
+	struct tracker *tracker = tracker_get_by_dev(req->dev_id);
 
-	ret = request_get(uarg, req, &dev_id);
-	if (ret)
-		return ERR_PTR(ret);
-	tracker = tracker_get_by_dev(dev_id);
 	return tracker ? tracker : ERR_PTR(-ENOENT);
 }
 
-int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
+static int request_attach(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
-	dev_t dev_id;
-	int ret;
-
-	ret = request_get(uarg, &req, &dev_id);
-	if (ret)
-		return ret;
-	return tracker_attach(dev_id);
+	return tracker_attach(req->dev_id);
 }
 
-int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
+static int request_detach(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
-	struct tracker *tracker;
+	struct tracker *tracker = request_tracker(req);
 	int ret;
 
-	tracker = request_tracker(uarg, &req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
 	ret = tracker_detach(tracker);
@@ -240,49 +246,122 @@ out_free:
 	return ret;
 }
 
-/**
- * tracker_ioctl_ctl() - IOCTL_BLKSNAP_FILTER_CTL: a per-device command.
- * @uarg: struct blksnap_filter_request; cmd selects the command, opt and
- *	optlen its payload.
- *
- * Every command needs CAP_SYS_ADMIN. The CBT commands work on a reference
- * to the map and its own lock; the snapshot commands go to the snapshot
- * code. May sleep.
+/*
+ * A per-device command: cmd selects it, opt and optlen are its payload.
+ * The CBT commands work on a reference to the map and its own lock; the
+ * snapshot commands go to the snapshot code. May sleep.
  *
  * Return: 0 or -errno (see docs/kernel-abi.md); -ENOENT if the device has
  * no tracker, -ENOTTY for an unknown command.
  */
-int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
+static int request_ctl(const struct tracker_request *req)
 {
-	struct blksnap_filter_request req;
 	struct tracker *tracker;
-	void __user *opt;
 	int ret;
 
-	tracker = request_tracker(uarg, &req);
+	tracker = request_tracker(req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
-	opt = u64_to_user_ptr(req.opt);
 
-	switch (req.cmd) {
+	switch (req->cmd) {
 	case BLKFILTER_CTL_BLKSNAP_CBTINFO:
-		ret = ctl_cbtinfo(tracker, opt, req.optlen);
+		ret = ctl_cbtinfo(tracker, req->opt, req->optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_CBTMAP:
-		ret = ctl_cbtmap(tracker, opt, req.optlen);
+		ret = ctl_cbtmap(tracker, req->opt, req->optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_CBTDIRTY:
-		ret = ctl_cbtdirty(tracker, opt, req.optlen);
+		ret = ctl_cbtdirty(tracker, req->opt, req->optlen);
 		break;
 	case BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD:
 	case BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO:
-		ret = snapshot_device_ctl(tracker, req.cmd, opt, req.optlen);
+		ret = snapshot_device_ctl(tracker, req->cmd, req->opt,
+					  req->optlen);
 		break;
 	default:
 		ret = -ENOTTY;
 	}
 	tracker_put(tracker);
 	return ret;
+}
+
+/*
+ * The control device's requests (main.c). Every one needs CAP_SYS_ADMIN.
+ * Return: 0 or -errno: -EPERM, -EFAULT, -EINVAL, then the handlers'.
+ */
+int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_attach(&req);
+}
+
+int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_detach(&req);
+}
+
+int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
+{
+	struct tracker_request req;
+	int ret = request_get(uarg, &req);
+
+	return ret ? ret : request_ctl(&req);
+}
+
+/**
+ * tracker_ioctl_blkfilter() - A BLKFILTER request on a device fd.
+ * @dev_id: The device the fd is open on.
+ * @cmd: BLKFILTER_ATTACH, BLKFILTER_DETACH or BLKFILTER_CTL.
+ * @argp: struct blkfilter_attach, _detach or _ctl.
+ *
+ * The per-device transport of ioctl_hook.c: the same capability check
+ * (upstream has none), name check and handlers as the control device's
+ * requests, so both routes give the same results and errors. May sleep.
+ *
+ * Return: 0 or -errno: -EPERM, -EFAULT, -EINVAL (name), then those of the
+ * handlers; -ENOTTY for another @cmd.
+ */
+int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp)
+{
+	struct tracker_request req = { .dev_id = dev_id };
+	union {
+		struct blkfilter_attach attach;
+		struct blkfilter_detach detach;
+		struct blkfilter_ctl ctl;
+	} arg;
+
+	if (!capable(CAP_SYS_ADMIN))
+		return -EPERM;
+	switch (cmd) {
+	case BLKFILTER_ATTACH:
+		if (copy_from_user(&arg.attach, argp, sizeof(arg.attach)))
+			return -EFAULT;
+		if (!request_name_ok(arg.attach.name))
+			return -EINVAL;
+		return request_attach(&req);
+	case BLKFILTER_DETACH:
+		if (copy_from_user(&arg.detach, argp, sizeof(arg.detach)))
+			return -EFAULT;
+		if (!request_name_ok(arg.detach.name))
+			return -EINVAL;
+		return request_detach(&req);
+	case BLKFILTER_CTL:
+		if (copy_from_user(&arg.ctl, argp, sizeof(arg.ctl)))
+			return -EFAULT;
+		if (!request_name_ok(arg.ctl.name))
+			return -EINVAL;
+		req.cmd = arg.ctl.cmd;
+		req.opt = u64_to_user_ptr(arg.ctl.opt);
+		req.optlen = arg.ctl.optlen;
+		return request_ctl(&req);
+	default:
+		return -ENOTTY;
+	}
 }
 
 /**
@@ -296,11 +375,14 @@ int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg)
  */
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg)
 {
-	struct blksnap_filter_request req;
+	struct tracker_request req;
 	struct tracker *tracker;
 	int ret;
 
-	tracker = request_tracker(uarg, &req);
+	ret = request_get(uarg, &req);
+	if (ret)
+		return ret;
+	tracker = request_tracker(&req);
 	if (IS_ERR(tracker))
 		return PTR_ERR(tracker);
 	ret = tracker_test_switch(tracker);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The control device's tracker requests (attach, detach, the per-device
- * commands, the test switch): argument checks and the CBT commands. See
+ * The tracker requests (attach, detach, the per-device commands, the test
+ * switch), from the control device or as BLKFILTER_* requests on a device
+ * fd: argument checks and the CBT commands. See
  * docs/kernel-abi.md for each request's errors.
  */
 #ifndef __BLKSNAP_TRACKER_CTL_H
@@ -14,5 +15,7 @@ int tracker_ioctl_attach(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_detach(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_ctl(struct blksnap_filter_request __user *uarg);
 int tracker_ioctl_test_cbt_switch(struct blksnap_filter_request __user *uarg);
+/* A BLKFILTER request on a device fd (ioctl_hook.c's handler). May sleep. */
+int tracker_ioctl_blkfilter(dev_t dev_id, unsigned int cmd, void __user *argp);
 
 #endif /* __BLKSNAP_TRACKER_CTL_H */

@@ -637,7 +637,8 @@ static int dev_request(int index, unsigned long request, void *arg)
 	if (request != BLKFILTER_ATTACH && request != BLKFILTER_DETACH &&
 	    request != BLKFILTER_CTL)
 		return -ENOTTY;
-	if (!blkfilter)
+	/* 2: our module's hook on a stock kernel, gone with the module. */
+	if (!blkfilter || (blkfilter == 2 && !module_loaded))
 		return -probe_errno;
 	if (!arg)
 		return -EFAULT;

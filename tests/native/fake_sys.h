@@ -26,7 +26,9 @@
  * unless fake_set_snapshots(1). Open fake fds stay counted. */
 FAKE_EXPORT void fake_reset(void);
 /* 1: the kernel has blkfilter (the probe answers -EFAULT); 0: it has not
- * (the probe answers @probe_errno, e.g. ENOTTY or EINVAL). */
+ * (the probe answers @probe_errno, e.g. ENOTTY or EINVAL); 2: a stock
+ * kernel whose blksnap module answers BLKFILTER on the device fd while it
+ * is loaded (the driver answers @probe_errno when it is not). */
 FAKE_EXPORT void fake_set_blkfilter(int on, int probe_errno);
 /* 0 removes the control device and the filter (module unloaded). */
 FAKE_EXPORT void fake_set_module(int loaded);

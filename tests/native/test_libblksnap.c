@@ -194,6 +194,48 @@ static void test_transport(void)
 	fake_set_module(1);
 	CHECK_RC(blksnap_dev_detach(dev), 0, "detach over blkfilter");
 	blksnap_dev_close(dev);
+
+	/* The probe as an unprivileged caller: the module answers -EPERM. */
+	fake_set_blkfilter(1, 0);
+	fake_fail(BLKFILTER_DETACH, EPERM, 1);
+	dev = open_dev("/dev/fakeblk1");
+	ok(dev && blksnap_dev_transport(dev) == BLKSNAP_TRANSPORT_BLKFILTER,
+	   "a probe answered -EPERM selects the blkfilter transport");
+	blksnap_dev_close(dev);
+
+	/* Our module's hook on a stock kernel: gone when the module is. */
+	fake_set_blkfilter(2, EINVAL);
+	dev = open_dev("/dev/fakeblk2");
+	ok(dev && blksnap_dev_transport(dev) == BLKSNAP_TRANSPORT_BLKFILTER,
+	   "the module's hook selects the blkfilter transport");
+	CHECK_RC(blksnap_dev_attach(dev), 0, "attach through the module's hook");
+	{
+		struct blksnap_cbtinfo info;
+
+		fake_fail(0x100 + BLKFILTER_CTL_BLKSNAP_CBTINFO, EINVAL, 1);
+		CHECK_RC(blksnap_dev_cbtinfo(dev, &info), -EINVAL,
+			 "an -EINVAL of the module itself is returned");
+		ok(blksnap_dev_transport(dev) == BLKSNAP_TRANSPORT_BLKFILTER,
+		   "and the handle stays on the device fd");
+		kind = fake_ioctl_count(0);
+		fake_set_module(0);
+		CHECK_RC(blksnap_dev_cbtinfo(dev, &info), -ENOENT,
+			 "after an unload the loop driver's -EINVAL becomes -ENOENT");
+		ok(blksnap_dev_transport(dev) == BLKSNAP_TRANSPORT_CONTROL,
+		   "and the handle moved to the control device");
+		ok(fake_ioctl_count(0) == kind + 2,
+		   "after one request on the fd and one probe (the control device is absent)");
+		/* Reloaded with blkfilter_ioctls=0: the control device works. */
+		fake_set_blkfilter(0, EINVAL);
+		fake_set_module(1);
+		CHECK_RC(blksnap_dev_cbtinfo(dev, &info), 0,
+			 "after a reload the handle works through the control device");
+		fake_last(&req, NULL, NULL);
+		ok(req == IOCTL_BLKSNAP_FILTER_CTL,
+		   "with IOCTL_BLKSNAP_FILTER_CTL");
+	}
+	CHECK_RC(blksnap_dev_detach(dev), 0, "detach");
+	blksnap_dev_close(dev);
 	fake_set_blkfilter(0, ENOTTY);
 }
 

@@ -237,7 +237,7 @@ do_build() {
 
 # Host programs copied into the guest with the shared libraries they link.
 guest_programs=(mke2fs e2fsck tune2fs dumpe2fs debugfs mkfs.xfs xfs_repair xfs_db fio
-	losetup blockdev dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp nbd-client
+	losetup blockdev blkdiscard dmsetup sfdisk fallocate fsfreeze setpriv zstd sha256sum cmp nbd-client
 	lvm cryptsetup mdadm)
 
 copy_with_libs() { # root program-path
