@@ -218,13 +218,16 @@ async function chain(
   } ms`;
 }
 
-/** LVM on a PV partition of a fresh disk and a second PV: linear, striped and thin LVs. */
+/**
+ * LVM on a PV partition of a fresh 20 MiB disk (the linear LV and half the
+ * striped one) and a second PV (the other half, the thin pool).
+ */
 async function lvmStack(
   s: Scratch,
 ): Promise<{ disk: string; pv1: string; lin: string; str: string; thin: string }> {
-  const disk = await s.loop(32, true);
-  const pv1 = await partitioned(disk, 32);
-  const pv2 = await s.loop(16);
+  const disk = await s.loop(20, true);
+  const pv1 = await partitioned(disk, 20);
+  const pv2 = await s.loop(24);
   await sh("lvm", "pvcreate", "-qq", pv1, pv2);
   await sh("lvm", "vgcreate", "-qq", "vg50", pv1, pv2);
   s.undo(async () => {
@@ -234,7 +237,8 @@ async function lvmStack(
   });
   await sh("lvm", "lvcreate", "-qq", "-L", "12M", "-n", "lin", "vg50", pv1);
   await sh("lvm", "lvcreate", "-qq", "-i", "2", "-I", "64k", "-L", "8M", "-n", "str", "vg50");
-  await sh("lvm", "lvcreate", "-qq", "-L", "4M", "-T", "vg50/pool");
+  // The pool (data, metadata and its spare) on the second PV.
+  await sh("lvm", "lvcreate", "-qq", "-L", "4M", "-T", "vg50/pool", pv2);
   await sh("lvm", "lvcreate", "-qq", "-V", "8M", "-T", "vg50/pool", "-n", "thin");
   return {
     disk,
@@ -305,9 +309,12 @@ async function mountExt4(s: Scratch, dev: string, mib: number): Promise<string> 
 }
 
 Deno.test("LVM (linear, striped, thin LVs on a PV partition), LUKS2 with a key file on a partition and md raid1 on loop devices, under file and raw writers: the LVs with the LUKS mapping, the PV partition with the md array, then the whole disk back up full + incremental and restore to their snapshot images", async () => {
+  const started = Date.now();
   await using s = await scratch();
   const lvm = await lvmStack(s);
+  const lvmDone = Date.now();
   const crypt = await cryptStack(s);
+  const cryptDone = Date.now();
   const md = await mdStack(s);
   // ext4 on the linear LV; on the LUKS mapping and the md array in their
   // first 16 MiB, with a raw writer in the 4 MiB after it. The thin writer
@@ -326,6 +333,10 @@ Deno.test("LVM (linear, striped, thin LVs on a PV partition), LUKS2 with a key f
     rawWriter(md, 4, 16),
   );
   s.undo(() => load.stop());
+  note(
+    `set up: LVM ${lvmDone - started} ms, LUKS ${cryptDone - lvmDone} ms, ` +
+      `md and the filesystems ${Date.now() - cryptDone} ms`,
+  );
   // Three snapshots in turn: the PV partition is never in one with the LVs
   // over it, nor with its whole disk (a partition and its disk: EBUSY).
   note(await chain([lvm.lin, lvm.thin, crypt], s.dir, 1, [lvm.lin, crypt]));
