@@ -32,7 +32,7 @@ check "fill $ORIG with the snapshot-time pattern" image_rw fill $ORIG
 check "attach $ORIG" blkfilter_tool attach $ORIG
 step "snapshot of $ORIG (directory storage)" snap $ORIG /dev/shm 2097152
 check "the image is writable" sh -c "[ \$(blockdev --getro $IMG) = 0 ]"
-image_rw torture $ORIG "$IMG" 6 "$W/imgmap" || TAP_FAILED=1
+image_rw torture $ORIG "$IMG" 3 "$W/imgmap" || TAP_FAILED=1
 check "the snapshot is not corrupted" sh -c "snap_ctl info $ORIG | grep -q '^error_code=0 '"
 check "destroy" snap_ctl destroy "$ID"
 step "a second snapshot switches the map" snap $ORIG /dev/shm 2097152
@@ -47,7 +47,7 @@ ext4_needs_recovery() {
 }
 ext4_setup() {
 	mkfs.ext4 -q -F $EXT && mount $EXT /mnt/o || return 1
-	dd if=/dev/urandom of=/mnt/o/before bs=1M count=8 2>/dev/null && sync || return 1
+	dd if=/dev/urandom of=/mnt/o/before bs=1M count=2 2>/dev/null && sync || return 1
 	# Committed to the journal (fsync), not written home: shut down the
 	# file system without flushing its log, as a crash would leave it.
 	dd if=/dev/urandom of=/mnt/o/journalled bs=64k count=4 conv=fsync 2>/dev/null &&
@@ -65,7 +65,7 @@ step "snapshot of $EXT" snap $EXT /dev/shm 2097152
 ext4_image() {
 	mount "$IMG" /mnt/i || return 1
 	(cd /mnt/i && md5sum -c "$W/ext4.md5") || return 1
-	dd if=/dev/urandom of=/mnt/i/on_image bs=1M count=4 2>/dev/null &&
+	dd if=/dev/urandom of=/mnt/i/on_image bs=1M count=1 2>/dev/null &&
 		rm /mnt/i/before && sync && umount /mnt/i
 }
 step "the image mounts read-write, replays the journal, keeps every file, takes new ones" ext4_image
@@ -81,7 +81,7 @@ check "detach $EXT" blkfilter_tool detach $EXT
 XFS=/dev/vda
 xfs_setup() {
 	mkfs.xfs -q -f -d size=320m $XFS && mount $XFS /mnt/o || return 1
-	dd if=/dev/urandom of=/mnt/o/before bs=1M count=8 2>/dev/null && sync &&
+	dd if=/dev/urandom of=/mnt/o/before bs=1M count=2 2>/dev/null && sync &&
 		(cd /mnt/o && md5sum before) >"$W/xfs.md5"
 }
 step "xfs on $XFS, mounted" xfs_setup
@@ -90,7 +90,7 @@ step "snapshot of the mounted $XFS" snap $XFS /dev/shm 2097152
 xfs_image() {
 	mount -o nouuid "$IMG" /mnt/i || return 1
 	(cd /mnt/i && md5sum -c "$W/xfs.md5") || return 1
-	dd if=/dev/urandom of=/mnt/i/on_image bs=1M count=4 2>/dev/null &&
+	dd if=/dev/urandom of=/mnt/i/on_image bs=1M count=1 2>/dev/null &&
 		rm /mnt/i/before && sync && umount /mnt/i
 }
 step "the xfs image mounts read-write and takes writes" xfs_image
