@@ -1,5 +1,6 @@
 #!/bin/sh
 # vm-modparams: enable_test_ioctls=1 test_lookup_delay_us=2000
+# vm-tags: kernels
 # Teardown racing the I/O path. The I/O path finds trackers under RCU only,
 # and test_lookup_delay_us holds each lookup open for 2 ms, so a tracker
 # freed without a grace period is touched after its free: the VM boots with
@@ -87,9 +88,10 @@ fi
 rmmod_under_cbtdirty() {
 	cbt_tool attach "$2" || return 1
 	sh -c "$3" || return 1
-	# 4,096 whole-device ranges: the ioctl holds its tracker reference for
-	# seconds while the driver goes.
-	cbt_tool dirtyall "$2" 4096 >$t/dirty.out 2>&1 &
+	# 16,384 whole-device ranges: the ioctl holds its tracker reference for
+	# seconds while the driver goes (with 4,096 a loaded machine's slow
+	# rmmod loop outlasted it).
+	cbt_tool dirtyall "$2" 16384 >$t/dirty.out 2>&1 &
 	pid=$!
 	sleep 1
 	kill -0 $pid 2>/dev/null || { echo "cbtdirty ended too early"; return 1; }
