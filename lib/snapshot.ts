@@ -178,9 +178,10 @@ function decodeEvent(buf: Uint8Array<ArrayBuffer>): SnapshotEvent {
 
 /**
  * A snapshot: a set of block devices whose state is frozen at one instant
- * (`take()`), each readable through a read-only image device while the
- * originals keep running; changed blocks are copied to the difference
- * storage first.
+ * (`take()`), each readable through an image device while the originals
+ * keep running; changed blocks are copied to the difference storage first.
+ * Writes to an image (a journal replay, `fsck`) go to that storage, never to
+ * the original.
  *
  * A `Snapshot` object holds a handle on the control device and the
  * snapshot's id; the snapshot itself lives in the kernel until destroyed.

@@ -77,6 +77,15 @@ static inline void memcpy_to_bvec(struct bio_vec *bvec, const char *from)
 	kunmap_atomic(to);
 }
 
+/* Copies @bvec->bv_len bytes of the (one-page) segment to @to. */
+static inline void memcpy_from_bvec(char *to, struct bio_vec *bvec)
+{
+	char *from = kmap_atomic(bvec->bv_page);
+
+	memcpy(to, from + bvec->bv_offset, bvec->bv_len);
+	kunmap_atomic(from);
+}
+
 /* Advances @iter by @bytes, which stay inside its current segment. */
 static inline void bio_advance_iter_single(const struct bio *bio,
 					   struct bvec_iter *iter,
@@ -473,7 +482,8 @@ static inline void compat_unfreeze_queue(struct request_queue *q,
 /**
  * compat_blk_alloc_disk() - Allocate a bio-based disk with its queue.
  * @lim: The queue's limits; only logical_block_size, physical_block_size,
- *	io_min and max_hw_sectors are used.
+ *	io_min, max_hw_sectors, max_hw_discard_sectors, discard_granularity
+ *	and max_write_zeroes_sectors are used.
  * @node: NUMA node.
  *
  * Since 6.9 the limits are given at allocation (the blk_queue_*() setters
@@ -512,6 +522,15 @@ static inline struct gendisk *compat_blk_alloc_disk(struct queue_limits *lim,
 	blk_queue_physical_block_size(disk->queue, lim->physical_block_size);
 	blk_queue_io_min(disk->queue, lim->io_min);
 	blk_queue_max_hw_sectors(disk->queue, lim->max_hw_sectors);
+	blk_queue_max_discard_sectors(disk->queue, lim->max_hw_discard_sectors);
+	disk->queue->limits.discard_granularity = lim->discard_granularity;
+	blk_queue_max_write_zeroes_sectors(disk->queue,
+					   lim->max_write_zeroes_sectors);
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 19, 0)
+	/* Before 5.19 discard support was a queue flag too. */
+	if (lim->max_hw_discard_sectors)
+		blk_queue_flag_set(QUEUE_FLAG_DISCARD, disk->queue);
+#endif
 	return disk;
 #endif
 }

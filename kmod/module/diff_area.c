@@ -398,6 +398,123 @@ static void diff_area_image_read(struct diff_area *da, struct cow_buf *buf,
 	bio_endio(bio);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Image writes                                                           */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A write to the image lands in its chunk's copy in the difference storage,
+ * never on the original. A chunk not saved yet is saved first, by the same
+ * diff_area_copy_chunk() a write to the original uses and under the same
+ * chunk lock: so the chunk's first copy is always the original's data as
+ * at the take, and a later write to the original finds the chunk saved and
+ * never copies over what the image wrote. The image's data then goes into
+ * the saved copy under the chunk's lock, which image reads take too: pages
+ * the write covers only partly are read from the storage first.
+ *
+ * Storage cost: a chunk for every chunk the image writes to that the
+ * original had not made saved (as a write to the original would); nothing
+ * more for a chunk already saved. Kept apart from the copy-on-write and the
+ * image reads so that either can be rewritten alone.
+ */
+
+static void copy_from_bio(struct bio *bio, struct bvec_iter *it, void *dst,
+			  size_t len)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *it);
+		unsigned int n = min_t(size_t, bv.bv_len, len);
+
+		bv.bv_len = n;
+		memcpy_from_bvec(dst, &bv);
+		dst += n;
+		len -= n;
+		bio_advance_iter_single(bio, it, n);
+	}
+}
+
+/*
+ * Writes @nr sectors at @in_chunk of chunk @idx into its saved copy: the
+ * bio's data at @it, or zeroes when @it is NULL. May sleep.
+ */
+static int diff_area_image_write_chunk(struct diff_area *da,
+				       struct cow_buf *buf, unsigned long idx,
+				       sector_t in_chunk, sector_t nr,
+				       struct bio *bio, struct bvec_iter *it)
+{
+	size_t from = in_chunk << SECTOR_SHIFT;
+	size_t to = (in_chunk + nr) << SECTOR_SHIFT;
+	size_t a = round_down(from, PAGE_SIZE), b = round_up(to, PAGE_SIZE);
+	struct mutex *lock = chunk_lock(da, idx);
+	sector_t where;
+	int err;
+
+	err = diff_area_copy_chunk(da, buf, idx);
+	if (err) {
+		diff_area_set_corrupted(da, err);
+		return err;
+	}
+	mutex_lock(lock);
+	where = da->chunk_map[idx];
+	/* Not saved after a successful copy: the snapshot is going away. */
+	if (READ_ONCE(da->error) || !where) {
+		err = -EIO;
+		goto out;
+	}
+	if ((from | to) & ~PAGE_MASK) {
+		err = diff_storage_rw(da->storage, false,
+				      where + (a >> SECTOR_SHIFT), buf, a,
+				      b - a);
+		if (err)
+			goto out;
+	}
+	if (it)
+		copy_from_bio(bio, it, buf->data + from, to - from);
+	else
+		memset(buf->data + from, 0, to - from);
+	err = diff_storage_rw(da->storage, true, where + (a >> SECTOR_SHIFT),
+			      buf, a, b - a);
+	if (err) {
+		pr_err("writing chunk %lu of the image of [%u:%u] failed: %d\n",
+		       idx, MAJOR(da->dev_id), MINOR(da->dev_id), err);
+		diff_area_set_corrupted(da, err);
+	}
+out:
+	mutex_unlock(lock);
+	return err;
+}
+
+/* Serves one image write or write-zeroes. May sleep. */
+static void diff_area_image_write(struct diff_area *da, struct cow_buf *buf,
+				  struct bio *bio)
+{
+	struct bvec_iter it = bio->bi_iter;
+	bool zeroes = bio_op(bio) == REQ_OP_WRITE_ZEROES;
+	sector_t pos = it.bi_sector;
+	sector_t end = pos + (it.bi_size >> SECTOR_SHIFT);
+	int err = 0;
+
+	if (end > da->capacity)
+		err = -EIO;
+	while (!err && pos < end) {
+		unsigned long idx = pos >> da->chunk_shift;
+		sector_t in_chunk = pos - ((sector_t)idx << da->chunk_shift);
+		sector_t nr = min_t(sector_t, end - pos,
+				    chunk_sectors(da) - in_chunk);
+
+		err = diff_area_image_write_chunk(da, buf, idx, in_chunk, nr,
+						  bio, zeroes ? NULL : &it);
+		pos += nr;
+	}
+	if (err) {
+		pr_debug("image write of [%u:%u] at %llu failed: %d\n",
+			 MAJOR(da->dev_id), MINOR(da->dev_id),
+			 (unsigned long long)pos, err);
+		bio->bi_status = BLK_STS_IOERR;
+	}
+	bio_endio(bio);
+}
+
 static void diff_area_image_work(struct work_struct *work)
 {
 	struct diff_area_worker *w = container_of(work,
@@ -414,7 +531,10 @@ static void diff_area_image_work(struct work_struct *work)
 		spin_unlock_irqrestore(&da->queue_lock, flags);
 		if (!bio)
 			break;
-		diff_area_image_read(da, w->buf, bio);
+		if (op_is_write(bio_op(bio)))
+			diff_area_image_write(da, w->buf, bio);
+		else
+			diff_area_image_read(da, w->buf, bio);
 		cond_resched();
 	}
 	memalloc_noio_restore(noio);

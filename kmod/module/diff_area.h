@@ -60,7 +60,7 @@ struct diff_area_worker {
  * @cow_queue: Writes (struct cow_req) waiting for their chunks.
  * @cow_queued: Entries in @cow_queue.
  * @cow_wait: Writers waiting for room in @cow_queue.
- * @image_bios: Reads of the image waiting for a worker.
+ * @image_bios: Reads and writes of the image waiting for a worker.
  * @req_pool: struct cow_req reserve.
  * @nr_workers: Workers of each kind. Immutable.
  * @cow_workers: Copy-on-write workers.
@@ -135,7 +135,10 @@ enum diff_area_cow {
 enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 				     sector_t sector, sector_t count,
 				     bool may_block);
-/* An image read: queued to a worker. */
+/*
+ * An image read, write or write-zeroes: queued to a worker. Writes land in
+ * the difference storage only (see "Image writes" in diff_area.c).
+ */
 void diff_area_image_bio(struct diff_area *da, struct bio *bio);
 
 #endif /* __BLKSNAP_DIFF_AREA_H */

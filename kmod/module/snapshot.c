@@ -29,6 +29,7 @@
 #include "event_queue.h"
 #include "snapimage.h"
 #include "dev_stack.h"
+#include "cbt_map.h"
 
 enum snapshot_state {
 	SNAPSHOT_CREATED,
@@ -623,6 +624,7 @@ static int snapshot_take_devices(struct snapshot *snap)
 {
 	struct snapshot_device *sd;
 	struct diff_area *da;
+	struct cbt_map *cbt_map;
 	struct gendisk *disk;
 	unsigned int frozen = 0, taken = 0, n = 0;
 	ktime_t start = ktime_get();
@@ -691,7 +693,10 @@ static int snapshot_take_devices(struct snapshot *snap)
 		goto undo;
 
 	list_for_each_entry(sd, &snap->devices, link) {
-		disk = snapimage_create(sd->diff_area);
+		/* Image writes mark the map the tracker has at the take. */
+		cbt_map = tracker_cbt_map_get(sd->tracker);
+		disk = snapimage_create(sd->diff_area, cbt_map);
+		cbt_map_put(cbt_map);
 		if (IS_ERR(disk)) {
 			ret = PTR_ERR(disk);
 			goto undo;
