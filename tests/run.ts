@@ -163,8 +163,9 @@ if (want("kbuild")) {
 }
 if (want("vm-debug")) {
   if (debugKernel) {
-    // Every suite but the user-space flows (tag userland: NBD mounts, the
-    // operator's install and schedules), which vm-cloud runs: they drive the
+    // Every suite but the user-space flows (tag userland: the CLI, the
+    // examples, the demo, NBD mounts, the operator's install and schedules),
+    // which vm-cloud runs: they drive the
     // module only through paths other suites cover here, and the debug kernel
     // doubles their time (CI must stay under 60 minutes).
     const skipUserland = allKernels ? [] : ["--tags", "!userland"];

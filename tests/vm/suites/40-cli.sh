@@ -1,5 +1,5 @@
 #!/bin/sh
-# vm-tags: smoke
+# vm-tags: smoke, userland
 # The blksnap CLI against the real module: the low-level commands (version,
 # attach, cbtinfo, readcbtmap, markdirty, snapshot create/collect/take/info/
 # wait-event/destroy, detach), their error exits, and the operator's

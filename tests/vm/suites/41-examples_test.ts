@@ -1,3 +1,4 @@
+// vm-tags: userland
 /**
  * Each script in examples/ run as operators run it (`deno run -A`), against
  * the real module and loop devices.

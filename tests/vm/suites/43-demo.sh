@@ -1,4 +1,5 @@
 #!/bin/sh
+# vm-tags: userland
 # The README's demo (examples/demo.ts) on a ramdisk: full and incremental
 # backup of a live ext4 filesystem, both restored and checked.
 . /project/tests/vm/lib.sh
