@@ -16,6 +16,7 @@ import {
   type SnapshotEvent,
   Tracker,
 } from "../../../mod.ts";
+import { waitForBlockDevice } from "./40-helpers.ts";
 
 const MODULE_KO = "/project/kmod/module/blksnap.ko";
 // The transport under test: the module's BLKFILTER requests on device fds
@@ -82,18 +83,6 @@ function readAt(device: string, offset: number, length: number): Uint8Array {
     done += n;
   }
   return out;
-}
-
-async function waitForBlockDevice(path: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if (Deno.statSync(path).isBlockDevice) return;
-    } catch {
-      // not there yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${path} did not appear`);
 }
 
 async function run(cmd: string, ...args: string[]): Promise<number> {

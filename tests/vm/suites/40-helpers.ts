@@ -1,6 +1,6 @@
 /**
- * Helpers of the in-VM suites 41-49 (root, module loaded): commands, loop
- * devices from temp files, hashing. Not a suite itself (no `_test.ts`).
+ * Helpers of the in-VM suites 30 and 40-50 (root, module loaded): commands,
+ * loop devices from temp files, device nodes, hashing. Not a suite itself (no `_test.ts`).
  *
  * @module
  */
@@ -81,6 +81,23 @@ export async function loopDevice(mib: number, fill = false): Promise<Loop> {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/**
+ * Wait until `path` is a block device node (an image, or a node that a
+ * udev-less guest's LVM, cryptsetup or mdadm makes after the command
+ * returns); throw after `seconds`. Returns `path`.
+ */
+export async function waitForBlockDevice(path: string, seconds = 5): Promise<string> {
+  for (let waited = 0; waited < seconds * 1000; waited += 50) {
+    try {
+      if ((await Deno.stat(path)).isBlockDevice) return path;
+    } catch {
+      // not there yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${path} did not appear`);
 }
 
 /** Run `deno run -A --cached-only FILE args...`; exit code and output. */

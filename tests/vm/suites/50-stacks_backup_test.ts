@@ -20,7 +20,7 @@
 import assert from "node:assert/strict";
 import { backupDevices, type DeviceBackupOutcome } from "../../../lib/backup/backup_devices.ts";
 import { type Manifest, Repository, restore } from "../../../lib/backup/mod.ts";
-import { detachQuietly, randomBytes, sh, sha256File } from "./40-helpers.ts";
+import { detachQuietly, randomBytes, sh, sha256File, waitForBlockDevice } from "./40-helpers.ts";
 
 const CHUNK = 256 << 10;
 
@@ -81,20 +81,7 @@ async function scratch(): Promise<Scratch> {
 /** `disk` with one partition over all but its first MiB; the partition's node. */
 async function partitioned(disk: string, mib: number): Promise<string> {
   await sh("cbt_tool", "mkpart", disk, "2048", String((mib - 1) * 2048));
-  return await node(`${disk}p1`);
-}
-
-/** Wait until a block device node exists. */
-async function node(path: string): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await Deno.stat(path)).isBlockDevice) return path;
-    } catch {
-      // not yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${path} did not appear`);
+  return await waitForBlockDevice(`${disk}p1`, 10);
 }
 
 /**
@@ -243,9 +230,9 @@ async function lvmStack(
   return {
     disk,
     pv1,
-    lin: await node("/dev/mapper/vg50-lin"),
-    str: await node("/dev/mapper/vg50-str"),
-    thin: await node("/dev/mapper/vg50-thin"),
+    lin: await waitForBlockDevice("/dev/mapper/vg50-lin", 10),
+    str: await waitForBlockDevice("/dev/mapper/vg50-str", 10),
+    thin: await waitForBlockDevice("/dev/mapper/vg50-thin", 10),
   };
 }
 
@@ -272,7 +259,7 @@ async function cryptStack(s: Scratch): Promise<string> {
   );
   await sh("cryptsetup", "open", "--key-file", key, part, "crypt50");
   s.undo(() => sh("cryptsetup", "close", "crypt50"));
-  return await node("/dev/mapper/crypt50");
+  return await waitForBlockDevice("/dev/mapper/crypt50", 10);
 }
 
 /** md raid1 over two fresh loop devices, running. */
@@ -296,7 +283,7 @@ async function mdStack(s: Scratch): Promise<string> {
     await sh("mdadm", "--stop", "/dev/md50");
     await sh("mdadm", "--zero-superblock", a, b);
   });
-  return await node("/dev/md50");
+  return await waitForBlockDevice("/dev/md50", 10);
 }
 
 /** An ext4 of `mib` MiB at the start of `dev`, mounted on a fresh directory. */
