@@ -508,8 +508,14 @@ write_job() { # kind args...
 		printf 'JOB_MODPARAMS=%q\n' "$modparams"
 		echo "JOB_LOAD_MODULE=$load_module"
 		printf 'JOB_TAGS=%q\n' "$tags"
-		# One shell-quoted command line; the guest's ash evals it.
-		printf 'JOB_ARGS=%q\n' "$(printf '%q ' "$@")"
+		# One shell-quoted command line; the guest's ash evals it. No
+		# arguments is an empty line: printf '%q ' with none prints '',
+		# which handed demo.ts an empty argument (its usage error).
+		if [ $# -gt 0 ]; then
+			printf 'JOB_ARGS=%q\n' "$(printf '%q ' "$@")"
+		else
+			echo "JOB_ARGS="
+		fi
 	} >"$job"
 	echo "$job"
 }
