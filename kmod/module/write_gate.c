@@ -7,8 +7,12 @@
  * record holding the originals, as stacking drivers do (dm's hooks, the
  * blk-crypto fallback). bio_endio() then calls write_gate_end_io() once,
  * after the bio and all bios split off it and chained to it completed; it
- * restores the originals and calls the original bi_end_io directly, the
- * accounting of bio_endio() being done already. A write counted at several
+ * restores the originals and ends the bio again with bio_endio(), never by
+ * calling the original bi_end_io itself: that may be bio_chain_endio(),
+ * which only bio_endio() may run (7.2 BUG()s when it is called). The
+ * second pass does no accounting again: the first cleared the chain count
+ * and the trace flag and released the cgroup (which the rq-qos and throttle
+ * hooks look for) and the integrity payload. A write counted at several
  * gates has one record per gate: each record's "original" is the record
  * under it.
  *
@@ -199,8 +203,7 @@ static void write_gate_end_io(struct bio *bio)
 	bio->bi_end_io = rec->end_io;
 	bio->bi_private = rec->private;
 	mempool_free(rec, gate->records);
-	if (bio->bi_end_io)
-		bio->bi_end_io(bio);
+	bio_endio(bio);
 	/* Last: this may let a switch go on, or the gate be freed. */
 	percpu_ref_put(&gate->inflight);
 }
