@@ -11,8 +11,11 @@ mkdir -p $t /mnt/12
 
 writer_start() { # device-or-file
 	# On TERM the loop ends after the dd in progress, so writer_stop's wait
-	# returns only when no write is left running.
-	(trap 'exit 0' TERM; while :; do dd if=/dev/urandom of="$1" bs=64k count=64 oflag=direct conv=notrunc 2>/dev/null || sleep 0.05; done) &
+	# returns only when no write is left running. It also ends when its
+	# device node goes (a cleared loop device's partitions): dd would
+	# create a regular file of that name in /dev, and a later suite's
+	# partition of that name could then never appear.
+	(trap 'exit 0' TERM; while [ -b "$1" ] || [ -f "$1" ]; do dd if=/dev/urandom of="$1" bs=64k count=64 oflag=direct conv=notrunc 2>/dev/null || sleep 0.05; done) &
 	writer=$!
 }
 writer_stop() {
@@ -81,6 +84,8 @@ sleep 1
 losetup -d "$loop"	# the writer holds it open: cleared at its last close
 sleep 1
 writer_stop
+# The node may have gone between the writer's test and its dd's open.
+[ -b "${loop}p1" ] || rm -f "${loop}p1"
 sleep 0.5
 check "a switch of the cleared loop device (capacity 0) gives ENODEV" \
 	cbt_tool expect ENODEV switch "$loop"

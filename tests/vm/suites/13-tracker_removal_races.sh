@@ -19,8 +19,11 @@ t=/tmp/13-race
 mkdir -p $t
 
 writers=""
+# A writer ends when its device node goes: dd would create a regular file
+# of that name in /dev, which a later suite's device of that name could
+# never replace.
 writer_start() { # device
-	(trap 'exit 0' TERM; while :; do dd if=/dev/urandom of="$1" bs=4k count=64 oflag=direct conv=notrunc 2>/dev/null || sleep 0.05; done) &
+	(trap 'exit 0' TERM; while [ -b "$1" ]; do dd if=/dev/urandom of="$1" bs=4k count=64 oflag=direct conv=notrunc 2>/dev/null || sleep 0.05; done) &
 	writers="$writers $!"
 }
 writers_stop() {
@@ -65,6 +68,8 @@ if [ -d $C ]; then
 			sleep 0.3
 			echo 0 >$d/power || return 1	# del_gendisk with writers on it
 			writers_stop
+			# Its node may go between a writer's test and its dd's open.
+			[ -b "$dev" ] || rm -f "$dev"
 			rmdir $d || return 1
 			n=$((n + 1))
 		done
