@@ -213,6 +213,7 @@ Deno.test("readCbtMap() racing switches: one switch's map, or EAGAIN", async (t)
     return k >= 1 ? k : 0;
   };
   let reads = 0, again = 0, spanning = 0;
+  const started = Date.now();
   try {
     using tracker = Tracker.open(loop);
     tracker.attach();
@@ -267,7 +268,11 @@ Deno.test("readCbtMap() racing switches: one switch's map, or EAGAIN", async (t)
     Deno.removeSync(file);
   }
   // A step named with the figures: the TAP reporter shows no console output.
-  await t.step(`${reads} maps read, ${spanning} across a switch, ${again} EAGAIN`, () => {
-    assert.ok(reads > 0);
-  });
+  const seconds = Math.round((Date.now() - started) / 1000);
+  await t.step(
+    `${reads} maps read, ${spanning} across a switch, ${again} EAGAIN, ${seconds} s`,
+    () => {
+      assert.ok(reads > 0);
+    },
+  );
 });

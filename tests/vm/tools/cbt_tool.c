@@ -761,6 +761,7 @@ static int cmd_mapraces(const char *dev, long n, long blocks)
 {
 	struct blksnap_cbtinfo before, after;
 	long reads = 0, again = 0, spanning = 0, bad = 0;
+	struct timespec start, end;
 	struct writeswitch w;
 	pthread_t thread;
 	uint8_t *map;
@@ -772,6 +773,7 @@ static int cmd_mapraces(const char *dev, long n, long blocks)
 	if (rc)
 		die_rc("cbtinfo", rc);
 	map = malloc(before.block_count);
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (!map || pthread_create(&thread, NULL, writeswitch_run, &w)) {
 		perror("cbt_tool: mapraces");
 		return 1;
@@ -809,14 +811,16 @@ static int cmd_mapraces(const char *dev, long n, long blocks)
 			    before.changes_number, after.changes_number);
 	}
 	pthread_join(thread, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &end);
 	free(map);
 	tap(!w.rc, "mapraces: %ld writes and switches%s%s", n,
 	    w.rc ? ": " : "", w.rc ? errname(-w.rc) : "");
 	tap(!bad && reads > 0,
 	    "%ld whole-map reads raced %ld switches: each one switch's map or EAGAIN",
 	    reads, n);
-	printf("# %ld EAGAIN, %ld consistent across a switch, %ld bad\n", again,
-	       spanning, bad);
+	printf("# %ld EAGAIN, %ld consistent across a switch, %ld bad, %.0f s\n",
+	       again, spanning, bad,
+	       (end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9);
 	return failures ? 1 : 0;
 }
 
