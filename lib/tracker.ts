@@ -291,9 +291,10 @@ export class Tracker implements Disposable {
   }
 
   /**
-   * Detaches the tracker; its CBT map is lost. Throws a
-   * {@linkcode BlksnapError}: `ENOENT` (not attached), `EBUSY` (in a
-   * snapshot), `EPERM`.
+   * Detaches the tracker; its CBT map is lost. A snapshot holding the
+   * device forgets it (once taken, its image of the device is marked
+   * corrupted). Throws a {@linkcode BlksnapError}: `ENOENT` (not attached),
+   * `EPERM`.
    *
    * @example
    * ```ts ignore
@@ -335,9 +336,11 @@ export class Tracker implements Disposable {
   /**
    * Reads the whole CBT map (the read map, frozen at the last take) with its
    * info. The info is read before and after the map; if a snapshot was
-   * taken in between, the read is repeated (up to 3 times, then `EAGAIN`).
-   * Throws a {@linkcode BlksnapError}: `ENOENT` (not attached), `EFAULT`
-   * (the map is corrupted).
+   * taken in between (the info differs, or the kernel refused a map request
+   * that the take overtook with `EAGAIN`), the read is repeated, up to 3
+   * times. The map returned is always one take's. Throws a
+   * {@linkcode BlksnapError}: `EAGAIN` (takes kept overtaking the read: call
+   * again), `ENOENT` (not attached), `EFAULT` (the map is corrupted).
    *
    * @example
    * ```ts ignore
@@ -354,11 +357,10 @@ export class Tracker implements Disposable {
       const bytes = new Uint8Array(before.blockCount);
       if (before.blockCount > 0) {
         const lib = native();
-        unwrap(
-          lib.blksnap_dev_cbtmap(this.#handle.use(op), 0, before.blockCount, bytes),
-          op,
-          this.#device,
-        );
+        const rc = lib.blksnap_dev_cbtmap(this.#handle.use(op), 0, before.blockCount, bytes);
+        // The kernel refuses a request a take overtook: read again.
+        if (rc === -Errno.EAGAIN) continue;
+        unwrap(rc, op, this.#device);
       }
       const after = this.cbtInfo();
       if (sameGeneration(before, after)) return new CbtMap(before, bytes);
@@ -392,6 +394,7 @@ export class Tracker implements Disposable {
           op,
           (p) => lib.blksnap_dev_cbtmap_async(p, 0, before.blockCount, bytes),
         );
+        if (rc === -Errno.EAGAIN) continue;
         unwrap(rc, op, this.#device);
       }
       const after = this.cbtInfo();
@@ -433,9 +436,10 @@ export class Tracker implements Disposable {
 
   /**
    * The device's snapshot state: the error that corrupted its snapshot, if
-   * any, and its image's name once taken. Throws a {@linkcode BlksnapError}:
-   * `ENOENT` (not attached), `ENODEV` (not in a snapshot), `EOPNOTSUPP`
-   * (the module has no snapshots yet).
+   * any, and its image's name once taken; a device in no snapshot reads as
+   * no error and no image (the module answers 0, not an errno). Throws a
+   * {@linkcode BlksnapError}: `ENOENT` (not attached), `EOPNOTSUPP` (the
+   * module has no snapshots yet).
    *
    * @example
    * ```ts ignore

@@ -261,9 +261,11 @@ BLKSNAP_EXPORT int32_t blksnap_dev_attach(struct blksnap_dev *dev);
  * blksnap_dev_detach() - Detach the tracker; its CBT map is lost.
  * @dev: The device.
  *
+ * A snapshot holding the device forgets it (a taken one marks its image of
+ * the device corrupted).
+ *
  * Returns: 0 or -errno: -ENOENT (not attached, or the module is not loaded),
- * -EINVAL (another filter is attached), -EBUSY (the device is in a
- * snapshot), -EPERM.
+ * -EINVAL (another filter is attached), -EPERM.
  * Since: 1.0
  */
 BLKSNAP_EXPORT int32_t blksnap_dev_detach(struct blksnap_dev *dev);
@@ -293,7 +295,8 @@ BLKSNAP_EXPORT int32_t blksnap_dev_cbtinfo(struct blksnap_dev *dev,
  *
  * Returns: 0 or -errno: -EINVAL (NULL argument, zero length, or
  * @offset + @length past 2^32), -ENODATA (past the end of the map), -EFAULT
- * (the map is corrupted), -ENOENT (not attached).
+ * (the map is corrupted), -ENOENT (not attached), -EAGAIN (a snapshot was
+ * taken while a request copied: read again).
  * Since: 1.0
  */
 BLKSNAP_EXPORT int32_t blksnap_dev_cbtmap(struct blksnap_dev *dev,
@@ -334,10 +337,10 @@ BLKSNAP_EXPORT int32_t blksnap_dev_snapshot_add(struct blksnap_dev *dev,
  * blksnap_dev_snapshot_info() - The device's snapshot state.
  * @dev: The device.
  * @out: Receives the error code (0, or the -errno that corrupted the
- *	snapshot) and the image's disk name (empty until taken).
+ *	snapshot) and the image's disk name (empty until taken; both empty
+ *	for a device in no snapshot).
  *
- * Returns: 0 or -errno: -EINVAL (NULL argument), -ENOENT (not attached),
- * -ENODEV (not in a snapshot).
+ * Returns: 0 or -errno: -EINVAL (NULL argument), -ENOENT (not attached).
  * Since: 1.0
  */
 BLKSNAP_EXPORT int32_t

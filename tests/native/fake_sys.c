@@ -34,7 +34,11 @@ struct fake_tracker {
 	uint64_t capacity;
 	uint32_t block_size;
 	uint32_t block_count;
+	/* As the module's cbt_map: read_map is what CBTMAP copies (frozen at
+	 * the last take), write_map what writes and CBTDIRTY mark; a take
+	 * copies write_map to read_map and increments changes_number. */
 	uint8_t *map;
+	uint8_t *write_map;
 	uint8_t changes_number;
 	struct blksnap_uuid generation;
 	int snapshot; /* index + 1, or 0 */
@@ -66,6 +70,7 @@ static uint64_t geometry_capacity[FAKE_DEVICES];
 static uint32_t geometry_block[FAKE_DEVICES];
 static struct fake_snapshot snapshots[MAX_SNAPSHOTS];
 static uint32_t snapshot_serial;
+static uint32_t attach_serial;
 static struct {
 	int queued;
 	uint32_t code;
@@ -86,6 +91,7 @@ static void reset_trackers(void)
 {
 	for (int i = 0; i < FAKE_DEVICES; i++) {
 		free(trackers[i].map);
+		free(trackers[i].write_map);
 		memset(&trackers[i], 0, sizeof(trackers[i]));
 	}
 }
@@ -378,11 +384,19 @@ static int tracker_attach(int index)
 	t->block_count = (uint32_t)((t->capacity + t->block_size - 1) /
 				    t->block_size);
 	t->map = calloc(t->block_count ? t->block_count : 1, 1);
-	if (!t->map)
+	t->write_map = calloc(t->block_count ? t->block_count : 1, 1);
+	if (!t->map || !t->write_map) {
+		free(t->map);
+		free(t->write_map);
+		t->map = t->write_map = NULL;
 		return -ENOMEM;
+	}
 	t->changes_number = 0;
+	/* Every attach starts a new generation, as in the module. */
+	attach_serial++;
 	for (int i = 0; i < 16; i++)
 		t->generation.b[i] = (uint8_t)(0xa0 + i + index);
+	memcpy(&t->generation.b[12], &attach_serial, sizeof(attach_serial));
 	t->attached = 1;
 	return 0;
 }
@@ -393,9 +407,9 @@ static int tracker_detach(int index)
 
 	if (!module_loaded || !t->attached)
 		return -ENOENT;
-	if (t->snapshot)
-		return -EBUSY;
+	/* The module's snapshot forgets the device (snapshot_forget_tracker). */
 	free(t->map);
+	free(t->write_map);
 	memset(t, 0, sizeof(*t));
 	return 0;
 }
@@ -465,9 +479,15 @@ static int tracker_ctl(int index, uint32_t cmd, void *opt, uint32_t optlen)
 			end = first + r[i].count * 512;
 			if (end > t->capacity || end < first)
 				return -EINVAL;
+			/* Both maps, as cbt_map_set_both(): the read map
+			 * with the last take's number, the write map with
+			 * the next one's. */
 			for (uint64_t b = first / t->block_size;
-			     b * t->block_size < end; b++)
-				t->map[b] = t->changes_number;
+			     b * t->block_size < end; b++) {
+				if (t->map[b] < t->changes_number)
+					t->map[b] = t->changes_number;
+				t->write_map[b] = t->changes_number + 1;
+			}
 		}
 		return 0;
 	}
@@ -494,10 +514,9 @@ static int tracker_ctl(int index, uint32_t cmd, void *opt, uint32_t optlen)
 			return -EOPNOTSUPP;
 		if (optlen < sizeof(*info))
 			return -EINVAL;
-		if (!t->snapshot)
-			return -ENODEV;
+		/* Outside a snapshot: no error and no image, as the module. */
 		memset(info, 0, sizeof(*info));
-		if (snapshots[t->snapshot - 1].taken)
+		if (t->snapshot && snapshots[t->snapshot - 1].taken)
 			snprintf((char *)info->image, sizeof(info->image),
 				 "blksnap-%u-%d", FAKE_MAJOR, index);
 		return 0;
@@ -509,6 +528,7 @@ static int tracker_ctl(int index, uint32_t cmd, void *opt, uint32_t optlen)
 
 static int ctl_request(unsigned long request, void *arg)
 {
+	struct stat st;
 	int s;
 
 	switch (request) {
@@ -549,6 +569,13 @@ static int ctl_request(unsigned long request, void *arg)
 
 		if (!c->diff_storage_limit_sect || !c->diff_storage_filename)
 			return -EINVAL;
+		/* The module's path checks, on the host's file system. */
+		if (stat((const char *)(uintptr_t)c->diff_storage_filename,
+			 &st) < 0)
+			return -errno;
+		if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) &&
+		    !S_ISBLK(st.st_mode))
+			return -EINVAL;
 		for (s = 0; s < MAX_SNAPSHOTS; s++) {
 			if (!snapshots[s].used)
 				break;
@@ -587,8 +614,12 @@ static int ctl_request(unsigned long request, void *arg)
 			return -ENODEV;
 		snapshots[s].taken = 1;
 		for (int i = 0; i < FAKE_DEVICES; i++)
-			if (trackers[i].snapshot == s + 1)
-				trackers[i].changes_number++;
+			if (trackers[i].snapshot == s + 1) {
+				struct fake_tracker *t = &trackers[i];
+
+				memcpy(t->map, t->write_map, t->block_count);
+				t->changes_number++;
+			}
 		return 0;
 	}
 	case IOCTL_BLKSNAP_SNAPSHOT_COLLECT: {

@@ -254,7 +254,8 @@ copy_with_libs() { # root program-path
 # The drivers the suites use; a kernel with modules gets these (and what
 # they depend on) in the initramfs, the debug kernels have them built in.
 guest_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
-	null_blk virtio_blk virtio_pci nbd dm-crypt dm-thin-pool raid1 xts ecb algif_skcipher)
+	null_blk virtio_blk virtio_pci nbd dm-crypt dm-thin-pool raid1 xts ecb algif_skcipher
+	nd_e820 nd_pmem)
 
 # Copies the guest modules of the kernel (from modroot) into the initramfs
 # root, decompressed (6.12 and later ship .ko.xz: the host unpacks them once
@@ -447,6 +448,10 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	# running code, which QEMU 7.2's TCG mishandles (an int3 Oops on 7.2,
 	# docs/kernel-abi.md). QEMU's TSC is steady: no watchdog.
 	append+=" tsc=reliable"
+	# A legacy pmem region (16 MiB at 1 GiB, out of the guest's RAM) for
+	# 15-tracker_dax: nd_e820 + nd_pmem make it /dev/pmem0, a DAX device.
+	# Only kernels with modules (the cloud kernels) have those drivers.
+	[ -n "$modroot" ] && [ "$mem" -ge 2048 ] && append+=" memmap=16M!1G"
 	[ -n "$extra_append" ] && append+=" $extra_append"
 	[ -n "$cpu" ] || cpu=max
 	started=$(date +%s)

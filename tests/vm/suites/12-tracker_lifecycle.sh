@@ -3,7 +3,8 @@
 # Lifecycle: attach/detach on a mounted, busy file system; an ext4 workload
 # whose changed blocks must all be marked; 1,000 attach/detach cycles under
 # writes; device removal (loop) after a detach-while-writing; unload with
-# trackers attached.
+# trackers attached; whole-map CBTMAP reads racing switches (EAGAIN or one
+# switch's map).
 . /project/tests/vm/lib.sh
 
 t=/tmp/12-life
@@ -134,6 +135,22 @@ if dmsetup create blksnap12 --table "0 262144 linear /dev/ram3 0" 2>/dev/null; t
 else
 	tap_skip "device-mapper tests" "dmsetup create failed"
 fi
+
+# --- CBTMAP requests racing switches (review finding 17) -----------------------
+# A 2 GiB sparse loop device has 32768 tracking blocks: one whole-map CBTMAP
+# request copies 8 bounce pieces, and a switch can come between two. Each
+# request must return one switch's map (checked against the writes) or
+# EAGAIN, never parts of two maps. Three rounds of 250 switches (below the
+# 255 wrap), each on a fresh attach.
+truncate -s 2G $t/race.img
+loop=$(loop_setup $t/race.img)
+for round in 1 2 3; do
+	check "attach the 2 GiB loop device (round $round)" cbt_tool attach "$loop"
+	cbt_tool mapraces "$loop" 250 64 || TAP_FAILED=1
+	check "detach it (round $round)" cbt_tool detach "$loop"
+done
+losetup -d "$loop"
+rm -f $t/race.img
 
 # --- unload with trackers attached, under writes ------------------------------
 cbt_tool attach /dev/ram0

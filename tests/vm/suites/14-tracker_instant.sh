@@ -1,4 +1,5 @@
 #!/bin/sh
+# vm-tags: kernels
 # vm-modparams: enable_test_ioctls=1 chunk_minimum_shift=16 diff_storage_minimum=16384
 # A take is one instant for every write, and every write is seen once, at
 # the right sectors, by every tracker it touches:

@@ -1,4 +1,5 @@
 #!/bin/sh
+# vm-tags: kernels
 # vm-modparams: chunk_minimum_shift=16 diff_storage_minimum=16384
 # Writable snapshot images: writes to an image land in the difference
 # storage, never on the original, and mark both CBT maps of the original.

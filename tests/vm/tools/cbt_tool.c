@@ -14,6 +14,10 @@
  *   cbt_tool badinput DEV              TAP: bounds as root (DEV attached)
  *   cbt_tool nobody DEV                TAP: everything as uid 65534
  *   cbt_tool switches DEV N            N CBT switches of DEV, one after another
+ *   cbt_tool writeswitch DEV N BLOCKS  for k = 1..N: write block k % BLOCKS,
+ *                                      then switch (DEV freshly attached)
+ *   cbt_tool mapraces DEV N BLOCKS     TAP: writeswitch on a thread while
+ *                                      whole-map CBTMAP requests race it
  *   cbt_tool cycles DEV N [PAUSE_MS]   N attach/detach cycles (a pause after
  *                                      each detach lets a freed tracker stay
  *                                      free, not reused by the next attach)
@@ -31,6 +35,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -657,6 +662,168 @@ static int cmd_switches(const char *dev, long n)
 	return rc ? 1 : 0;
 }
 
+/*
+ * The writeswitch pattern: before switch k (k = 1..n), block k % blocks is
+ * written. So after s switches (changes_number s, no wrap: s < 255) the
+ * read map holds at block j < blocks the last such k <= s, and 0 elsewhere.
+ */
+static uint8_t writeswitch_expected(uint32_t j, uint32_t blocks, uint32_t s)
+{
+	uint32_t k;
+
+	if (j >= blocks || s < j)
+		return 0;
+	k = s - (s - j) % blocks;
+	return k >= 1 ? (uint8_t)k : 0;
+}
+
+struct writeswitch {
+	const char *dev;
+	long n;
+	uint32_t blocks, bsize;
+	int rc;
+	volatile int done;
+};
+
+static void *writeswitch_run(void *arg)
+{
+	struct writeswitch *w = arg;
+	void *buf;
+	long k;
+	int fd = open(w->dev, O_RDWR | O_DIRECT);
+
+	if (fd < 0 || posix_memalign(&buf, 4096, 4096)) {
+		w->rc = -errno;
+		w->done = 1;
+		return NULL;
+	}
+	memset(buf, 0x5a, 4096);
+	for (k = 1; k <= w->n && !w->rc; k++) {
+		off_t off = (off_t)(k % w->blocks) * w->bsize;
+
+		if (pwrite(fd, buf, 4096, off) != 4096)
+			w->rc = -errno;
+		else
+			w->rc = simple(IOCTL_BLKSNAP_TEST_CBT_SWITCH, w->dev);
+	}
+	free(buf);
+	close(fd);
+	w->done = 1;
+	return NULL;
+}
+
+static int writeswitch_init(struct writeswitch *w, const char *dev, long n,
+			    long blocks)
+{
+	struct blksnap_cbtinfo info;
+	int rc = cbtinfo(dev, &info);
+
+	if (rc)
+		die_rc("cbtinfo", rc);
+	if (info.changes_number != 0 || n < 1 || n > 254 || blocks < 1 ||
+	    (uint64_t)blocks > info.block_count) {
+		fprintf(stderr,
+			"cbt_tool: writeswitch needs a fresh tracker, 1 <= N <= 254, BLOCKS <= %u\n",
+			info.block_count);
+		return 2;
+	}
+	memset(w, 0, sizeof(*w));
+	w->dev = dev;
+	w->n = n;
+	w->blocks = (uint32_t)blocks;
+	w->bsize = info.block_size;
+	return 0;
+}
+
+static int cmd_writeswitch(const char *dev, long n, long blocks)
+{
+	struct writeswitch w;
+	int rc = writeswitch_init(&w, dev, n, blocks);
+
+	if (rc)
+		return rc;
+	writeswitch_run(&w);
+	if (w.rc) {
+		fprintf(stderr, "cbt_tool: writeswitch: %s\n", errname(-w.rc));
+		return 1;
+	}
+	printf("%ld writes and switches\n", n);
+	return 0;
+}
+
+/*
+ * One CBTMAP request is one switch's read map (tracker_ctl.c): a request
+ * that a switch overtakes while it copies fails with EAGAIN. Whole-map
+ * requests race writeswitch; each must be EAGAIN or the map of a switch
+ * between the CBTINFO before and after it.
+ */
+static int cmd_mapraces(const char *dev, long n, long blocks)
+{
+	struct blksnap_cbtinfo before, after;
+	long reads = 0, again = 0, spanning = 0, bad = 0;
+	struct timespec start, end;
+	struct writeswitch w;
+	pthread_t thread;
+	uint8_t *map;
+	int rc = writeswitch_init(&w, dev, n, blocks);
+
+	if (rc)
+		return rc;
+	rc = cbtinfo(dev, &before);
+	if (rc)
+		die_rc("cbtinfo", rc);
+	map = malloc(before.block_count);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (!map || pthread_create(&thread, NULL, writeswitch_run, &w)) {
+		perror("cbt_tool: mapraces");
+		return 1;
+	}
+	while (!w.done) {
+		uint32_t s, j, hit = 0;
+
+		rc = cbtinfo(dev, &before);
+		if (!rc)
+			rc = cbtmap(dev, 0, before.block_count, map);
+		if (rc == -EAGAIN) {
+			again++;
+			reads++;
+			continue;
+		}
+		if (!rc)
+			rc = cbtinfo(dev, &after);
+		if (rc) {
+			tap(0, "mapraces: a request failed with %s", errname(-rc));
+			bad++;
+			break;
+		}
+		reads++;
+		if (after.changes_number != before.changes_number)
+			spanning++;
+		for (s = before.changes_number; s <= after.changes_number && !hit;
+		     s++) {
+			for (j = 0; j < before.block_count; j++)
+				if (map[j] != writeswitch_expected(j, w.blocks, s))
+					break;
+			hit = j == before.block_count;
+		}
+		if (!hit && bad++ < 3)
+			tap(0, "mapraces: a map read between switches %u and %u is none of theirs",
+			    before.changes_number, after.changes_number);
+	}
+	pthread_join(thread, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	free(map);
+	tap(!w.rc, "mapraces: %ld writes and switches%s%s", n,
+	    w.rc ? ": " : "", w.rc ? errname(-w.rc) : "");
+	tap(!bad && reads > 0,
+	    "%ld whole-map reads raced %ld switches: each one switch's map or EAGAIN",
+	    reads, n);
+	printf("# %ld EAGAIN, %ld consistent across a switch, %ld bad, %.0f s\n",
+	       again, spanning, bad,
+	       (end.tv_sec - start.tv_sec) + (end.tv_nsec - start.tv_nsec) / 1e9);
+	return failures ? 1 : 0;
+}
+
 static uint8_t *read_file(const char *path, uint64_t size)
 {
 	uint8_t *p = malloc(size);
@@ -875,6 +1042,10 @@ int main(int argc, char **argv)
 		return cmd_nobody(argv[1]);
 	if (!strcmp(argv[0], "switches") && argc == 3)
 		return cmd_switches(argv[1], atol(argv[2]));
+	if (!strcmp(argv[0], "writeswitch") && argc == 4)
+		return cmd_writeswitch(argv[1], atol(argv[2]), atol(argv[3]));
+	if (!strcmp(argv[0], "mapraces") && argc == 4)
+		return cmd_mapraces(argv[1], atol(argv[2]), atol(argv[3]));
 	if (!strcmp(argv[0], "cycles") && (argc == 3 || argc == 4))
 		return cmd_cycles(argv[1], atol(argv[2]),
 				  argc == 4 ? atol(argv[3]) : 0);
