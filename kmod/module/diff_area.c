@@ -335,67 +335,50 @@ static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
 	}
 }
 
-/* Serves one image read. May sleep. */
-static void diff_area_image_read(struct diff_area *da, struct cow_buf *buf,
-				 struct bio *bio)
+/*
+ * Reads @nr sectors at @in_chunk of chunk @idx into the bio at @it: from the
+ * chunk's saved copy, or from the original while it has none. May sleep.
+ */
+static int diff_area_image_read_chunk(struct diff_area *da,
+				      struct cow_buf *buf, unsigned long idx,
+				      sector_t in_chunk, sector_t nr,
+				      struct bio *bio, struct bvec_iter *it)
 {
-	struct bvec_iter it = bio->bi_iter;
-	sector_t pos = it.bi_sector;
-	sector_t end = pos + (it.bi_size >> SECTOR_SHIFT);
-	int err = 0;
+	struct mutex *lock = chunk_lock(da, idx);
+	const void *src;
+	sector_t where;
+	int err;
 
-	if (end > da->capacity)
+	mutex_lock(lock);
+	where = da->chunk_map[idx];
+	if (READ_ONCE(da->error)) {
 		err = -EIO;
+	} else if (where) {
+		size_t a = round_down(in_chunk << SECTOR_SHIFT, PAGE_SIZE);
+		size_t b = round_up((in_chunk + nr) << SECTOR_SHIFT,
+				    PAGE_SIZE);
 
-	while (!err && pos < end) {
-		unsigned long idx = pos >> da->chunk_shift;
-		sector_t cstart = (sector_t)idx << da->chunk_shift;
-		sector_t in_chunk = pos - cstart;
-		sector_t nr = min_t(sector_t, end - pos,
-				    chunk_sectors(da) - in_chunk);
-		struct mutex *lock = chunk_lock(da, idx);
-		const void *src;
-		sector_t where;
+		err = diff_storage_rw(da->storage, false,
+				      where + (a >> SECTOR_SHIFT), buf, a,
+				      b - a);
+		src = buf->data + (in_chunk << SECTOR_SHIFT);
+	} else {
+		sector_t pos = ((sector_t)idx << da->chunk_shift) + in_chunk;
 
-		mutex_lock(lock);
-		where = da->chunk_map[idx];
-		if (READ_ONCE(da->error)) {
+		err = diff_area_read_orig(da, pos, buf, 0, nr << SECTOR_SHIFT);
+		src = buf->data;
+		/*
+		 * Once the image is corrupted (overflow, detach), writes
+		 * skip copy-on-write and the chunk locks: one may have
+		 * landed under this read. Decide after it.
+		 */
+		if (!err && READ_ONCE(da->error))
 			err = -EIO;
-		} else if (where) {
-			size_t a = round_down(in_chunk << SECTOR_SHIFT,
-					      PAGE_SIZE);
-			size_t b = round_up((in_chunk + nr) << SECTOR_SHIFT,
-					    PAGE_SIZE);
-
-			err = diff_storage_rw(da->storage, false,
-					      where + (a >> SECTOR_SHIFT), buf,
-					      a, b - a);
-			src = buf->data + (in_chunk << SECTOR_SHIFT);
-		} else {
-			err = diff_area_read_orig(da, pos, buf, 0,
-						  nr << SECTOR_SHIFT);
-			src = buf->data;
-			/*
-			 * Once the image is corrupted (overflow, detach),
-			 * writes skip copy-on-write and the chunk locks: one
-			 * may have landed under this read. Decide after it.
-			 */
-			if (!err && READ_ONCE(da->error))
-				err = -EIO;
-		}
-		mutex_unlock(lock);
-		if (err)
-			break;
-		copy_to_bio(bio, &it, src, nr << SECTOR_SHIFT);
-		pos += nr;
 	}
-	if (err) {
-		pr_debug("image read of [%u:%u] at %llu failed: %d\n",
-			 MAJOR(da->dev_id), MINOR(da->dev_id),
-			 (unsigned long long)pos, err);
-		bio->bi_status = BLK_STS_IOERR;
-	}
-	bio_endio(bio);
+	mutex_unlock(lock);
+	if (!err)
+		copy_to_bio(bio, it, src, nr << SECTOR_SHIFT);
+	return err;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -484,11 +467,16 @@ out:
 	return err;
 }
 
-/* Serves one image write or write-zeroes. May sleep. */
-static void diff_area_image_write(struct diff_area *da, struct cow_buf *buf,
-				  struct bio *bio)
+/*
+ * Serves one image read, write or write-zeroes, chunk by chunk: a request
+ * spanning chunks takes each chunk's lock in turn, never two at once. May
+ * sleep.
+ */
+static void diff_area_image_rw(struct diff_area *da, struct cow_buf *buf,
+			       struct bio *bio)
 {
 	struct bvec_iter it = bio->bi_iter;
+	bool write = op_is_write(bio_op(bio));
 	bool zeroes = bio_op(bio) == REQ_OP_WRITE_ZEROES;
 	sector_t pos = it.bi_sector;
 	sector_t end = pos + (it.bi_size >> SECTOR_SHIFT);
@@ -502,14 +490,20 @@ static void diff_area_image_write(struct diff_area *da, struct cow_buf *buf,
 		sector_t nr = min_t(sector_t, end - pos,
 				    chunk_sectors(da) - in_chunk);
 
-		err = diff_area_image_write_chunk(da, buf, idx, in_chunk, nr,
-						  bio, zeroes ? NULL : &it);
-		pos += nr;
+		if (!write)
+			err = diff_area_image_read_chunk(da, buf, idx, in_chunk,
+							 nr, bio, &it);
+		else
+			err = diff_area_image_write_chunk(da, buf, idx,
+							  in_chunk, nr, bio,
+							  zeroes ? NULL : &it);
+		if (!err)
+			pos += nr;
 	}
 	if (err) {
-		pr_debug("image write of [%u:%u] at %llu failed: %d\n",
-			 MAJOR(da->dev_id), MINOR(da->dev_id),
-			 (unsigned long long)pos, err);
+		pr_debug("image %s of [%u:%u] at %llu failed: %d\n",
+			 write ? "write" : "read", MAJOR(da->dev_id),
+			 MINOR(da->dev_id), (unsigned long long)pos, err);
 		bio->bi_status = BLK_STS_IOERR;
 	}
 	bio_endio(bio);
@@ -531,10 +525,7 @@ static void diff_area_image_work(struct work_struct *work)
 		spin_unlock_irqrestore(&da->queue_lock, flags);
 		if (!bio)
 			break;
-		if (op_is_write(bio_op(bio)))
-			diff_area_image_write(da, w->buf, bio);
-		else
-			diff_area_image_read(da, w->buf, bio);
+		diff_area_image_rw(da, w->buf, bio);
 		cond_resched();
 	}
 	memalloc_noio_restore(noio);
