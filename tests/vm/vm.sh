@@ -252,10 +252,11 @@ copy_with_libs() { # root program-path
 }
 
 # The drivers the suites use; a kernel with modules gets these (and what
-# they depend on) in the initramfs, the debug kernels have them built in.
+# they depend on) in the initramfs, the debug kernels have them built in
+# (pmem and scsi_debug excepted: the suites needing those skip there).
 guest_modules=(brd loop dm-mod dm-snapshot dm-flakey dm-delay dm-log-writes zram xfs
 	null_blk virtio_blk virtio_pci nbd dm-crypt dm-thin-pool raid1 xts ecb algif_skcipher
-	nd_e820 nd_pmem)
+	nd_e820 nd_pmem scsi_debug sd_mod)
 
 # Copies the guest modules of the kernel (from modroot) into the initramfs
 # root, decompressed (6.12 and later ship .ko.xz: the host unpacks them once
@@ -449,7 +450,8 @@ boot() { # job-file -> sets guest_rc, writes $work/results.log, $work/console.lo
 	# docs/kernel-abi.md). QEMU's TSC is steady: no watchdog.
 	append+=" tsc=reliable"
 	# A legacy pmem region (16 MiB at 1 GiB, out of the guest's RAM) for
-	# 15-tracker_dax: nd_e820 + nd_pmem make it /dev/pmem0, a DAX device.
+	# 15-tracker_refused_devices: nd_e820 + nd_pmem make it /dev/pmem0, a
+	# DAX device.
 	# Only kernels with modules (the cloud kernels) have those drivers.
 	[ -n "$modroot" ] && [ "$mem" -ge 2048 ] && append+=" memmap=16M!1G"
 	[ -n "$extra_append" ] && append+=" $extra_append"

@@ -5,6 +5,8 @@
  * with the control device's IOCTL_BLKSNAP_FILTER_* for the same device.
  *
  *   blkfilter_tool attach|detach|info DEV  one request on DEV's fd
+ *   blkfilter_tool add DEV ID        snapshotadd of DEV to snapshot ID
+ *                                    (from snap_ctl create) on DEV's fd
  *   blkfilter_tool same DEV          TAP: every request through both routes
  *                                    gives the same result (DEV detached;
  *                                    needs /dev/shm for a snapshot)
@@ -200,12 +202,16 @@ static void expect_route(int rc, int want, enum route r, const char *what)
 /* One request on the fd                                                   */
 /* ---------------------------------------------------------------------- */
 
-static int cmd_single(const char *what)
+static int cmd_single(const char *what, const char *id)
 {
 	struct blksnap_cbtinfo info;
+	struct blksnap_uuid uuid;
 	int rc;
 
-	if (!strcmp(what, "attach"))
+	if (id) {
+		uuid_parse(id, &uuid);
+		rc = snapshotadd(BY_FD, &uuid);
+	} else if (!strcmp(what, "attach"))
 		rc = attach(BY_FD);
 	else if (!strcmp(what, "detach"))
 		rc = detach(BY_FD);
@@ -605,12 +611,16 @@ static int cmd_unrelated(void)
 
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "add")) {
+		open_dev(argv[2]);
+		return cmd_single(argv[1], argv[3]);
+	}
 	if (argc != 3)
 		goto usage;
 	open_dev(argv[2]);
 	if (!strcmp(argv[1], "attach") || !strcmp(argv[1], "detach") ||
 	    !strcmp(argv[1], "info"))
-		return cmd_single(argv[1]);
+		return cmd_single(argv[1], NULL);
 	if (!strcmp(argv[1], "same"))
 		return cmd_same();
 	if (!strcmp(argv[1], "badinput"))
@@ -621,6 +631,7 @@ int main(int argc, char **argv)
 		return cmd_unrelated();
 usage:
 	fprintf(stderr,
-		"usage: " TOOL_NAME " attach|detach|info|same|badinput|nobody|unrelated DEV\n");
+		"usage: " TOOL_NAME " attach|detach|info|same|badinput|nobody|unrelated DEV\n"
+		"       " TOOL_NAME " add DEV ID\n");
 	return 2;
 }

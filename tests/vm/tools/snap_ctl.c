@@ -94,25 +94,6 @@ static void uuid_print(const struct blksnap_uuid *id)
 	printf("\n");
 }
 
-static void uuid_parse(const char *s, struct blksnap_uuid *id)
-{
-	int i, j = 0;
-
-	memset(id, 0, sizeof(*id));
-	for (i = 0; i < 16; i++) {
-		unsigned int v;
-
-		while (s[j] == '-')
-			j++;
-		if (sscanf(s + j, "%2x", &v) != 1) {
-			fprintf(stderr, "snap_ctl: bad id '%s'\n", s);
-			exit(2);
-		}
-		id->b[i] = v;
-		j += 2;
-	}
-}
-
 static int cmd_create(const char *path, unsigned long long limit,
 		      struct blksnap_uuid *id)
 {

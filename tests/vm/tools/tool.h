@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the guest tools (cbt_tool, snap_ctl) share: errno names in both
- * directions, TAP lines with a failure count, and the control device.
+ * What the guest tools (cbt_tool, snap_ctl, blkfilter_tool) share: errno
+ * names in both directions, TAP lines with a failure count, snapshot ids and
+ * the control device.
  *
  * Each tool defines TOOL_NAME before including this file; everything here
  * is static to the one translation unit that includes it.
@@ -89,6 +90,26 @@ static inline void expect_rc(int rc, int want, const char *what)
 {
 	tap(rc == -want, "%s gives %s%s%s", what, errname(want),
 	    rc == -want ? "" : ", got ", rc == -want ? "" : errname(-rc));
+}
+
+/* Parses a snapshot id (32 hex digits, dashes anywhere); exit 2 if bad. */
+static inline void uuid_parse(const char *s, struct blksnap_uuid *id)
+{
+	int i, j = 0;
+
+	memset(id, 0, sizeof(*id));
+	for (i = 0; i < 16; i++) {
+		unsigned int v;
+
+		while (s[j] == '-')
+			j++;
+		if (sscanf(s + j, "%2x", &v) != 1) {
+			fprintf(stderr, TOOL_NAME ": bad id '%s'\n", s);
+			exit(2);
+		}
+		id->b[i] = v;
+		j += 2;
+	}
 }
 
 /* Open /dev/blksnap-control once; exit 1 with a message if it cannot be. */
