@@ -1,5 +1,5 @@
 /*
-# vm-tags: kernels
+# vm-tags: kernels, userland
 */
 /**
  * End-to-end backups with the real module: full and incremental backups of
