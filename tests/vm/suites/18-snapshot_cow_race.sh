@@ -17,14 +17,8 @@ CHUNK=128
 STORE=/dev/shm/snap18
 mkdir -p $STORE
 
-# take_snapshot GEN: fill, create (directory storage), add, take; sets ID, IMG.
-take_snapshot() {
-	snap_sectors fill $DEV "$1" >/dev/null || return 1
-	ID=$(snap_ctl create $STORE 2097152) || return 1
-	snap_ctl add "$ID" $DEV || return 1
-	snap_ctl take "$ID" || return 1
-	IMG=$(snap_ctl image $DEV) && wait_bdev "$IMG"
-}
+# take_snapshot GEN: fill, create, add, take; sets ID, IMG.
+take_snapshot() { snap_take_filled $DEV $STORE "$1"; }
 
 param_is() { [ "$(cat /sys/module/blksnap/parameters/$1)" = "$2" ]; }
 
