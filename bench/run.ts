@@ -30,6 +30,9 @@ import { type BenchResult, fmt, parseBenchLines, table } from "./_results.ts";
 import { GOALS, idProblems } from "./_goals.ts";
 
 const repo = fileURLToPath(new URL("..", import.meta.url));
+
+/** The heading from which docs/benchmarks.md is written by hand and kept across runs. */
+const HAND_WRITTEN = "\n## Methods and limits";
 const quick = Deno.args.includes("--quick");
 const onlyIdx = Deno.args.indexOf("--only");
 const only = onlyIdx >= 0 ? Deno.args[onlyIdx + 1] : undefined;
@@ -158,9 +161,6 @@ interface Report {
   results: BenchResult[];
   failures: string[];
 }
-
-/** The heading from which docs/benchmarks.md is written by hand and kept across runs. */
-const HAND_WRITTEN = "\n## Methods and limits";
 
 /** The hand-written end of docs/benchmarks.md (from {@linkcode HAND_WRITTEN}), or nothing. */
 function handWritten(file: string): string {

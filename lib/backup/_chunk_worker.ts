@@ -5,7 +5,8 @@
  *
  * Messages in: `{ op: "init", spec }`, then `{ id, op, ... }` with `op` one of
  * `name`, `encode`, `decode`, `check`, `scrub`. Out: `{ id, ... }` or
- * `{ id, error }` (the message of the error the step threw).
+ * `{ id, error }` (the message of the error the step threw). `encode` and
+ * `decode` write into an `out` buffer the caller sends and gets back.
  *
  * @module
  */
@@ -36,27 +37,37 @@ self.onmessage = (e: MessageEvent) => {
         break;
       }
       case "encode": {
+        // The object goes into the caller's `out`, not a fresh buffer: a buffer
+        // made here and freed on the calling thread would leave this thread's
+        // allocator to fault in new pages for every chunk (docs/benchmarks.md).
         const data: Uint8Array = m.data;
-        const stored = codec.encode(data, m.name);
-        const back = [data.buffer as ArrayBuffer];
-        self.postMessage(
-          { id: m.id, stored, data },
-          stored.buffer === data.buffer ? back : [...back, ...transferList(stored)],
-        );
+        const out: Uint8Array = m.out;
+        const length = codec.encodeInto(data, m.name, out);
+        self.postMessage({ id: m.id, data, out, length }, [
+          data.buffer as ArrayBuffer,
+          out.buffer as ArrayBuffer,
+        ]);
         break;
       }
       case "decode": {
-        const data = codec.decode(m.stored, m.hex, m.maxLength, m.exactLength);
-        self.postMessage({ id: m.id, data }, transferList(data));
+        // Into the caller's `out`, for the reason of `encode`.
+        const out: Uint8Array = m.out;
+        const data = codec.decode(m.stored, m.hex, m.maxLength, m.exactLength, out);
+        if (data.buffer !== out.buffer) out.set(data); // raw: a view of `stored`
+        self.postMessage({ id: m.id, out, length: data.length, stored: m.stored }, [
+          out.buffer as ArrayBuffer,
+          ...transferList(m.stored),
+        ]);
         break;
       }
+      // `stored` goes back too, to be freed by the thread that allocated it.
       case "check":
-        codec.decode(m.stored, m.hex, m.maxLength, m.exactLength);
-        self.postMessage({ id: m.id });
+        codec.check(m.stored, m.hex, m.maxLength, m.exactLength);
+        self.postMessage({ id: m.id, stored: m.stored }, transferList(m.stored));
         break;
       case "scrub":
         codec.scrub(m.stored, m.hex, m.maxLength);
-        self.postMessage({ id: m.id });
+        self.postMessage({ id: m.id, stored: m.stored }, transferList(m.stored));
         break;
       default:
         throw new Error(`unknown chunk worker operation ${m.op}`);

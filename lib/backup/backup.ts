@@ -54,8 +54,10 @@ export interface BackupOptions {
   concurrency?: number;
   /**
    * Worker threads that name (hash) and encode (compress, seal) chunks; 0
-   * does it on the calling thread. @default 0 (measured: see the
-   * `workers.*` rows of docs/benchmarks.md)
+   * does it on the calling thread. Threads pay only with idle cores: on a
+   * busy 2-core host they cost 1.3-1.6x the CPU of the calling thread and
+   * gained no wall time. @default 0 (measured: docs/benchmarks.md, "Worker
+   * threads vs the calling thread")
    */
   workers?: number;
   /** Wait this long for the repository lock, in milliseconds. @default 0 */

@@ -89,6 +89,11 @@ export async function storeChunks(
   const free: Uint8Array[] = [];
   const newBuffer = (): Uint8Array => source.allocate?.(chunkSize) ?? new Uint8Array(chunkSize);
   for (let k = 0; k < Math.min(inFlight, toRead.length); k++) free.push(newBuffer());
+  // Stored objects are written into reused buffers too, each held until its store returns:
+  // a fresh object per chunk, made on a thread and freed on this one, cost the threads
+  // more CPU in page faults and copies than the codec itself (docs/benchmarks.md).
+  const outFree: Uint8Array[] = [];
+  const outSize = codec.maxStoredSize(chunkSize);
 
   // Reads start in chunk order; at most `parallelReads` at once.
   const readSlots = Math.max(1, source.parallelReads ?? 1);
@@ -163,25 +168,30 @@ export async function storeChunks(
           digests.set(name, i * DIGEST_SIZE);
           countEncoded();
         } else {
+          let out: Uint8Array | null = outFree.pop() ?? new Uint8Array(outSize);
           try {
-            let stored: Uint8Array;
+            let length: number;
             if (workers) {
-              const r = await workers.encode(data, name);
+              const r = await workers.encode(data, name, out);
               back(r.data);
-              stored = r.stored;
+              out = r.out;
+              length = r.length;
             } else {
-              stored = codec.encode(data, name);
+              length = codec.encodeInto(data, name, out);
             }
             release(); // the bytes are encoded: the buffer can take the next chunk
             stats.chunksNew++;
-            stats.bytesStored += stored.length;
+            stats.bytesStored += length;
             digests.set(name, i * DIGEST_SIZE);
             countEncoded();
-            await repo.putChunk(hex, stored);
+            await repo.putChunk(hex, out.subarray(0, length));
             if (rewrite) healed.push(hex);
           } catch (e) {
             pending.delete(hex);
+            out = null; // it may be detached (a failed call) or still in a failed store's hands
             throw e;
+          } finally {
+            if (out) outFree.push(out);
           }
         }
       }

@@ -11,6 +11,7 @@
 
 import zlib from "node:zlib";
 import { bytesEqual, fromHex, sha256 } from "./format.ts";
+import { zstdCompressInto, zstdDecompressInto } from "./zstd_into.ts";
 
 /** Chunk file magic: `BSNPCHNK`. */
 export const CHUNK_MAGIC: Uint8Array = new TextEncoder().encode("BSNPCHNK");
@@ -60,14 +61,30 @@ export function maxChunkFileSize(chunkSize: number): number {
 /** Build a chunk file: header, then `payload`. */
 export function encodeChunkFile(header: ChunkHeader, payload: Uint8Array): Uint8Array {
   const out = new Uint8Array(CHUNK_HEADER_SIZE + payload.length);
-  const v = new DataView(out.buffer);
+  encodeChunkFileInto(header, payload, out);
+  return out;
+}
+
+/**
+ * {@linkcode encodeChunkFile} into the start of `out` (at least
+ * `CHUNK_HEADER_SIZE + payload.length` bytes); returns the file's length.
+ */
+export function encodeChunkFileInto(
+  header: ChunkHeader,
+  payload: Uint8Array,
+  out: Uint8Array,
+): number {
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   out.set(CHUNK_MAGIC, CHUNK_HEADER.magic);
   v.setUint32(CHUNK_HEADER.encoding, header.encoding, true);
   v.setUint32(CHUNK_HEADER.length, header.length, true);
   v.setUint32(CHUNK_HEADER.payloadLength, payload.length, true);
   v.setUint32(CHUNK_HEADER.payloadCrc32, header.payloadCrc32, true);
-  out.set(payload, CHUNK_HEADER_SIZE);
-  return out;
+  // The payload may already be in place (compressed straight into `out`).
+  if (payload.buffer !== out.buffer || payload.byteOffset !== out.byteOffset + CHUNK_HEADER_SIZE) {
+    out.set(payload, CHUNK_HEADER_SIZE);
+  }
+  return CHUNK_HEADER_SIZE + payload.length;
 }
 
 /**
@@ -110,13 +127,14 @@ export function decodeChunk(
   hex: string,
   maxLength: number,
   exactLength?: number,
+  out?: Uint8Array,
 ): Uint8Array {
   const header = decodeChunkHeader(file, maxLength);
   const payload = file.subarray(CHUNK_HEADER_SIZE);
   if ((zlib.crc32(payload) >>> 0) !== header.payloadCrc32) {
     throw new Error("payload CRC-32 mismatch");
   }
-  const data = decodePayload(header.encoding, payload, header.length, exactLength);
+  const data = decodePayload(header.encoding, payload, header.length, exactLength, out);
   if (!bytesEqual(sha256(data), fromHex(hex))) {
     throw new Error("content does not match its SHA-256 name");
   }
@@ -124,17 +142,24 @@ export function decodeChunk(
 }
 
 /**
- * The chunk's data from its stored payload (format 1 and 2 alike): as is, or
- * one zstd frame decompressed to at most `length` bytes; then the length
- * against the header's and, when given, against `exactLength`.
+ * The chunk's data from its stored payload (format 1 and 2 alike): as is (a
+ * view of `payload`), or one zstd frame decompressed to at most `length`
+ * bytes, into `out` when given (at least `length` bytes, reused by the
+ * caller) else into a new buffer; then the length against the header's and,
+ * when given, against `exactLength`.
  */
 export function decodePayload(
   encoding: number,
   payload: Uint8Array,
   length: number,
   exactLength?: number,
+  out?: Uint8Array,
 ): Uint8Array {
-  const data = encoding === ChunkEncoding.Raw ? payload : zstdDecompressSync(payload, length);
+  let data = payload;
+  if (encoding !== ChunkEncoding.Raw) {
+    const into = out ?? new Uint8Array(length);
+    data = into.subarray(0, zstdDecompressInto(payload, into.subarray(0, length)));
+  }
   if (data.length !== length) {
     throw new Error(`decompresses to ${data.length} bytes, header says ${length}`);
   }
@@ -144,16 +169,28 @@ export function decodePayload(
   return data;
 }
 
-/** The chunk file of `data` given its zstd form: zstd if smaller, raw otherwise. */
-function chunkFileOf(data: Uint8Array, zstd: Uint8Array): Uint8Array {
+/** The header and payload of the chunk file of `data` given its zstd form: zstd if smaller, raw otherwise. */
+function chunkFileParts(
+  data: Uint8Array,
+  zstd: Uint8Array,
+): { header: ChunkHeader; payload: Uint8Array } {
   const useZstd = zstd.length < data.length;
   const payload = useZstd ? zstd : data;
-  return encodeChunkFile({
-    encoding: useZstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-    length: data.length,
-    payloadLength: payload.length,
-    payloadCrc32: zlib.crc32(payload) >>> 0,
-  }, payload);
+  return {
+    header: {
+      encoding: useZstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
+      length: data.length,
+      payloadLength: payload.length,
+      payloadCrc32: zlib.crc32(payload) >>> 0,
+    },
+    payload,
+  };
+}
+
+/** The chunk file of `data` given its zstd form. */
+function chunkFileOf(data: Uint8Array, zstd: Uint8Array): Uint8Array {
+  const { header, payload } = chunkFileParts(data, zstd);
+  return encodeChunkFile(header, payload);
 }
 
 /**
@@ -175,6 +212,29 @@ export async function encodeChunk(data: Uint8Array, level: number): Promise<Uint
 /** Synchronous {@linkcode encodeChunk}: zstd on the calling thread. */
 export function encodeChunkSync(data: Uint8Array, level: number): Uint8Array {
   return chunkFileOf(data, zstdCompressSync(data, level));
+}
+
+/**
+ * {@linkcode encodeChunkSync} into the start of `out` (at least
+ * `maxChunkFileSize(data.length)` bytes); returns the file's length. A
+ * buffer reused from chunk to chunk spares the allocation, zeroing and page
+ * faults of a fresh one per chunk.
+ */
+export function encodeChunkSyncInto(data: Uint8Array, level: number, out: Uint8Array): number {
+  // zstd straight into its place in `out` when shorter than the data, else the data itself.
+  const area = out.subarray(CHUNK_HEADER_SIZE, CHUNK_HEADER_SIZE + data.length);
+  const n = zstdCompressInto(data, level, area);
+  const payload = n < 0 ? data : area.subarray(0, n);
+  return encodeChunkFileInto(
+    {
+      encoding: n < 0 ? ChunkEncoding.Raw : ChunkEncoding.Zstd,
+      length: data.length,
+      payloadLength: payload.length,
+      payloadCrc32: zlib.crc32(payload) >>> 0,
+    },
+    payload,
+    out,
+  );
 }
 
 /**

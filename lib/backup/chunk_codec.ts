@@ -38,6 +38,7 @@ import {
   decodeChunkHeader,
   decodePayload,
   encodeChunkSync,
+  encodeChunkSyncInto,
   maxChunkFileSize,
   zstdCompressSync,
 } from "./chunk.ts";
@@ -60,11 +61,30 @@ export interface ChunkCodec {
   /** The object to store for `data`, named `name`. */
   encode(data: Uint8Array, name: Uint8Array): Uint8Array;
   /**
+   * {@linkcode ChunkCodec.encode} into the start of `out` (at least
+   * {@linkcode ChunkCodec.maxStoredSize} of `data.length` bytes); returns
+   * the object's length.
+   */
+  encodeInto(data: Uint8Array, name: Uint8Array, out: Uint8Array): number;
+  /**
    * The chunk's bytes from stored object `stored` named `hex`, after every
    * check; at most `maxLength` bytes, exactly `exactLength` when given.
-   * Throws a plain `Error` saying what is wrong.
+   * Decompressed bytes land in `out` when given (at least `maxLength`
+   * bytes, reused by the caller), else in a new buffer; raw bytes are a view
+   * of `stored`. Throws a plain `Error` saying what is wrong.
    */
-  decode(stored: Uint8Array, hex: string, maxLength: number, exactLength?: number): Uint8Array;
+  decode(
+    stored: Uint8Array,
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+    out?: Uint8Array,
+  ): Uint8Array;
+  /**
+   * Every check of {@linkcode ChunkCodec.decode}, the bytes thrown away:
+   * they are decompressed into a buffer this thread reuses.
+   */
+  check(stored: Uint8Array, hex: string, maxLength: number, exactLength?: number): void;
   /**
    * The checks of `stored` named `hex` that need no decompression: the
    * frame and CRC-32, or the tag. Throws a plain `Error` saying what is wrong.
@@ -74,13 +94,24 @@ export interface ChunkCodec {
   maxStoredSize(maxLength: number): number;
 }
 
+// Where this thread's checks decompress to, grown to the largest chunk seen and kept.
+let scratch = new Uint8Array(0);
+function scratchOf(length: number): Uint8Array {
+  if (scratch.length < length) scratch = new Uint8Array(length);
+  return scratch;
+}
+
 /** The codec `spec` describes. */
 export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
   const keys = spec.keys;
   if (keys === null) {
     return {
+      check: (stored, hex, maxLength, exactLength) => {
+        decodeChunk(stored, hex, maxLength, exactLength, scratchOf(maxLength));
+      },
       name: (data) => sha256(data),
       encode: (data) => encodeChunkSync(data, spec.level),
+      encodeInto: (data, _name, out) => encodeChunkSyncInto(data, spec.level, out),
       decode: decodeChunk,
       scrub: (stored, _hex, maxLength) => {
         const header = decodeChunkHeader(stored, maxLength);
@@ -91,25 +122,41 @@ export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
       maxStoredSize: maxChunkFileSize,
     };
   }
+  const encode = (data: Uint8Array, name: Uint8Array): Uint8Array => {
+    const z = zstdCompressSync(data, spec.level);
+    const zstd = z.length < data.length;
+    const payload = zstd ? z : data;
+    return sealChunk(keys, name, {
+      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
+      length: data.length,
+      payloadLength: payload.length,
+    }, payload);
+  };
+  const decode = (
+    stored: Uint8Array,
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+    out?: Uint8Array,
+  ): Uint8Array => {
+    const { header, payload } = openChunk(keys, fromHex(hex), stored, maxLength);
+    const data = decodePayload(header.encoding, payload, header.length, exactLength, out);
+    if (toHex(chunkId(keys, data)) !== hex) {
+      throw new Error("content does not match its keyed id");
+    }
+    return data;
+  };
   return {
     name: (data) => chunkId(keys, data),
-    encode: (data, name) => {
-      const z = zstdCompressSync(data, spec.level);
-      const zstd = z.length < data.length;
-      const payload = zstd ? z : data;
-      return sealChunk(keys, name, {
-        encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-        length: data.length,
-        payloadLength: payload.length,
-      }, payload);
+    encode,
+    encodeInto: (data, name, out) => {
+      const stored = encode(data, name);
+      out.set(stored);
+      return stored.length;
     },
-    decode: (stored, hex, maxLength, exactLength) => {
-      const { header, payload } = openChunk(keys, fromHex(hex), stored, maxLength);
-      const data = decodePayload(header.encoding, payload, header.length, exactLength);
-      if (toHex(chunkId(keys, data)) !== hex) {
-        throw new Error("content does not match its keyed id");
-      }
-      return data;
+    decode,
+    check: (stored, hex, maxLength, exactLength) => {
+      decode(stored, hex, maxLength, exactLength, scratchOf(maxLength));
     },
     scrub: (stored, hex, maxLength) => {
       openChunk(keys, fromHex(hex), stored, maxLength);

@@ -60,18 +60,31 @@ export class ChunkReader implements Disposable {
   /**
    * The bytes of chunk `hex` after every check: at most `maxLength`,
    * exactly `exactLength` when given. Throws `BAD_CHUNK` naming it.
+   *
+   * Decompressed bytes land in `into` when given (a view of at least
+   * `maxLength` bytes covering its whole buffer, which the caller reuses
+   * from chunk to chunk; with threads it moves to one and back), else in a
+   * buffer of their own; a raw chunk's bytes may be a view of another
+   * buffer. Use the result, not `into`: after a call that fails, `into`'s
+   * buffer may be gone (detached).
    */
-  async read(hex: string, maxLength: number, exactLength?: number): Promise<Uint8Array> {
+  async read(
+    hex: string,
+    maxLength: number,
+    exactLength?: number,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
     const stored = await this.#repo.readStoredChunk(hex, maxLength);
     if (this.#workers) {
+      const out = into ?? new Uint8Array(maxLength);
       try {
-        return await this.#workers.decode(stored, hex, maxLength, exactLength);
+        return await this.#workers.decode(stored, hex, maxLength, exactLength, out);
       } catch (e) {
         throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
       }
     }
     try {
-      return this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+      return this.#repo.codec.decode(stored, hex, maxLength, exactLength, into);
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);
     }
@@ -98,7 +111,7 @@ export class ChunkReader implements Disposable {
       return;
     }
     try {
-      if (mode === "deep") this.#repo.codec.decode(stored, hex, maxLength, exactLength);
+      if (mode === "deep") this.#repo.codec.check(stored, hex, maxLength, exactLength);
       else this.#repo.codec.scrub(stored, hex, maxLength);
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);

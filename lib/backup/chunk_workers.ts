@@ -40,8 +40,10 @@ export interface Identified {
 export interface Encoded {
   /** The chunk's bytes, handed back. */
   data: Uint8Array;
-  /** The object to store. */
-  stored: Uint8Array;
+  /** The output buffer, handed back: the object to store is its first `length` bytes. */
+  out: Uint8Array;
+  /** The stored object's length. */
+  length: number;
 }
 
 /**
@@ -71,9 +73,11 @@ interface Pending {
 
 /**
  * The threads a flow should use: `requested` (at least 0), else none. Off
- * by default: measured on a shared 2-core host (docs/benchmarks.md, the
- * `workers.*` rows) the threads cost more CPU per GiB than they saved in
- * wall time; a caller with idle cores turns them on (`workers: N`).
+ * by default, by measurement (docs/benchmarks.md, "Worker threads vs the
+ * calling thread"): on a busy 2-core host the threads cost 1.3-1.6x the CPU
+ * of the calling thread (their start, more buffers in flight, hand-offs)
+ * and, with no idle core to run on, gained no wall time; a caller with
+ * idle cores turns them on (`workers: N`).
  */
 export function workerCount(requested: number | undefined): number {
   return Math.max(0, Math.floor(requested ?? 0));
@@ -136,24 +140,37 @@ export class ChunkWorkers implements Disposable {
     return { data: r.data as Uint8Array, name: r.zero ? null : r.name as Uint8Array };
   }
 
-  /** The object to store for `data`, named `name`; `data`'s buffer moves as in `identify`. */
-  async encode(data: Uint8Array, name: Uint8Array): Promise<Encoded> {
-    const r = await this.#call({ op: "encode", data, name }, [data.buffer as ArrayBuffer]);
-    return { data: r.data as Uint8Array, stored: r.stored as Uint8Array };
+  /**
+   * The object to store for `data`, named `name`, written into the start of
+   * `out` (at least the codec's `maxStoredSize` of `data.length` bytes).
+   * Both buffers move as in `identify` and come back in the result.
+   */
+  async encode(data: Uint8Array, name: Uint8Array, out: Uint8Array): Promise<Encoded> {
+    const r = await this.#call({ op: "encode", data, name, out }, [
+      data.buffer as ArrayBuffer,
+      out.buffer as ArrayBuffer,
+    ]);
+    return { data: r.data as Uint8Array, out: r.out as Uint8Array, length: r.length as number };
   }
 
-  /** The chunk's bytes from stored object `stored` named `hex`, after every check. */
+  /**
+   * The chunk's bytes from stored object `stored` named `hex`, after every
+   * check, written into the start of `out` (at least `maxLength` bytes, a
+   * view of a buffer the caller owns whole, which moves and comes back):
+   * returns the view of `out` that holds them.
+   */
   async decode(
     stored: Uint8Array,
     hex: string,
     maxLength: number,
-    exactLength?: number,
+    exactLength: number | undefined,
+    out: Uint8Array,
   ): Promise<Uint8Array> {
     const r = await this.#call(
-      { op: "decode", stored, hex, maxLength, exactLength },
-      transferList(stored),
+      { op: "decode", stored, hex, maxLength, exactLength, out },
+      [...transferList(stored), out.buffer as ArrayBuffer],
     );
-    return r.data as Uint8Array;
+    return (r.out as Uint8Array).subarray(0, r.length as number);
   }
 
   /**

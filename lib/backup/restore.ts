@@ -26,7 +26,8 @@ export interface RestoreOptions {
   concurrency?: number;
   /**
    * Worker threads that decompress and check chunks; 0 does it on the
-   * calling thread. @default 0
+   * calling thread. @default 0 (as for `backup`: docs/benchmarks.md,
+   * "Worker threads vs the calling thread")
    */
   workers?: number;
   /**
@@ -213,6 +214,7 @@ async function restoreInner(
   let bytesWritten = 0;
   let chunksSkipped = 0;
   let writer: TargetWriter | null = null;
+  const buffers: Uint8Array[] = [];
 
   const one = async (i: number): Promise<void> => {
     options.signal?.throwIfAborted();
@@ -226,9 +228,15 @@ async function restoreInner(
         bytesWritten += len;
       }
     } else {
-      // Every check passes before a byte of the chunk is written.
-      const data = await reader.read(toHex(d), chunkSize, len);
+      // Every check passes before a byte of the chunk is written. A buffer per
+      // chunk in flight, reused (on threads the bytes land in it; a buffer
+      // lost with a failed call is not put back).
+      const into = buffers.pop() ?? new Uint8Array(chunkSize);
+      const data = await reader.read(toHex(d), chunkSize, len, into);
       await writer!.write(offset, data);
+      // `into` came back (as `data`'s buffer on threads); a raw chunk left it unused.
+      const back = data.buffer.byteLength === chunkSize ? data.buffer : into.buffer;
+      if (back.byteLength === chunkSize) buffers.push(new Uint8Array(back as ArrayBuffer));
       bytesWritten += len;
     }
     bytesDone += len;

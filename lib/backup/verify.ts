@@ -45,7 +45,8 @@ export interface VerifyOptions {
   concurrency?: number;
   /**
    * Worker threads that check chunks in a deep verify; 0 checks on the
-   * calling thread. @default 0
+   * calling thread. @default 0 (as for `backup`: docs/benchmarks.md,
+   * "Worker threads vs the calling thread")
    */
   workers?: number;
   /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */

@@ -141,12 +141,19 @@ Deno.test("ChunkWorkers: buffers move and come back; close fails waiting calls",
   const named = await workers.identify(data);
   assert.equal(data.byteLength, 0, "moved to the thread");
   assert.deepEqual(named.data, copy);
-  const { stored, data: back } = await workers.encode(named.data, named.name!);
+  const enc = await workers.encode(named.data, named.name!, new Uint8Array(256 * KiB + 64));
+  const stored = enc.out.subarray(0, enc.length), back = enc.data;
   assert.ok(stored.length < copy.length);
   assert.deepEqual(back, copy);
   const hex = Array.from(named.name!).map((b) => b.toString(16).padStart(2, "0")).join("");
-  assert.deepEqual(await workers.decode(stored.slice(), hex, 256 * KiB, 256 * KiB), copy);
-  await assert.rejects(workers.decode(stored.slice(), hex, 1024), /claims a length/);
+  assert.deepEqual(
+    await workers.decode(stored.slice(), hex, 256 * KiB, 256 * KiB, new Uint8Array(256 * KiB)),
+    copy,
+  );
+  await assert.rejects(
+    workers.decode(stored.slice(), hex, 1024, undefined, new Uint8Array(1024)),
+    /claims a length/,
+  );
   assert.equal((await workers.identify(new Uint8Array(64 * KiB))).name, null);
   const waiting = workers.identify(pseudoRandom(4 << 20, 1));
   workers.close();
