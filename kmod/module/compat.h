@@ -210,6 +210,20 @@ static inline struct bio *compat_bio_alloc(struct block_device *bdev,
 #endif
 }
 
+/* bio_init() took (bio, table, max_vecs) before 5.18. */
+static inline void compat_bio_init(struct bio *bio, struct block_device *bdev,
+				   struct bio_vec *table,
+				   unsigned short max_vecs, unsigned int opf)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 18, 0)
+	bio_init(bio, bdev, table, max_vecs, opf);
+#else
+	bio_init(bio, table, max_vecs);
+	bio_set_dev(bio, bdev);
+	bio->bi_opf = opf;
+#endif
+}
+
 /*
  * A disk's submit_bio() returned a blk_qc_t cookie before 5.16. Declare the
  * handler with COMPAT_SUBMIT_BIO_T and end it with COMPAT_SUBMIT_BIO_DONE.

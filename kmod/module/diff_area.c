@@ -1,20 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Copy-on-write of one device: the chunk table, the writes held until their
- * chunks are saved, and the image reads.
+ * Copy-on-write of one device: the chunk table, the copies in flight, the
+ * writes held until their chunks are in memory, and the image reads.
  *
- * A write to a chunk that is not saved yet is taken off the I/O path and
- * queued (struct cow_req); a worker copies each of its chunks from the
- * device to the difference storage, then resubmits the write past the
- * filter. Image reads are served by workers too: a saved chunk is read from
- * the storage, any other from the device, with the chunk's lock held so a
- * copy (and thus the held write) cannot overtake the read.
+ * A write to a chunk that is not saved yet is held (struct cow_req) while
+ * the chunk is read from the device into a buffer (struct chunk_copy): the
+ * read is submitted from the writer's own context, asynchronously, one per
+ * chunk, so the chunks of one write are read in parallel. When the last
+ * chunk a write waits for is in memory, one work item resubmits the write
+ * past the filter; another saves the buffer to the difference storage
+ * later, records where (chunk_map) and frees the buffer. Buffers come from
+ * a bounded budget per device: writers wait for one (back-pressure).
+ *
+ * The point-in-time guarantee: an image read of a chunk that is neither
+ * saved nor being copied reads the device, and registers itself on the
+ * chunk (a struct chunk_copy with readers and no copy) for as long as it
+ * does; a copy of that chunk releases its held writes only once those
+ * reads have ended, so no write reaches the device under them. Image reads
+ * of a chunk whose copy is in flight wait for it and copy from its buffer.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME "-diff-area: " fmt
 
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <linux/log2.h>
+#include <linux/hash.h>
 #include <linux/sched/mm.h>
 #include <linux/highmem.h>
 #include <linux/completion.h>
@@ -25,12 +35,19 @@
 #include "filter.h"
 #include "snapshot_params.h"
 
-/* Largest chunk buffers we allow per device, all workers together. */
-#define DIFF_AREA_BUF_BUDGET (16UL << 20)
+/* Image workers' buffers, all together, per device. */
+#define DIFF_AREA_BUF_BUDGET (4UL << 20)
+/*
+ * Copies allocated at take, and the least budget in chunks (the budget is
+ * chunk_buffer_mib).
+ */
+#define DIFF_AREA_MIN_COPIES (2 * DIFF_AREA_MAX_WORKERS)
 
 /**
- * struct cow_req - A write held until its chunks are saved.
- * @link: In &diff_area.cow_queue.
+ * struct cow_req - A write held until its chunks are in memory.
+ * @link: In the waiters of the first struct chunk_copy of its range that
+ *	has not released its writes (under &diff_area->copy_lock), or on a
+ *	private list of the release work.
  * @bio: The write.
  * @sector: First sector, relative to the device.
  * @nr_sect: Sectors, clipped to the device.
@@ -42,8 +59,62 @@ struct cow_req {
 	sector_t nr_sect;
 };
 
+/* What a struct chunk_copy in &diff_area->copies is doing. */
+enum chunk_copy_state {
+	COPY_IDLE,	/* no copy: only image reads of the device (readers) */
+	COPY_READING,	/* the read of the chunk from the device is in flight */
+	COPY_IN_MEMORY,	/* the read ended (ok or @err): buf holds the chunk */
+};
+
+/**
+ * struct chunk_copy - A chunk being copied, or read from the device by the
+ *	image; with its buffer, it is the unit of the memory budget.
+ *
+ * Every field but @buf, @vecs and @da is under &diff_area->copy_lock, and
+ * so is membership of the lists and the hash. In the hash from the first
+ * reader or writer of the chunk until the copy is saved (or dropped), then
+ * back on the free list once no image read copies from @buf.
+ *
+ * @hash: In &diff_area->copies while the chunk is copied or read.
+ * @link: In &diff_area->free_copies, &diff_area->copy_done or
+ *	&diff_area->store_queue, or empty.
+ * @da: The owner. Immutable.
+ * @idx: The chunk.
+ * @state: See enum chunk_copy_state.
+ * @readers: Image reads of the chunk from the device in flight: the held
+ *	writes are released only once it is 0.
+ * @users: Image reads copying from @buf.
+ * @released: The held writes were released (once, after the read ended
+ *	and with no readers); a write arriving later need not wait for it.
+ * @hashed: In &diff_area->copies.
+ * @err: The read's error, or 0.
+ * @waiters: Held writes (struct cow_req) waiting for this chunk.
+ * @buf: The chunk's buffer. Immutable.
+ * @bio: The read from the device (its bvecs are @vecs).
+ * @vecs: The read's bvecs, one per page of @buf.
+ */
+struct chunk_copy {
+	struct hlist_node hash;
+	struct list_head link;
+	struct diff_area *da;
+	unsigned long idx;
+	enum chunk_copy_state state;
+	unsigned int readers;
+	unsigned int users;
+	bool released;
+	bool hashed;
+	int err;
+	struct list_head waiters;
+	struct cow_buf *buf;
+	struct bio bio;
+	struct bio_vec vecs[];
+};
+
 static struct kmem_cache *cow_req_cache;
-/* Copy-on-write and image workers; WQ_MEM_RECLAIM: writeback waits on them. */
+/*
+ * Release, store and image work; WQ_MEM_RECLAIM: writeback waits on them.
+ * Bound (per CPU): a read's completion releases its writes on its own CPU.
+ */
 static struct workqueue_struct *cow_wq;
 
 int diff_area_wq_init(void)
@@ -51,7 +122,7 @@ int diff_area_wq_init(void)
 	cow_req_cache = KMEM_CACHE(cow_req, 0);
 	if (!cow_req_cache)
 		return -ENOMEM;
-	cow_wq = alloc_workqueue("blksnap-cow", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	cow_wq = alloc_workqueue("blksnap-cow", WQ_MEM_RECLAIM, 0);
 	if (!cow_wq) {
 		kmem_cache_destroy(cow_req_cache);
 		return -ENOMEM;
@@ -90,6 +161,486 @@ void diff_area_set_corrupted(struct diff_area *da, int err)
 	       MINOR(da->dev_id), err);
 	event_gen(da->events, blksnap_event_code_corrupted, &ev, sizeof(ev));
 	wake_up_all(&da->cow_wait);
+	wake_up_all(&da->copy_wait);
+}
+
+static inline bool diff_area_done(struct diff_area *da)
+{
+	return READ_ONCE(da->error) || READ_ONCE(da->stopping);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Copies in flight                                                       */
+/* ---------------------------------------------------------------------- */
+
+static struct chunk_copy *chunk_copy_alloc(struct diff_area *da)
+{
+	size_t bytes = (size_t)chunk_sectors(da) << SECTOR_SHIFT;
+	unsigned int nr_pages = DIV_ROUND_UP(bytes, PAGE_SIZE);
+	struct chunk_copy *c;
+
+	c = kzalloc(struct_size(c, vecs, nr_pages), GFP_KERNEL);
+	if (!c)
+		return NULL;
+	c->buf = cow_buf_alloc(bytes);
+	if (!c->buf) {
+		kfree(c);
+		return NULL;
+	}
+	c->da = da;
+	INIT_LIST_HEAD(&c->waiters);
+	return c;
+}
+
+static void chunk_copy_free(struct chunk_copy *c)
+{
+	cow_buf_free(c->buf);
+	kfree(c);
+}
+
+static struct hlist_head *copy_bucket(struct diff_area *da, unsigned long idx)
+{
+	return &da->copies[hash_long(idx, DIFF_AREA_COPY_HASH_BITS)];
+}
+
+/* The copy of chunk @idx, or NULL. Under copy_lock. */
+static struct chunk_copy *copy_find(struct diff_area *da, unsigned long idx)
+{
+	struct chunk_copy *c;
+
+	hlist_for_each_entry(c, copy_bucket(da, idx), hash)
+		if (c->idx == idx)
+			return c;
+	return NULL;
+}
+
+/* A free copy set up for chunk @idx and hashed, or NULL. Under copy_lock. */
+static struct chunk_copy *copy_get(struct diff_area *da, unsigned long idx)
+{
+	struct chunk_copy *c;
+
+	if (list_empty(&da->free_copies))
+		return NULL;
+	c = list_first_entry(&da->free_copies, struct chunk_copy, link);
+	list_del_init(&c->link);
+	da->nr_free--;
+	c->idx = idx;
+	c->state = COPY_IDLE;
+	c->readers = 0;
+	c->users = 0;
+	c->released = false;
+	c->err = 0;
+	c->hashed = true;
+	hlist_add_head(&c->hash, copy_bucket(da, idx));
+	return c;
+}
+
+/*
+ * Takes @c out of the hash (the chunk is saved, or its copy dropped) and
+ * frees it once no image read copies from it. Under copy_lock.
+ */
+static void copy_unhash(struct diff_area *da, struct chunk_copy *c)
+{
+	if (c->hashed) {
+		hlist_del(&c->hash);
+		c->hashed = false;
+	}
+	if (!c->users && !c->readers) {
+		list_add(&c->link, &da->free_copies);
+		da->nr_free++;
+		wake_up_all(&da->copy_wait);
+	}
+}
+
+/* Called when a free copy may be lacking. May sleep. */
+static void copy_grow_or_wait(struct diff_area *da)
+{
+	unsigned int noio = memalloc_noio_save();
+	struct chunk_copy *c = NULL;
+	unsigned long flags;
+	bool grow;
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	grow = da->nr_copies < da->max_copies;
+	if (grow)
+		da->nr_copies++;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	if (grow)
+		c = chunk_copy_alloc(da);
+	memalloc_noio_restore(noio);
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	if (c) {
+		list_add(&c->link, &da->free_copies);
+		da->nr_free++;
+	} else if (grow) {
+		da->nr_copies--;
+	}
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	if (!c)
+		wait_event(da->copy_wait,
+			   READ_ONCE(da->nr_free) || diff_area_done(da));
+}
+
+static void copy_read_end_io(struct bio *bio)
+{
+	struct chunk_copy *c = container_of(bio, struct chunk_copy, bio);
+	struct diff_area *da = c->da;
+	int err = blk_status_to_errno(bio->bi_status);
+	unsigned long flags;
+
+	bio_uninit(bio);
+	invalidate_kernel_vmap_range(c->buf->data, c->buf->size);
+	/*
+	 * Everything under the lock: diff_area_flush() takes it to see the
+	 * copies idle, so the diff area outlives this function.
+	 */
+	spin_lock_irqsave(&da->copy_lock, flags);
+	c->err = err;
+	c->state = COPY_IN_MEMORY;
+	list_add_tail(&c->link, &da->copy_done);
+	queue_work(cow_wq, &da->release_work);
+	wake_up_all(&da->copy_wait);
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+}
+
+/*
+ * Starts the copy of @c's chunk: marks it reading (under copy_lock) and
+ * adds it to @start, whose reads copy_submit() submits after the lock.
+ */
+static void copy_begin(struct chunk_copy *c, struct list_head *start)
+{
+	c->state = COPY_READING;
+	list_add_tail(&c->link, start);
+}
+
+/* Submits the reads of the copies on @start (from copy_begin()). */
+static void copy_submit(struct diff_area *da, struct list_head *start)
+{
+	struct chunk_copy *c, *n;
+
+	list_for_each_entry_safe(c, n, start, link) {
+		sector_t first = (sector_t)c->idx << da->chunk_shift;
+		size_t len = (size_t)min_t(sector_t, chunk_sectors(da),
+					   da->capacity - first) << SECTOR_SHIFT;
+		size_t added = 0;
+		unsigned int i;
+
+		list_del_init(&c->link);
+		compat_bio_init(&c->bio, da->orig.bdev, c->vecs,
+				c->buf->nr_pages, REQ_OP_READ);
+		c->bio.bi_iter.bi_sector = first;
+		c->bio.bi_end_io = copy_read_end_io;
+		for (i = 0; added < len; i++) {
+			unsigned int bytes = min_t(size_t, len - added,
+						   PAGE_SIZE);
+
+			/* One page per vec: as many vecs as pages. */
+			__bio_add_page(&c->bio, c->buf->bvec[i].bv_page, bytes,
+				       0);
+			added += bytes;
+		}
+		/* Past the filter; from a submitter, queued on its list. */
+		filter_submit_bio_noacct(&c->bio);
+	}
+}
+
+/*
+ * Starts the copy of every chunk of [@first, @last] that is neither saved
+ * nor being copied. With @all, starts none unless there are buffers for
+ * all. Returns the number of chunks that still need a buffer. Under
+ * copy_lock.
+ */
+static unsigned long copy_start_range(struct diff_area *da,
+				      unsigned long first, unsigned long last,
+				      bool all, struct list_head *start)
+{
+	unsigned long idx, needed = 0;
+	struct chunk_copy *c;
+
+	if (all) {
+		for (idx = first; idx <= last; idx++)
+			if (!da->chunk_map[idx] && !copy_find(da, idx))
+				needed++;
+		if (needed > da->nr_free)
+			return needed;
+		needed = 0;
+	}
+	for (idx = first; idx <= last; idx++) {
+		if (da->chunk_map[idx])
+			continue;
+		c = copy_find(da, idx);
+		if (!c)
+			c = copy_get(da, idx);
+		if (!c)
+			needed++;
+		else if (c->state == COPY_IDLE)
+			copy_begin(c, start);
+	}
+	return needed;
+}
+
+/*
+ * Holds @req on the first chunk of its range whose copy has not released
+ * its writes. Returns false when there is none: the write may go. Under
+ * copy_lock.
+ */
+static bool copy_hold(struct diff_area *da, struct cow_req *req)
+{
+	unsigned long idx = req->sector >> da->chunk_shift;
+	unsigned long last = (req->sector + req->nr_sect - 1) >>
+			     da->chunk_shift;
+	struct chunk_copy *c;
+
+	for (; idx <= last; idx++) {
+		c = copy_find(da, idx);
+		if (c && !c->released) {
+			list_add_tail(&req->link, &c->waiters);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void cow_req_release(struct diff_area *da, struct cow_req *req)
+{
+	unsigned long flags;
+
+	/* Past the filter: the tracker saw this write already. */
+	filter_submit_bio_noacct(req->bio);
+	mempool_free(req, da->req_pool);
+	spin_lock_irqsave(&da->copy_lock, flags);
+	da->cow_queued--;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	wake_up(&da->cow_wait);
+}
+
+/*
+ * The reads that ended: releases the writes held for them (each goes on
+ * once no chunk of its range is still being read) and queues the chunks to
+ * be saved. A copy with image reads of the device in flight waits for the
+ * last of them, which queues it here again.
+ */
+static void diff_area_release_work(struct work_struct *work)
+{
+	struct diff_area *da = container_of(work, struct diff_area,
+					    release_work);
+	struct cow_req *req, *n;
+	struct chunk_copy *c;
+	unsigned long flags;
+	unsigned long idx;
+	LIST_HEAD(held);
+	int err;
+
+	for (;;) {
+		spin_lock_irqsave(&da->copy_lock, flags);
+		if (list_empty(&da->copy_done)) {
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			break;
+		}
+		c = list_first_entry(&da->copy_done, struct chunk_copy, link);
+		list_del_init(&c->link);
+		if (c->readers) {
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			continue;
+		}
+		c->released = true;
+		list_splice_init(&c->waiters, &held);
+		idx = c->idx;
+		err = c->err;
+		if (err) {
+			copy_unhash(da, c);
+		} else {
+			list_add_tail(&c->link, &da->store_queue);
+			queue_work(cow_wq, &da->store_work);
+		}
+		spin_unlock_irqrestore(&da->copy_lock, flags);
+
+		if (err) {
+			pr_err("reading chunk %lu of [%u:%u] failed: %d\n",
+			       idx, MAJOR(da->dev_id), MINOR(da->dev_id), err);
+			diff_area_set_corrupted(da, err);
+		}
+		list_for_each_entry_safe(req, n, &held, link) {
+			list_del_init(&req->link);
+			spin_lock_irqsave(&da->copy_lock, flags);
+			if (copy_hold(da, req))
+				req = NULL;
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			if (req)
+				cow_req_release(da, req);
+		}
+		cond_resched();
+	}
+}
+
+/* Saves @c's chunk to the storage. May sleep. */
+static int copy_store(struct diff_area *da, struct chunk_copy *c,
+		      sector_t *where)
+{
+	sector_t first = (sector_t)c->idx << da->chunk_shift;
+	sector_t nr = min_t(sector_t, chunk_sectors(da), da->capacity - first);
+	size_t bytes = chunk_sectors(da) << SECTOR_SHIFT;
+	int err;
+
+	err = diff_storage_alloc(da->storage, chunk_sectors(da), where);
+	if (err)
+		return err;
+	if (nr < chunk_sectors(da))
+		memset(c->buf->data + (nr << SECTOR_SHIFT), 0,
+		       bytes - (nr << SECTOR_SHIFT));
+	err = diff_storage_rw(da->storage, true, *where, c->buf, 0, bytes);
+	if (err)
+		pr_err("saving chunk %lu of [%u:%u] failed: %d\n", c->idx,
+		       MAJOR(da->dev_id), MINOR(da->dev_id), err);
+	return err;
+}
+
+static void diff_area_store_work(struct work_struct *work)
+{
+	struct diff_area *da = container_of(work, struct diff_area,
+					    store_work);
+	unsigned int noio = memalloc_noio_save();
+	unsigned int local_throttle = current->flags & PF_LOCAL_THROTTLE;
+	struct chunk_copy *c;
+	unsigned long flags;
+	sector_t where = 0;
+	int err;
+
+	/*
+	 * Buffered storage writes (no O_DIRECT, or a file system that falls
+	 * back to buffered I/O) must not wait in balance_dirty_pages() for
+	 * dirty pages of the snapshotted device: their writeback waits for
+	 * held writes. As loop does, be throttled by our own dirty pages only.
+	 */
+	current->flags |= PF_LOCAL_THROTTLE;
+	for (;;) {
+		spin_lock_irqsave(&da->copy_lock, flags);
+		if (list_empty(&da->store_queue)) {
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			break;
+		}
+		c = list_first_entry(&da->store_queue, struct chunk_copy, link);
+		list_del_init(&c->link);
+		spin_unlock_irqrestore(&da->copy_lock, flags);
+
+		/* Going away or corrupted: nobody reads the copy again. */
+		err = diff_area_done(da) ? -ECANCELED : copy_store(da, c, &where);
+
+		spin_lock_irqsave(&da->copy_lock, flags);
+		if (!err) {
+			/* Publish once the copy is in the storage (chunk_map). */
+			smp_store_release(&da->chunk_map[c->idx], where);
+		}
+		copy_unhash(da, c);
+		wake_up_all(&da->copy_wait);
+		spin_unlock_irqrestore(&da->copy_lock, flags);
+		if (err && err != -ECANCELED)
+			diff_area_set_corrupted(da, err);
+		cond_resched();
+	}
+	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) | local_throttle;
+	memalloc_noio_restore(noio);
+}
+
+static bool diff_area_room(struct diff_area *da)
+{
+	return READ_ONCE(da->cow_queued) < chunk_maximum_in_queue ||
+	       diff_area_done(da);
+}
+
+enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
+				     sector_t sector, sector_t count,
+				     bool may_block)
+{
+	/*
+	 * A writer whose own bios wait on current->bio_list (the reads it
+	 * starts among them) must not wait for buffers those bios free.
+	 */
+	bool may_wait = may_block && !current->bio_list;
+	sector_t end = sector + count;
+	unsigned long first, idx, last, needed;
+	struct cow_req *req;
+	unsigned long flags;
+	bool held;
+	LIST_HEAD(start);
+
+	if (diff_area_done(da))
+		return DIFF_AREA_PASS;
+	if (end > da->capacity)
+		end = da->capacity;
+	if (sector >= end)
+		return DIFF_AREA_PASS;
+
+	first = sector >> da->chunk_shift;
+	last = (end - 1) >> da->chunk_shift;
+	for (idx = first; idx <= last; idx++) {
+		/* Lockless: pairs with the release in diff_area_store_work(). */
+		if (!smp_load_acquire(&da->chunk_map[idx]))
+			break;
+	}
+	if (idx > last)
+		return DIFF_AREA_PASS;	/* every chunk saved: no need to wait */
+
+	if (may_wait) {
+		/* Bounded: the writer waits, memory does not grow. */
+		wait_event(da->cow_wait, diff_area_room(da));
+		req = mempool_alloc(da->req_pool, GFP_NOIO);
+	} else {
+		if (!diff_area_room(da))
+			return DIFF_AREA_AGAIN;
+		req = mempool_alloc(da->req_pool, GFP_NOWAIT);
+		if (!req)
+			return DIFF_AREA_AGAIN;
+	}
+	INIT_LIST_HEAD(&req->link);
+	req->bio = bio;
+	req->sector = sector;
+	req->nr_sect = end - sector;
+
+	for (;;) {
+		spin_lock_irqsave(&da->copy_lock, flags);
+		if (diff_area_done(da)) {
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			mempool_free(req, da->req_pool);
+			return DIFF_AREA_PASS;
+		}
+		/* One that may not wait starts all its copies, or none. */
+		needed = copy_start_range(da, first, last, !may_wait, &start);
+		if (!needed)
+			break;
+		spin_unlock_irqrestore(&da->copy_lock, flags);
+		if (!may_wait) {
+			mempool_free(req, da->req_pool);
+			return DIFF_AREA_AGAIN;
+		}
+		copy_submit(da, &start);
+		copy_grow_or_wait(da);
+	}
+	held = copy_hold(da, req);
+	if (held)
+		da->cow_queued++;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	copy_submit(da, &start);
+	if (held)
+		return DIFF_AREA_HELD;
+	mempool_free(req, da->req_pool);
+	return DIFF_AREA_PASS;
+}
+
+static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
+			const void *src, size_t len)
+{
+	while (len) {
+		struct bio_vec bv = bio_iter_iovec(bio, *it);
+		unsigned int n = min_t(size_t, bv.bv_len, len);
+
+		bv.bv_len = n;
+		memcpy_to_bvec(&bv, src);
+		src += n;
+		len -= n;
+		bio_advance_iter_single(bio, it, n);
+	}
 }
 
 static void orig_end_io(struct bio *bio)
@@ -98,18 +649,16 @@ static void orig_end_io(struct bio *bio)
 }
 
 /*
- * Reads @len bytes at @sector of the device into @buf at @offset, past the
- * filter (the tracker's submit lock may be held for writing while we wait
- * here). May sleep.
+ * Reads @len bytes at @sector of the device into @buf, past the filter.
+ * May sleep.
  */
 static int diff_area_read_orig(struct diff_area *da, sector_t sector,
-			       struct cow_buf *buf, size_t offset, size_t len)
+			       struct cow_buf *buf, size_t len)
 {
 	size_t done = 0;
 	int err = 0;
 
-	if (WARN_ON_ONCE(offset & ~PAGE_MASK || offset + len > buf->size ||
-			 len & (SECTOR_SIZE - 1)))
+	if (WARN_ON_ONCE(len > buf->size || len & (SECTOR_SIZE - 1)))
 		return -EINVAL;
 
 	while (done < len && !err) {
@@ -117,7 +666,7 @@ static int diff_area_read_orig(struct diff_area *da, sector_t sector,
 		size_t piece = min_t(size_t, len - done,
 				     (size_t)BIO_MAX_VECS << PAGE_SHIFT);
 		unsigned int nr = DIV_ROUND_UP(piece, PAGE_SIZE);
-		unsigned int pg = (offset + done) >> PAGE_SHIFT;
+		unsigned int pg = done >> PAGE_SHIFT;
 		size_t added = 0;
 		struct bio *bio;
 		unsigned int i;
@@ -145,237 +694,159 @@ static int diff_area_read_orig(struct diff_area *da, sector_t sector,
 		bio_put(bio);
 		done += piece;
 	}
-	invalidate_kernel_vmap_range(buf->data + offset, len);
+	invalidate_kernel_vmap_range(buf->data, len);
 	return err;
 }
 
-/* Saves chunk @idx to the storage unless it is saved. May sleep. */
-static int diff_area_copy_chunk(struct diff_area *da, struct cow_buf *buf,
-				unsigned long idx)
+/* How an image read serves one chunk (see diff_area_image_read_chunk()). */
+enum image_source {
+	IMAGE_FROM_STORAGE,	/* the saved copy */
+	IMAGE_FROM_MEMORY,	/* the buffer of the copy in flight */
+	IMAGE_FROM_DEVICE,	/* the device, as a reader of the chunk */
+	IMAGE_WAIT,		/* a copy is reading the chunk: wait for it */
+	IMAGE_NO_COPY,		/* no free struct chunk_copy: wait for one */
+};
+
+/*
+ * Where to read chunk @idx from, registering as a reader or a user of its
+ * struct chunk_copy (*@cp) for the two sources that need one.
+ */
+static enum image_source image_source(struct diff_area *da, unsigned long idx,
+				      sector_t *where, struct chunk_copy **cp)
 {
-	sector_t start = (sector_t)idx << da->chunk_shift;
-	sector_t nr = min_t(sector_t, chunk_sectors(da), da->capacity - start);
-	struct mutex *lock = chunk_lock(da, idx);
-	sector_t where;
-	int err = 0;
-
-	/* Pairs with the release below: a saved chunk's copy is complete. */
-	if (smp_load_acquire(&da->chunk_map[idx]))
-		return 0;
-
-	mutex_lock(lock);
-	if (da->chunk_map[idx])
-		goto out;
-	err = READ_ONCE(da->error);
-	if (err || READ_ONCE(da->stopping))
-		goto out;
-
-	err = diff_storage_alloc(da->storage, chunk_sectors(da), &where);
-	if (err)
-		goto out;
-	err = diff_area_read_orig(da, start, buf, 0, nr << SECTOR_SHIFT);
-	if (err) {
-		pr_err("reading chunk %lu of [%u:%u] failed: %d\n", idx,
-		       MAJOR(da->dev_id), MINOR(da->dev_id), err);
-		goto out;
-	}
-	if (nr < chunk_sectors(da))
-		memset(buf->data + (nr << SECTOR_SHIFT), 0,
-		       (chunk_sectors(da) - nr) << SECTOR_SHIFT);
-	err = diff_storage_rw(da->storage, true, where, buf, 0,
-			      chunk_sectors(da) << SECTOR_SHIFT);
-	if (err) {
-		pr_err("saving chunk %lu of [%u:%u] failed: %d\n", idx,
-		       MAJOR(da->dev_id), MINOR(da->dev_id), err);
-		goto out;
-	}
-	/* Publish only after the copy is in the storage (see chunk_map). */
-	smp_store_release(&da->chunk_map[idx], where);
-out:
-	mutex_unlock(lock);
-	return err;
-}
-
-static struct cow_req *diff_area_cow_dequeue(struct diff_area *da)
-{
-	struct cow_req *req = NULL;
+	enum image_source src = IMAGE_FROM_DEVICE;
+	struct chunk_copy *c;
 	unsigned long flags;
 
-	spin_lock_irqsave(&da->queue_lock, flags);
-	if (!list_empty(&da->cow_queue)) {
-		req = list_first_entry(&da->cow_queue, struct cow_req, link);
-		list_del(&req->link);
-	}
-	spin_unlock_irqrestore(&da->queue_lock, flags);
-	return req;
-}
-
-static void diff_area_cow_work(struct work_struct *work)
-{
-	struct diff_area_worker *w = container_of(work,
-						  struct diff_area_worker,
-						  work);
-	struct diff_area *da = w->da;
-	unsigned int noio = memalloc_noio_save();
-	unsigned int local_throttle = current->flags & PF_LOCAL_THROTTLE;
-	struct cow_req *req;
-	unsigned long flags;
-
-	/*
-	 * Buffered storage writes (no O_DIRECT, or a file system that falls
-	 * back to buffered I/O) must not wait in balance_dirty_pages() for
-	 * dirty pages of the snapshotted device: their writeback waits for
-	 * this worker. As loop does, be throttled by our own dirty pages only.
-	 */
-	current->flags |= PF_LOCAL_THROTTLE;
-	while ((req = diff_area_cow_dequeue(da))) {
-		unsigned long idx = req->sector >> da->chunk_shift;
-		unsigned long last = (req->sector + req->nr_sect - 1) >>
-				     da->chunk_shift;
-
-		for (; idx <= last; idx++) {
-			int err = diff_area_copy_chunk(da, w->buf, idx);
-
-			if (err) {
-				diff_area_set_corrupted(da, err);
-				break;
-			}
-		}
-		/* Past the filter: the tracker saw this write already. */
-		filter_submit_bio_noacct(req->bio);
-		mempool_free(req, da->req_pool);
-
-		spin_lock_irqsave(&da->queue_lock, flags);
-		da->cow_queued--;
-		spin_unlock_irqrestore(&da->queue_lock, flags);
-		wake_up(&da->cow_wait);
-		cond_resched();
-	}
-	current->flags = (current->flags & ~PF_LOCAL_THROTTLE) | local_throttle;
-	memalloc_noio_restore(noio);
-}
-
-static void diff_area_kick(struct diff_area_worker *workers, unsigned int nr)
-{
-	unsigned int i;
-
-	for (i = 0; i < nr; i++)
-		queue_work(cow_wq, &workers[i].work);
-}
-
-static bool diff_area_room(struct diff_area *da)
-{
-	return READ_ONCE(da->cow_queued) < chunk_maximum_in_queue ||
-	       READ_ONCE(da->error) || READ_ONCE(da->stopping);
-}
-
-enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
-				     sector_t sector, sector_t count,
-				     bool may_block)
-{
-	sector_t end = sector + count;
-	unsigned long idx, last;
-	struct cow_req *req;
-	unsigned long flags;
-
-	if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-		return DIFF_AREA_PASS;
-	if (end > da->capacity)
-		end = da->capacity;
-	if (sector >= end)
-		return DIFF_AREA_PASS;
-
-	last = (end - 1) >> da->chunk_shift;
-	/* Lockless: pairs with the release in diff_area_copy_chunk(). */
-	for (idx = sector >> da->chunk_shift; idx <= last; idx++)
-		if (!smp_load_acquire(&da->chunk_map[idx]))
-			break;
-	if (idx > last)
-		return DIFF_AREA_PASS;	/* every chunk saved: no need to wait */
-
-	if (may_block) {
-		/* A bounded queue: the writer waits, memory does not grow. */
-		wait_event(da->cow_wait, diff_area_room(da));
-		if (READ_ONCE(da->error) || READ_ONCE(da->stopping))
-			return DIFF_AREA_PASS;
-		req = mempool_alloc(da->req_pool, GFP_NOIO);
+	spin_lock_irqsave(&da->copy_lock, flags);
+	*where = da->chunk_map[idx];
+	c = copy_find(da, idx);
+	if (*where) {
+		src = IMAGE_FROM_STORAGE;
+	} else if (!c) {
+		c = copy_get(da, idx);
+		if (c)
+			c->readers++;
+		else
+			src = IMAGE_NO_COPY;
+	} else if (c->state == COPY_IDLE) {
+		c->readers++;
+	} else if (c->state == COPY_READING) {
+		src = IMAGE_WAIT;
 	} else {
-		if (!diff_area_room(da))
-			return DIFF_AREA_AGAIN;
-		req = mempool_alloc(da->req_pool, GFP_NOWAIT);
-		if (!req)
-			return DIFF_AREA_AGAIN;
+		c->users++;
+		src = IMAGE_FROM_MEMORY;
 	}
-	INIT_LIST_HEAD(&req->link);
-	req->bio = bio;
-	req->sector = sector;
-	req->nr_sect = end - sector;
-
-	spin_lock_irqsave(&da->queue_lock, flags);
-	list_add_tail(&req->link, &da->cow_queue);
-	da->cow_queued++;
-	spin_unlock_irqrestore(&da->queue_lock, flags);
-
-	diff_area_kick(da->cow_workers, da->nr_workers);
-	return DIFF_AREA_HELD;
+	*cp = c;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	return src;
 }
 
-static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
-			const void *src, size_t len)
+/* The end of an image read of @c's chunk as reader or user. */
+static void image_source_put(struct diff_area *da, struct chunk_copy *c,
+			     bool reader)
 {
-	while (len) {
-		struct bio_vec bv = bio_iter_iovec(bio, *it);
-		unsigned int n = min_t(size_t, bv.bv_len, len);
+	unsigned long flags;
 
-		bv.bv_len = n;
-		memcpy_to_bvec(&bv, src);
-		src += n;
-		len -= n;
-		bio_advance_iter_single(bio, it, n);
+	spin_lock_irqsave(&da->copy_lock, flags);
+	if (reader)
+		c->readers--;
+	else
+		c->users--;
+	if (!c->readers && !c->users) {
+		if (!c->hashed || c->state == COPY_IDLE) {
+			copy_unhash(da, c);
+		} else if (c->state == COPY_IN_MEMORY && !c->released &&
+			   list_empty(&c->link)) {
+			/* The copy waited for us to release its writes. */
+			list_add_tail(&c->link, &da->copy_done);
+			queue_work(cow_wq, &da->release_work);
+		}
 	}
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+}
+
+/* Whether chunk @idx has a copy reading it from the device. */
+static bool copy_reading(struct diff_area *da, unsigned long idx)
+{
+	struct chunk_copy *c;
+	unsigned long flags;
+	bool reading;
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	c = copy_find(da, idx);
+	reading = c && c->state == COPY_READING;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	return reading;
 }
 
 /*
- * Reads @nr sectors at @in_chunk of chunk @idx into the bio at @it: from the
- * chunk's saved copy, or from the original while it has none. May sleep.
+ * Reads @nr sectors at @in_chunk of chunk @idx into the bio at @it: from
+ * the chunk's saved copy, its copy in memory, or the device while it has
+ * neither (as a reader of the chunk: a copy holds its writes until we are
+ * done). May sleep.
  */
 static int diff_area_image_read_chunk(struct diff_area *da,
 				      struct cow_buf *buf, unsigned long idx,
 				      sector_t in_chunk, sector_t nr,
 				      struct bio *bio, struct bvec_iter *it)
 {
-	struct mutex *lock = chunk_lock(da, idx);
+	size_t from = in_chunk << SECTOR_SHIFT;
+	struct chunk_copy *c;
 	const void *src;
 	sector_t where;
-	int err;
+	int err = 0;
 
-	mutex_lock(lock);
-	where = da->chunk_map[idx];
-	if (READ_ONCE(da->error)) {
-		err = -EIO;
-	} else if (where) {
-		size_t a = round_down(in_chunk << SECTOR_SHIFT, PAGE_SIZE);
-		size_t b = round_up((in_chunk + nr) << SECTOR_SHIFT,
-				    PAGE_SIZE);
+	for (;;) {
+		if (READ_ONCE(da->error))
+			return -EIO;
+		switch (image_source(da, idx, &where, &c)) {
+		case IMAGE_WAIT:
+			wait_event(da->copy_wait, !copy_reading(da, idx));
+			continue;
+		case IMAGE_NO_COPY:
+			copy_grow_or_wait(da);
+			continue;
+		case IMAGE_FROM_STORAGE: {
+			size_t a = round_down(from, PAGE_SIZE);
+			size_t b = round_up((in_chunk + nr) << SECTOR_SHIFT,
+					    PAGE_SIZE);
+			struct mutex *lock = chunk_lock(da, idx);
 
-		err = diff_storage_rw(da->storage, false,
-				      where + (a >> SECTOR_SHIFT), buf, a,
-				      b - a);
-		src = buf->data + (in_chunk << SECTOR_SHIFT);
-	} else {
-		sector_t pos = ((sector_t)idx << da->chunk_shift) + in_chunk;
-
-		err = diff_area_read_orig(da, pos, buf, 0, nr << SECTOR_SHIFT);
-		src = buf->data;
-		/*
-		 * Once the image is corrupted (overflow, detach), writes
-		 * skip copy-on-write and the chunk locks: one may have
-		 * landed under this read. Decide after it.
-		 */
-		if (!err && READ_ONCE(da->error))
-			err = -EIO;
+			/* An image write may be changing the copy. */
+			mutex_lock(lock);
+			err = diff_storage_rw(da->storage, false,
+					      where + (a >> SECTOR_SHIFT), buf,
+					      a, b - a);
+			mutex_unlock(lock);
+			src = buf->data + from;
+			break;
+		}
+		case IMAGE_FROM_MEMORY:
+			err = c->err ? -EIO : 0;
+			if (!err)
+				copy_to_bio(bio, it, c->buf->data + from,
+					    nr << SECTOR_SHIFT);
+			image_source_put(da, c, false);
+			return err;
+		case IMAGE_FROM_DEVICE:
+			err = diff_area_read_orig(da, ((sector_t)idx <<
+						       da->chunk_shift) +
+						  in_chunk, buf,
+						  nr << SECTOR_SHIFT);
+			image_source_put(da, c, true);
+			src = buf->data;
+			/*
+			 * Once the image is corrupted (overflow, detach),
+			 * writes skip copy-on-write and wait for no reader:
+			 * one may have landed under this read. Decide after.
+			 */
+			if (!err && READ_ONCE(da->error))
+				err = -EIO;
+			break;
+		}
+		break;
 	}
-	mutex_unlock(lock);
 	if (!err)
 		copy_to_bio(bio, it, src, nr << SECTOR_SHIFT);
 	return err;
@@ -388,10 +859,11 @@ static int diff_area_image_read_chunk(struct diff_area *da,
 /*
  * A write to the image lands in its chunk's copy in the difference storage,
  * never on the original. A chunk not saved yet is saved first, by the same
- * diff_area_copy_chunk() a write to the original uses and under the same
- * chunk lock: so the chunk's first copy is always the original's data as
- * at the take, and a later write to the original finds the chunk saved and
- * never copies over what the image wrote. The image's data then goes into
+ * copy a write to the original starts (or joins it), and the image write
+ * waits until the copy is in the storage: so the chunk's first copy is
+ * always the original's data as at the take, and a later write to the
+ * original finds the chunk saved and never copies over what the image
+ * wrote. The image's data then goes into
  * the saved copy under the chunk's lock, which image reads take too: pages
  * the write covers only partly are read from the storage first.
  *
@@ -416,6 +888,49 @@ static void copy_from_bio(struct bio *bio, struct bvec_iter *it, void *dst,
 	}
 }
 
+/* Whether chunk @idx is saved, the image corrupted, or no copy in flight. */
+static bool copy_settled(struct diff_area *da, unsigned long idx)
+{
+	struct chunk_copy *c;
+	unsigned long flags;
+	bool settled;
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	c = copy_find(da, idx);
+	settled = da->chunk_map[idx] || diff_area_done(da) || !c ||
+		  c->state == COPY_IDLE;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	return settled;
+}
+
+/*
+ * Saves chunk @idx unless it is saved: starts its copy (or joins the one
+ * in flight) and waits until it is in the storage. May sleep. Returns its
+ * storage sector, or 0 when the image is corrupted or going away.
+ */
+static sector_t diff_area_save_chunk(struct diff_area *da, unsigned long idx)
+{
+	unsigned long flags, needed;
+	sector_t where;
+	LIST_HEAD(start);
+
+	for (;;) {
+		spin_lock_irqsave(&da->copy_lock, flags);
+		where = da->chunk_map[idx];
+		if (where || diff_area_done(da)) {
+			spin_unlock_irqrestore(&da->copy_lock, flags);
+			return diff_area_done(da) ? 0 : where;
+		}
+		needed = copy_start_range(da, idx, idx, false, &start);
+		spin_unlock_irqrestore(&da->copy_lock, flags);
+		copy_submit(da, &start);
+		if (needed)
+			copy_grow_or_wait(da);
+		else
+			wait_event(da->copy_wait, copy_settled(da, idx));
+	}
+}
+
 /*
  * Writes @nr sectors at @in_chunk of chunk @idx into its saved copy: the
  * bio's data at @it, or zeroes when @it is NULL. May sleep.
@@ -432,14 +947,11 @@ static int diff_area_image_write_chunk(struct diff_area *da,
 	sector_t where;
 	int err;
 
-	err = diff_area_copy_chunk(da, buf, idx);
-	if (err) {
-		diff_area_set_corrupted(da, err);
-		return err;
-	}
+	/* Not saved: the image is corrupted or going away. */
+	if (!diff_area_save_chunk(da, idx))
+		return -EIO;
 	mutex_lock(lock);
 	where = da->chunk_map[idx];
-	/* Not saved after a successful copy: the snapshot is going away. */
 	if (READ_ONCE(da->error) || !where) {
 		err = -EIO;
 		goto out;
@@ -520,9 +1032,9 @@ static void diff_area_image_work(struct work_struct *work)
 	struct bio *bio;
 
 	for (;;) {
-		spin_lock_irqsave(&da->queue_lock, flags);
+		spin_lock_irqsave(&da->copy_lock, flags);
 		bio = bio_list_pop(&da->image_bios);
-		spin_unlock_irqrestore(&da->queue_lock, flags);
+		spin_unlock_irqrestore(&da->copy_lock, flags);
 		if (!bio)
 			break;
 		diff_area_image_rw(da, w->buf, bio);
@@ -534,11 +1046,13 @@ static void diff_area_image_work(struct work_struct *work)
 void diff_area_image_bio(struct diff_area *da, struct bio *bio)
 {
 	unsigned long flags;
+	unsigned int i;
 
-	spin_lock_irqsave(&da->queue_lock, flags);
+	spin_lock_irqsave(&da->copy_lock, flags);
 	bio_list_add(&da->image_bios, bio);
-	spin_unlock_irqrestore(&da->queue_lock, flags);
-	diff_area_kick(da->image_workers, da->nr_workers);
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	for (i = 0; i < da->nr_workers; i++)
+		queue_work(cow_wq, &da->image_workers[i].work);
 }
 
 static unsigned int diff_area_chunk_shift(struct block_device *bdev,
@@ -574,13 +1088,18 @@ struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 	da->events = events;
 	for (i = 0; i < DIFF_AREA_LOCKS; i++)
 		mutex_init(&da->chunk_locks[i]);
-	spin_lock_init(&da->queue_lock);
-	INIT_LIST_HEAD(&da->cow_queue);
+	spin_lock_init(&da->copy_lock);
+	for (i = 0; i < ARRAY_SIZE(da->copies); i++)
+		INIT_HLIST_HEAD(&da->copies[i]);
+	INIT_LIST_HEAD(&da->free_copies);
+	INIT_LIST_HEAD(&da->copy_done);
+	INIT_LIST_HEAD(&da->store_queue);
+	INIT_WORK(&da->release_work, diff_area_release_work);
+	INIT_WORK(&da->store_work, diff_area_store_work);
+	init_waitqueue_head(&da->copy_wait);
 	init_waitqueue_head(&da->cow_wait);
 	bio_list_init(&da->image_bios);
 	for (i = 0; i < DIFF_AREA_MAX_WORKERS; i++) {
-		da->cow_workers[i].da = da;
-		INIT_WORK(&da->cow_workers[i].work, diff_area_cow_work);
 		da->image_workers[i].da = da;
 		INIT_WORK(&da->image_workers[i].work, diff_area_image_work);
 	}
@@ -612,13 +1131,26 @@ struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 	}
 
 	chunk_bytes = (size_t)chunk_sectors(da) << SECTOR_SHIFT;
+	da->max_copies = max_t(unsigned long,
+			       ((unsigned long)chunk_buffer_mib << 20) /
+			       chunk_bytes, DIFF_AREA_MIN_COPIES);
+	for (i = 0; i < DIFF_AREA_MIN_COPIES; i++) {
+		struct chunk_copy *c = chunk_copy_alloc(da);
+
+		if (!c) {
+			err = -ENOMEM;
+			goto fail;
+		}
+		list_add(&c->link, &da->free_copies);
+		da->nr_copies++;
+		da->nr_free++;
+	}
 	da->nr_workers = clamp_t(unsigned long,
-				 DIFF_AREA_BUF_BUDGET / 2 / chunk_bytes, 1,
+				 DIFF_AREA_BUF_BUDGET / chunk_bytes, 1,
 				 DIFF_AREA_MAX_WORKERS);
 	for (i = 0; i < da->nr_workers; i++) {
-		da->cow_workers[i].buf = cow_buf_alloc(chunk_bytes);
 		da->image_workers[i].buf = cow_buf_alloc(chunk_bytes);
-		if (!da->cow_workers[i].buf || !da->image_workers[i].buf) {
+		if (!da->image_workers[i].buf) {
 			err = -ENOMEM;
 			goto fail;
 		}
@@ -637,31 +1169,61 @@ void diff_area_stop(struct diff_area *da)
 {
 	WRITE_ONCE(da->stopping, true);
 	wake_up_all(&da->cow_wait);
+	wake_up_all(&da->copy_wait);
+}
+
+void diff_area_flush_image(struct diff_area *da)
+{
+	unsigned int i;
+
+	for (i = 0; i < da->nr_workers; i++)
+		flush_work(&da->image_workers[i].work);
+}
+
+/* No copy in flight: every struct chunk_copy is free. */
+static bool diff_area_idle(struct diff_area *da)
+{
+	unsigned long flags;
+	bool idle;
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	idle = da->nr_free == da->nr_copies;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	return idle;
 }
 
 void diff_area_flush(struct diff_area *da)
 {
-	unsigned int i;
-
-	for (i = 0; i < da->nr_workers; i++) {
-		flush_work(&da->cow_workers[i].work);
-		flush_work(&da->image_workers[i].work);
-	}
+	diff_area_flush_image(da);
+	if (!READ_ONCE(da->stopping))
+		return;
+	/*
+	 * Stopped: no copy starts. Those in flight end (their reads complete,
+	 * the store drops them), and their held writes go on.
+	 */
+	wait_event(da->copy_wait, diff_area_idle(da));
+	flush_work(&da->release_work);
+	flush_work(&da->store_work);
 }
 
 void diff_area_free(struct diff_area *da)
 {
+	struct chunk_copy *c, *n;
 	unsigned int i;
 
 	if (!da)
 		return;
-	diff_area_flush(da);
-	WARN_ON(!list_empty(&da->cow_queue));
-	WARN_ON(!bio_list_empty(&da->image_bios));
-	for (i = 0; i < DIFF_AREA_MAX_WORKERS; i++) {
-		cow_buf_free(da->cow_workers[i].buf);
-		cow_buf_free(da->image_workers[i].buf);
+	if (da->nr_copies) {
+		WRITE_ONCE(da->stopping, true);
+		diff_area_flush(da);
 	}
+	WARN_ON(da->cow_queued);
+	WARN_ON(!bio_list_empty(&da->image_bios));
+	WARN_ON(da->nr_free != da->nr_copies);
+	list_for_each_entry_safe(c, n, &da->free_copies, link)
+		chunk_copy_free(c);
+	for (i = 0; i < DIFF_AREA_MAX_WORKERS; i++)
+		cow_buf_free(da->image_workers[i].buf);
 	mempool_destroy(da->req_pool);
 	kvfree(da->chunk_map);
 	diff_storage_put(da->storage);

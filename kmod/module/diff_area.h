@@ -25,9 +25,11 @@ struct diff_area;
 /* Chunk locks are hashed: two chunks may share one, which only serialises. */
 #define DIFF_AREA_LOCKS 64
 #define DIFF_AREA_MAX_WORKERS 4
+/* Buckets of &diff_area.copies (chunks being copied or read by the image). */
+#define DIFF_AREA_COPY_HASH_BITS 8
 
 /**
- * struct diff_area_worker - A worker and its private chunk buffer.
+ * struct diff_area_worker - An image worker and its private chunk buffer.
  * @work: The work item.
  * @da: The owner.
  * @buf: A buffer of one chunk, used only by this worker.
@@ -49,25 +51,40 @@ struct diff_area_worker {
  * @chunk_count: Number of chunks (the last may be partial). Immutable.
  * @chunk_map: Per chunk, the storage sector of its saved copy, or 0 when
  *	not saved (the storage never hands out sector 0). Written once, under
- *	the chunk's lock, after the copy is in the storage (release); read
- *	locklessly on the I/O path (acquire): a stale 0 only sends the bio to
- *	the worker, which re-checks under the lock.
- * @chunk_locks: Hashed chunk locks: held while a chunk is copied and while
- *	an image read of it is served, so a write to the original never lands
- *	while the image reads that chunk from the original.
- * @queue_lock: Guards @cow_queue, @cow_queued and @image_bios. Taken with
- *	interrupts disabled (bios may come from any context).
- * @cow_queue: Writes (struct cow_req) waiting for their chunks.
- * @cow_queued: Entries in @cow_queue.
- * @cow_wait: Writers waiting for room in @cow_queue.
+ *	@copy_lock, after the copy is in the storage (release), in the same
+ *	critical section that drops the chunk's struct chunk_copy; read
+ *	locklessly on the I/O path (acquire): a stale 0 only sends the write
+ *	to the locked path, which checks again.
+ * @chunk_locks: Hashed chunk locks of the image: an image write of a saved
+ *	chunk holds it across its read-modify-write of the copy, an image read
+ *	of a saved chunk across its read of the copy.
+ * @copy_lock: Guards @copies, every struct chunk_copy in it or on the lists
+ *	below, @free_copies, @nr_copies, @nr_free, @copy_done, @store_queue,
+ *	@cow_queued and @image_bios. Taken with interrupts disabled: the read
+ *	of a chunk completes in any context.
+ * @copies: Chunks being copied or read from the device by the image, by
+ *	chunk index (struct chunk_copy, at most one per chunk).
+ * @free_copies: Idle struct chunk_copy, each with its chunk buffer.
+ * @nr_copies: struct chunk_copy allocated (free or not), at most
+ *	@max_copies: the bounded memory of the copies in flight.
+ * @nr_free: Entries in @free_copies.
+ * @max_copies: The budget, in chunks. Immutable.
+ * @copy_done: Copies whose read of the device ended, for @release_work.
+ * @store_queue: Copies in memory, for @store_work to save.
+ * @release_work: Releases the writes held for the copies in @copy_done.
+ * @store_work: Saves the copies in @store_queue to the storage.
+ * @copy_wait: Woken when a copy reaches memory, is saved or dropped, and
+ *	when a struct chunk_copy is freed: image reads and writes, writers
+ *	waiting for a buffer, and diff_area_flush() wait here.
+ * @cow_queued: Writes held (struct cow_req) on this device.
+ * @cow_wait: Writers waiting for @cow_queued to drop.
  * @image_bios: Reads and writes of the image waiting for a worker.
  * @req_pool: struct cow_req reserve.
- * @nr_workers: Workers of each kind. Immutable.
- * @cow_workers: Copy-on-write workers.
+ * @nr_workers: Image workers. Immutable.
  * @image_workers: Image workers.
  * @error: 0, or the first error; set once (cmpxchg). Non-zero means the
  *	image is corrupted: copies stop, image reads fail with EIO.
- * @stopping: Set at destroy: queued writes go through without copies.
+ * @stopping: Set at destroy: writes go through without copies.
  */
 struct diff_area {
 	dev_t dev_id;
@@ -80,15 +97,23 @@ struct diff_area {
 	sector_t *chunk_map;
 	struct mutex chunk_locks[DIFF_AREA_LOCKS];
 
-	spinlock_t queue_lock;
-	struct list_head cow_queue;
+	spinlock_t copy_lock;
+	struct hlist_head copies[1 << DIFF_AREA_COPY_HASH_BITS];
+	struct list_head free_copies;
+	unsigned int nr_copies;
+	unsigned int nr_free;
+	unsigned int max_copies;
+	struct list_head copy_done;
+	struct list_head store_queue;
+	struct work_struct release_work;
+	struct work_struct store_work;
+	wait_queue_head_t copy_wait;
 	unsigned int cow_queued;
 	wait_queue_head_t cow_wait;
 	struct bio_list image_bios;
 	mempool_t *req_pool;
 
 	unsigned int nr_workers;
-	struct diff_area_worker cow_workers[DIFF_AREA_MAX_WORKERS];
 	struct diff_area_worker image_workers[DIFF_AREA_MAX_WORKERS];
 
 	int error;
@@ -106,7 +131,12 @@ struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events);
 /* Stops copy-on-write: queued writes pass without copies from now on. */
 void diff_area_stop(struct diff_area *da);
-/* Waits for the workers (after the tracker stopped calling us). */
+/* Waits for the image workers (after the image stopped calling us). */
+void diff_area_flush_image(struct diff_area *da);
+/*
+ * Waits for the image workers and, once stopped, for every copy in flight
+ * and every held write (after the tracker stopped calling us).
+ */
 void diff_area_flush(struct diff_area *da);
 void diff_area_free(struct diff_area *da);
 
@@ -120,17 +150,19 @@ static inline bool diff_area_is_corrupted(struct diff_area *da)
 /* What diff_area_cow_bio() did with a write. */
 enum diff_area_cow {
 	DIFF_AREA_PASS,		/* nothing to copy: submit the write now */
-	DIFF_AREA_HELD,		/* held; a worker submits it after the copy */
+	DIFF_AREA_HELD,		/* held; submitted once its chunks are in memory */
 	DIFF_AREA_AGAIN,	/* would have to wait, and may not: nothing done */
 };
 
 /*
  * The I/O path (see snapshot_cow_bio()): the write @bio changes sectors
  * [@sector, @sector + @count) of the device. Holds it if a chunk it
- * touches is not copied yet. A writer that may block waits for room in the
- * bounded queue; one that may not (REQ_NOWAIT) gets DIFF_AREA_AGAIN when
- * the queue is full or no request can be allocated at once: a transient
- * shortage never marks the image corrupted.
+ * touches is not copied yet, and starts the reads of those chunks; the
+ * write goes on once they are in memory. A writer that may block (and has
+ * no bios of its own queued on current->bio_list) waits for room: held
+ * writes and chunk buffers are bounded. One that may not gets
+ * DIFF_AREA_AGAIN with nothing done when it would have to wait: a
+ * transient shortage never marks the image corrupted.
  */
 enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 				     sector_t sector, sector_t count,

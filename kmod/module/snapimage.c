@@ -130,7 +130,7 @@ void snapimage_destroy(struct gendisk *disk)
 	/* Drains submitters: no snapimage_submit_bio() runs after this. */
 	del_gendisk(disk);
 	/* Serve (or fail) what was queued before. */
-	diff_area_flush(image->da);
+	diff_area_flush_image(image->da);
 	compat_put_disk(disk);
 	cbt_map_put(image->cbt_map);
 	kfree(image);

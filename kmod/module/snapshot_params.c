@@ -51,6 +51,17 @@ MODULE_PARM_DESC(chunk_maximum_in_queue,
 		 "Writes waiting for copy-on-write per device before writers wait (default 256)");
 
 /*
+ * Memory for the chunks being copied, per device, in MiB: a write waits
+ * until the old data of its chunks is in memory, and is then released
+ * while the chunks are saved to the difference storage. When it is used
+ * up, writers wait (or get EAGAIN with REQ_NOWAIT). At least 8 chunks.
+ */
+unsigned int chunk_buffer_mib = 16;
+module_param(chunk_buffer_mib, uint, 0444);
+MODULE_PARM_DESC(chunk_buffer_mib,
+		 "Memory for chunks being copied per device, MiB (default 16)");
+
+/*
  * The step, in 512-byte sectors, by which a file difference storage grows;
  * growth starts when the free space falls to half of it.
  */
@@ -61,6 +72,7 @@ MODULE_PARM_DESC(diff_storage_minimum,
 
 #define CHUNK_SHIFT_LIMIT 30
 #define IN_QUEUE_LIMIT 65536
+#define BUFFER_MIB_LIMIT 4096
 
 /* Clamp one parameter, logging the change under the parameter's own name. */
 #define CLAMP_PARAM(param, lo, hi) param_clamp(#param, &(param), lo, hi)
@@ -70,7 +82,7 @@ MODULE_PARM_DESC(diff_storage_minimum,
  *
  * The chunk shifts stay within [PAGE_SHIFT, 30] with the maximum at least
  * the minimum; the count shift within [1, 40] (32 on 32-bit); the queue
- * within [1, 65536]; the storage step is at least two of the smallest
+ * within [1, 65536]; the chunk buffers within [1, 4096] MiB; the storage step is at least two of the smallest
  * chunks and a multiple of one.
  */
 void snapshot_params_check(void)
@@ -83,6 +95,7 @@ void snapshot_params_check(void)
 		    CHUNK_SHIFT_LIMIT);
 	CLAMP_PARAM(chunk_maximum_count_shift, 1, count_limit);
 	CLAMP_PARAM(chunk_maximum_in_queue, 1, IN_QUEUE_LIMIT);
+	CLAMP_PARAM(chunk_buffer_mib, 1, BUFFER_MIB_LIMIT);
 
 	min_chunk_sect = 1U << (chunk_minimum_shift - SECTOR_SHIFT);
 	CLAMP_PARAM(diff_storage_minimum, 2 * min_chunk_sect,

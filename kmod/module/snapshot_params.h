@@ -10,6 +10,7 @@ extern unsigned int chunk_minimum_shift;
 extern unsigned int chunk_maximum_count_shift;
 extern unsigned int chunk_maximum_shift;
 extern unsigned int chunk_maximum_in_queue;
+extern unsigned int chunk_buffer_mib;
 extern unsigned int diff_storage_minimum;
 
 /* Validates and clamps the parameters; called once from snapshot_init(). */

@@ -91,6 +91,20 @@ wait_bdev() {
 	test -b "$1"
 }
 
+# snap_take_filled DEV STORE GEN: fills DEV with self-describing sectors of
+# generation GEN (snap_sectors), then creates a snapshot (storage: the
+# directory STORE, up to 1 GiB), adds DEV and takes it; sets ID and IMG (the
+# image, waited for).
+snap_take_filled() {
+	snap_sectors fill "$1" "$3" >/dev/null || return 1
+	ID=$(snap_ctl create "$2" 2097152) || return 1
+	snap_ctl add "$ID" "$1" || return 1
+	snap_ctl take "$ID" || return 1
+	IMG=$(snap_ctl image "$1") || return 1
+	udevadm settle 2>/dev/null
+	wait_bdev "$IMG"
+}
+
 module_loaded() { grep -q '^blksnap ' /proc/modules; }
 
 module_load() { # [PARAM=VALUE...]

@@ -15,18 +15,8 @@ SECONDS_PER_RUN=${SNAP_TORTURE_SECONDS:-15}
 STORE=/dev/shm/snap20
 mkdir -p $STORE
 
-# take_snapshot GEN: fill, create (directory storage), add, take; sets ID, IMG.
-take_snapshot() {
-	snap_sectors fill $DEV "$1" >/dev/null || return 1
-	ID=$(snap_ctl create $STORE 2097152) || return 1
-	snap_ctl add "$ID" $DEV || return 1
-	snap_ctl take "$ID" || return 1
-	IMG=$(snap_ctl image $DEV) || return 1
-	udevadm settle 2>/dev/null
-	i=0
-	while [ ! -b "$IMG" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-	test -b "$IMG"
-}
+# take_snapshot GEN: fill, create, add, take; sets ID, IMG.
+take_snapshot() { snap_take_filled $DEV $STORE "$1"; }
 
 check "attach $DEV" snap_ctl attach $DEV
 

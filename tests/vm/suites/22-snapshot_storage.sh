@@ -125,8 +125,11 @@ grow_fails() {
 	snap_ctl info $DEV | grep -q '^error_code=0 ' || { snap_ctl info $DEV; return 1; }
 	snap_sectors check "$IMG" 6 || return 1
 	write_mb 8 || return 1
-	snap_ctl info $DEV | grep -q '^error_code=-28 ' || return 1
+	# Chunks are stored after their writes went on: the overflow is found
+	# by the store, shortly after the write that caused it returned.
 	snap_ctl wait "$ID" 2000 | grep -q '^event=no_space' || return 1
+	snap_ctl wait "$ID" 2000 | grep -q '^event=corrupted .* err=-28' || return 1
+	snap_ctl info $DEV | grep -q '^error_code=-28 ' || return 1
 	snap_ctl destroy "$ID"
 	umount /mnt/g22
 	losetup -d "$g"

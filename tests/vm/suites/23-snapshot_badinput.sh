@@ -57,13 +57,14 @@ param_is() { [ "$(cat $p/$1)" = "$2" ]; }
 module_unload
 log_mark
 module_load chunk_minimum_shift=3 chunk_maximum_shift=99 chunk_maximum_count_shift=0 \
-	chunk_maximum_in_queue=0 diff_storage_minimum=1
+	chunk_maximum_in_queue=0 chunk_buffer_mib=0 diff_storage_minimum=1
 check "chunk_minimum_shift 3 is raised to the page shift (12)" param_is chunk_minimum_shift 12
 check "chunk_maximum_shift 99 is lowered to 30" param_is chunk_maximum_shift 30
 check "chunk_maximum_count_shift 0 is raised to 1" param_is chunk_maximum_count_shift 1
 check "chunk_maximum_in_queue 0 is raised to 1" param_is chunk_maximum_in_queue 1
+check "chunk_buffer_mib 0 is raised to 1" param_is chunk_buffer_mib 1
 check "diff_storage_minimum 1 is raised to two 4 KiB chunks (16 sectors)" param_is diff_storage_minimum 16
-check "each clamp is logged" test "$(log_count_since_mark 'out of \[')" = 5
+check "each clamp is logged" test "$(log_count_since_mark 'out of \[')" = 6
 module_unload
 log_mark
 module_load chunk_minimum_shift=16 diff_storage_minimum=300

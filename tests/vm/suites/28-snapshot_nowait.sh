@@ -1,8 +1,9 @@
 #!/bin/sh
-# vm-modparams: chunk_minimum_shift=16 diff_storage_minimum=16384 chunk_maximum_in_queue=2
+# vm-modparams: chunk_minimum_shift=16 diff_storage_minimum=16384 chunk_maximum_in_queue=2 chunk_buffer_mib=1
 # REQ_NOWAIT writes under a taken snapshot (io_uring O_DIRECT on a loop
 # device, which is blk-mq and accepts NOWAIT). With at most 2 writes held
-# for copy-on-write, a NOWAIT write that would wait for room ends with
+# for copy-on-write and 16 chunks in memory, a NOWAIT write that would wait
+# for room or for a chunk buffer ends with
 # BLK_STS_AGAIN, and io_uring reissues it from a worker that may wait; on
 # the debug kernel, failslab also fails every allocation of a held-write
 # record that may not wait. Oracle: the snapshot is never marked corrupted,

@@ -21,6 +21,11 @@
  *       torture while the difference storage overflows: image reads may
  *       fail with EIO once it did (at least one must), but a read that
  *       succeeds must be all take-time sectors; DEV must be exact.
+ *   snap_sectors firsttouch DEV IMG GEN THREADS CHUNK_SECT
+ *       THREADS writers each write one logical block into chunks of DEV
+ *       never written since the take (every chunk once, in random order),
+ *       while two readers read from IMG the very chunks being written;
+ *       then IMG must be as filled and DEV what was written.
  *
  * Devices are opened with O_DIRECT. Exit status: 0 pass, 1 fail, 2 usage.
  */
@@ -481,6 +486,104 @@ static int boundary(const char *dev, const char *img, uint64_t gen,
 	return (t.failed || bad_img || bad_dev) ? 1 : 0;
 }
 
+/* ---- firsttouch ---- */
+
+struct first_touch {
+	struct torture t;
+	uint64_t *order;	/* the chunks, shuffled */
+	uint64_t next;		/* atomic: the next entry of order to write */
+	int writers_left;	/* atomic */
+};
+
+static void *first_writer(void *arg)
+{
+	struct first_touch *f = arg;
+	struct torture *t = &f->t;
+	struct sector *buf = xalloc(512 * SECT);
+	uint64_t st = (uint64_t)(uintptr_t)&buf ^ time(NULL) ^ 0x5a5a5a;
+	uint64_t i, blocks = t->chunk / lbs_sect;
+
+	while (!t->failed) {
+		i = __atomic_fetch_add(&f->next, 1, __ATOMIC_SEQ_CST);
+		if (i >= t->nchunks)
+			break;
+		do_write(t, f->order[i] * t->chunk +
+			 rnd(&st) % (blocks ? blocks : 1) * lbs_sect, lbs_sect,
+			 buf);
+	}
+	__atomic_sub_fetch(&f->writers_left, 1, __ATOMIC_SEQ_CST);
+	free(buf);
+	return NULL;
+}
+
+static void *first_reader(void *arg)
+{
+	struct first_touch *f = arg;
+	struct torture *t = &f->t;
+	struct sector *buf = xalloc(IO_MAX);
+	uint64_t st = (uint64_t)(uintptr_t)&buf ^ time(NULL) ^ 0xa5a5a5;
+
+	while (__atomic_load_n(&f->writers_left, __ATOMIC_SEQ_CST)) {
+		/* A chunk being written now, or about to be. */
+		uint64_t i = __atomic_load_n(&f->next, __ATOMIC_SEQ_CST) +
+			     rnd(&st) % 4;
+		uint64_t c = f->order[i < t->nchunks ? i : t->nchunks - 1];
+		uint64_t n = t->chunk;
+
+		if (c * t->chunk + n > t->nr)
+			n = t->nr - c * t->chunk;
+		__atomic_add_fetch(&t->img_bad,
+				   check_range(t->img, t->img_name,
+					       c * t->chunk, n, t->gen, NULL,
+					       buf, 1), __ATOMIC_RELAXED);
+		__atomic_add_fetch(&t->img_reads, 1, __ATOMIC_RELAXED);
+	}
+	free(buf);
+	return NULL;
+}
+
+static int first_touch(const char *dev, const char *img, uint64_t gen,
+		       int threads, uint64_t chunk)
+{
+	struct first_touch f = { 0 };
+	struct torture *t = &f.t;
+	pthread_t *th = calloc(threads + 2, sizeof(*th));
+	struct sector *buf = xalloc(IO_MAX);
+	uint64_t st = 0x9e3779b97f4a7c15ULL ^ time(NULL);
+	uint64_t bad_img, bad_dev, i, j, tmp;
+	int k;
+
+	if (torture_open(t, dev, img, gen, chunk) != t->nr)
+		return 1;
+	f.order = calloc(t->nchunks, sizeof(*f.order));
+	for (i = 0; i < t->nchunks; i++)
+		f.order[i] = i;
+	for (i = t->nchunks - 1; i > 0; i--) {
+		j = rnd(&st) % (i + 1);
+		tmp = f.order[i];
+		f.order[i] = f.order[j];
+		f.order[j] = tmp;
+	}
+	f.writers_left = threads;
+	for (k = 0; k < threads; k++)
+		pthread_create(&th[k], NULL, first_writer, &f);
+	for (k = threads; k < threads + 2; k++)
+		pthread_create(&th[k], NULL, first_reader, &f);
+	for (k = 0; k < threads + 2; k++)
+		pthread_join(th[k], NULL);
+
+	bad_img = check_range(t->img, img, 0, t->nr, gen, NULL, buf, 1);
+	bad_dev = check_range(t->fd, dev, 0, t->nr, gen, t->expect, buf, 1);
+	printf("firsttouch: %llu first-touch writes (%d threads) into %llu chunks, %llu concurrent image reads of those chunks with %llu bad sectors; image: %llu bad of %llu; device: %llu bad\n",
+	       (unsigned long long)t->writes, threads,
+	       (unsigned long long)t->nchunks,
+	       (unsigned long long)t->img_reads,
+	       (unsigned long long)t->img_bad, (unsigned long long)bad_img,
+	       (unsigned long long)t->nr, (unsigned long long)bad_dev);
+	return (t->failed || t->img_bad || bad_img || bad_dev ||
+		t->writes != t->nchunks || !t->img_reads) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc == 4 && !strcmp(argv[1], "fill"))
@@ -495,6 +598,9 @@ int main(int argc, char **argv)
 		return overflow(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 				atoi(argv[5]), atoi(argv[6]),
 				strtoull(argv[7], NULL, 0));
+	if (argc == 7 && !strcmp(argv[1], "firsttouch"))
+		return first_touch(argv[2], argv[3], strtoull(argv[4], NULL, 0),
+				   atoi(argv[5]), strtoull(argv[6], NULL, 0));
 	if (argc == 7 && !strcmp(argv[1], "boundary"))
 		return boundary(argv[2], argv[3], strtoull(argv[4], NULL, 0),
 				strtoull(argv[5], NULL, 0), atoi(argv[6]));
