@@ -43,8 +43,9 @@ import {
   zstdCompressSync,
 } from "./chunk.ts";
 import { chunkId, type RepoKeys } from "./crypto/keys.ts";
-import { maxSealedChunkSize, openChunk, sealChunk } from "./crypto/sealed.ts";
+import { maxSealedChunkSize, openChunk, sealChunk, sealChunkInto } from "./crypto/sealed.ts";
 import { fromHex, sha256, toHex } from "./format.ts";
+import { zstdCompressInto } from "./zstd_into.ts";
 
 /** What a codec is made of; plain data, so it can be posted to a worker. */
 export interface ChunkCodecSpec {
@@ -94,7 +95,8 @@ export interface ChunkCodec {
   maxStoredSize(maxLength: number): number;
 }
 
-// Where this thread's checks decompress to, grown to the largest chunk seen and kept.
+// Where this thread's checks decompress to (and an encrypted chunk is compressed to before it is
+// sealed), grown to the largest chunk seen and kept. Used only within one synchronous step.
 let scratch = new Uint8Array(0);
 function scratchOf(length: number): Uint8Array {
   if (scratch.length < length) scratch = new Uint8Array(length);
@@ -150,9 +152,20 @@ export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
     name: (data) => chunkId(keys, data),
     encode,
     encodeInto: (data, name, out) => {
-      const stored = encode(data, name);
-      out.set(stored);
-      return stored.length;
+      // zstd into this thread's scratch buffer (sealing cannot run in place), then sealed into `out`.
+      const area = scratchOf(data.length).subarray(0, data.length);
+      const n = zstdCompressInto(data, spec.level, area);
+      return sealChunkInto(
+        keys,
+        name,
+        {
+          encoding: n < 0 ? ChunkEncoding.Raw : ChunkEncoding.Zstd,
+          length: data.length,
+          payloadLength: n < 0 ? data.length : n,
+        },
+        n < 0 ? data : area.subarray(0, n),
+        out,
+      );
     },
     decode,
     check: (stored, hex, maxLength, exactLength) => {

@@ -63,18 +63,34 @@ export function sealChunk(
   header: SealedChunkHeader,
   payload: Uint8Array,
 ): Uint8Array {
-  const head = new Uint8Array(SEALED_CHUNK_HEADER_SIZE);
-  const v = new DataView(head.buffer);
+  const out = new Uint8Array(SEALED_CHUNK_HEADER_SIZE + payload.length + TAG_SIZE);
+  sealChunkInto(keys, id, header, payload, out);
+  return out;
+}
+
+/**
+ * {@linkcode sealChunk} into the start of `out` (at least
+ * `maxSealedChunkSize` of the payload's length, not overlapping `payload`),
+ * a buffer the caller reuses from chunk to chunk; returns the object's length.
+ */
+export function sealChunkInto(
+  keys: RepoKeys,
+  id: Uint8Array,
+  header: SealedChunkHeader,
+  payload: Uint8Array,
+  out: Uint8Array,
+): number {
+  const head = out.subarray(0, SEALED_CHUNK_HEADER_SIZE);
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
   head.set(CHUNK_MAGIC, 0);
   v.setUint32(8, header.encoding, true);
   v.setUint32(12, header.length, true);
   v.setUint32(16, payload.length, true);
   head.set(randomNonce(), 20);
-  const out = new Uint8Array(SEALED_CHUNK_HEADER_SIZE + payload.length + TAG_SIZE);
-  out.set(head, 0);
-  const body = out.subarray(SEALED_CHUNK_HEADER_SIZE);
+  const length = SEALED_CHUNK_HEADER_SIZE + payload.length + TAG_SIZE;
+  const body = out.subarray(SEALED_CHUNK_HEADER_SIZE, length);
   seal(chunkKeyOf(keys, id), head.subarray(20, 32), payload, chunkAad(head, id), body);
-  return out;
+  return length;
 }
 
 function chunkAad(head: Uint8Array, id: Uint8Array): Uint8Array {

@@ -1,6 +1,7 @@
 // zstd into reused buffers (lib/backup/zstd_into.ts) and the chunk steps built
-// on it: the same frames and checks as the allocating forms, "not shorter"
-// and "too long" reported, and a context that failed still usable after.
+// on it, plain and encrypted: the same frames and checks as the allocating
+// forms, "not shorter" and "too long" reported, and a context that failed
+// still usable after.
 import assert from "node:assert/strict";
 import zlib from "node:zlib";
 import {
@@ -12,6 +13,8 @@ import {
   encodeChunkSyncInto,
   maxChunkFileSize,
 } from "../../../lib/backup/chunk.ts";
+import { chunkCodec } from "../../../lib/backup/chunk_codec.ts";
+import { deriveKeys, newMaster } from "../../../lib/backup/crypto/keys.ts";
 import { sha256, toHex } from "../../../lib/backup/format.ts";
 import { zstdCompressInto, zstdDecompressInto } from "../../../lib/backup/zstd_into.ts";
 import { pseudoRandom, textImage } from "./_helpers.ts";
@@ -85,5 +88,25 @@ Deno.test("decodePayload: a frame longer than the header says fails, into a buff
       /more than 32767/,
     );
     assert.deepEqual(decodePayload(ChunkEncoding.Zstd, frame, 32 * KiB, 32 * KiB, out), data);
+  }
+});
+
+Deno.test("chunkCodec encodeInto: plain and encrypted objects decode, zstd or raw, into reused buffers", () => {
+  const keys = deriveKeys(newMaster(), "0123456789abcdef0123456789abcdef");
+  for (const spec of [{ level: 1, keys: null }, { level: 1, keys }]) {
+    const codec = chunkCodec(spec);
+    const out = new Uint8Array(codec.maxStoredSize(64 * KiB));
+    for (const data of [textImage(64 * KiB, 1), pseudoRandom(64 * KiB, 2), textImage(777, 3)]) {
+      const name = codec.name(data);
+      const n = codec.encodeInto(data, name, out);
+      assert.ok(n <= out.length);
+      const stored = out.slice(0, n);
+      assert.deepEqual(codec.decode(stored, toHex(name), 64 * KiB, data.length), data);
+      codec.check(stored, toHex(name), 64 * KiB, data.length);
+      // The allocating form makes an object of the same kind and size (the nonce differs).
+      assert.equal(codec.encode(data, name).length, n);
+      stored[stored.length - 1] ^= 1;
+      assert.throws(() => codec.check(stored, toHex(name), 64 * KiB, data.length));
+    }
   }
 });
