@@ -224,17 +224,9 @@ export function encodeChunkSyncInto(data: Uint8Array, level: number, out: Uint8A
   // zstd straight into its place in `out` when shorter than the data, else the data itself.
   const area = out.subarray(CHUNK_HEADER_SIZE, CHUNK_HEADER_SIZE + data.length);
   const n = zstdCompressInto(data, level, area);
-  const payload = n < 0 ? data : area.subarray(0, n);
-  return encodeChunkFileInto(
-    {
-      encoding: n < 0 ? ChunkEncoding.Raw : ChunkEncoding.Zstd,
-      length: data.length,
-      payloadLength: payload.length,
-      payloadCrc32: zlib.crc32(payload) >>> 0,
-    },
-    payload,
-    out,
-  );
+  // -1: zstd is not shorter, and `data` itself (not shorter than itself) makes the file raw.
+  const { header, payload } = chunkFileParts(data, n < 0 ? data : area.subarray(0, n));
+  return encodeChunkFileInto(header, payload, out);
 }
 
 /**
@@ -266,18 +258,6 @@ export function zstdCompress(data: Uint8Array, level: number): Promise<Uint8Arra
         err ? reject(err) : resolve(new Uint8Array(out.buffer, out.byteOffset, out.length)),
     );
   });
-}
-
-/**
- * Decompress a zstd frame on the calling thread, failing if the output would
- * exceed `maxLength`; the output buffer starts at `maxLength` (one piece).
- */
-export function zstdDecompressSync(data: Uint8Array, maxLength: number): Uint8Array {
-  const out = zlib.zstdDecompressSync(data, {
-    maxOutputLength: Math.max(1, maxLength),
-    chunkSize: Math.max(64 * 1024, Math.min(maxLength, 64 * 1024 * 1024)),
-  });
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
 }
 
 /** Decompress a zstd frame, failing if the output would exceed `maxLength`. */
