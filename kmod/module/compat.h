@@ -36,6 +36,7 @@
 #include <linux/ftrace.h>
 #include <linux/sched/mm.h>
 #include <linux/uio.h>
+#include <linux/workqueue.h>
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 16, 0)
 #include <linux/blk-integrity.h>
 #endif
@@ -269,6 +270,19 @@ static inline ssize_t compat_vfs_iter_write(struct file *file,
 #define COMPAT_FILLDIR_T int
 #define COMPAT_FILLDIR_NEXT 0
 #define COMPAT_FILLDIR_STOP (-ENOSPC)
+#endif
+
+/*
+ * A per-CPU (bound) workqueue says so with WQ_PERCPU since 6.17, and 7.x
+ * warns at alloc_workqueue() when a queue says neither WQ_PERCPU nor
+ * WQ_UNBOUND. Before 6.17 bound is the default and there is no flag (some
+ * stable kernels have it backported, e.g. 6.12.117, but do not need it; it
+ * is an enum constant, so #ifdef cannot see it).
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 17, 0)
+#define COMPAT_WQ_PERCPU WQ_PERCPU
+#else
+#define COMPAT_WQ_PERCPU 0
 #endif
 
 /* ---------------------------------------------------------------------- */

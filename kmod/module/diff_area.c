@@ -122,7 +122,8 @@ int diff_area_wq_init(void)
 	cow_req_cache = KMEM_CACHE(cow_req, 0);
 	if (!cow_req_cache)
 		return -ENOMEM;
-	cow_wq = alloc_workqueue("blksnap-cow", WQ_MEM_RECLAIM, 0);
+	cow_wq = alloc_workqueue("blksnap-cow",
+				 COMPAT_WQ_PERCPU | WQ_MEM_RECLAIM, 0);
 	if (!cow_wq) {
 		kmem_cache_destroy(cow_req_cache);
 		return -ENOMEM;
