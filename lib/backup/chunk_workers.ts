@@ -93,6 +93,16 @@ export function defaultVerifyThreads(): number {
   return cores >= 2 ? cores : 0;
 }
 
+/**
+ * The URL a thread starts from for module `url`. `node:worker_threads` takes
+ * only `file:` and `data:` URLs, while an operator may run us by `https:`
+ * URL: such a module is imported from a one-line `data:` module.
+ */
+function threadEntry(url: string): URL {
+  if (url.startsWith("file:") || url.startsWith("data:")) return new URL(url);
+  return new URL(`data:text/javascript,${encodeURIComponent(`import ${JSON.stringify(url)};`)}`);
+}
+
 interface Pending {
   resolve: (reply: Record<string, unknown>) => void;
   reject: (error: Error) => void;
@@ -216,7 +226,7 @@ class ThreadPool {
 
   #spawn(): void {
     const i = this.#threads.length;
-    const t = new NodeWorker(new URL(_internals.workerUrl));
+    const t = new NodeWorker(threadEntry(_internals.workerUrl));
     t.unref();
     this.#threads.push(t);
     this.#load.push(0);
