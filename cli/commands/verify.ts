@@ -59,7 +59,10 @@ export function verifyCommand(ctx: CliContext): CommandUnknownOpts {
         "damaged backups were healed",
     )
     .addOption(repoOption())
-    .option("--deep", "decompress and re-hash every referenced chunk")
+    .option(
+      "--deep",
+      "decompress and re-hash every referenced chunk (on one thread per core when there are two or more)",
+    )
     .option(
       "--scrub",
       "read every referenced chunk and check its CRC-32 (its tag when encrypted): finds media " +

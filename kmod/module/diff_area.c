@@ -9,7 +9,7 @@
  * chunk, so the chunks of one write are read in parallel. When the last
  * chunk a write waits for is in memory, one work item resubmits the write
  * past the filter; another saves the buffer to the difference storage
- * later, records where (chunk_map) and frees the buffer. Buffers come from
+ * later, records where (chunk_table.h) and frees the buffer. Buffers come from
  * a bounded budget per device: writers wait for one (back-pressure).
  *
  * The point-in-time guarantee: an image read of a chunk that is neither
@@ -361,14 +361,14 @@ static unsigned long copy_start_range(struct diff_area *da,
 
 	if (all) {
 		for (idx = first; idx <= last; idx++)
-			if (!da->chunk_map[idx] && !copy_find(da, idx))
+			if (!chunk_table_get(&da->chunks, idx) && !copy_find(da, idx))
 				needed++;
 		if (needed > da->nr_free)
 			return needed;
 		needed = 0;
 	}
 	for (idx = first; idx <= last; idx++) {
-		if (da->chunk_map[idx])
+		if (chunk_table_get(&da->chunks, idx))
 			continue;
 		c = copy_find(da, idx);
 		if (!c)
@@ -526,12 +526,15 @@ static void diff_area_store_work(struct work_struct *work)
 		spin_unlock_irqrestore(&da->copy_lock, flags);
 
 		/* Going away or corrupted: nobody reads the copy again. */
-		err = diff_area_done(da) ? -ECANCELED : copy_store(da, c, &where);
+		err = diff_area_done(da) ? -ECANCELED :
+		      chunk_table_prepare(&da->chunks, c->idx, GFP_NOIO);
+		if (!err)
+			err = copy_store(da, c, &where);
 
 		spin_lock_irqsave(&da->copy_lock, flags);
 		if (!err) {
-			/* Publish once the copy is in the storage (chunk_map). */
-			smp_store_release(&da->chunk_map[c->idx], where);
+			/* Publish once the copy is in the storage. */
+			chunk_table_set(&da->chunks, c->idx, where);
 		}
 		copy_unhash(da, c);
 		wake_up_all(&da->copy_wait);
@@ -577,7 +580,7 @@ enum diff_area_cow diff_area_cow_bio(struct diff_area *da, struct bio *bio,
 	last = (end - 1) >> da->chunk_shift;
 	for (idx = first; idx <= last; idx++) {
 		/* Lockless: pairs with the release in diff_area_store_work(). */
-		if (!smp_load_acquire(&da->chunk_map[idx]))
+		if (!chunk_table_get(&da->chunks, idx))
 			break;
 	}
 	if (idx > last)
@@ -720,7 +723,7 @@ static enum image_source image_source(struct diff_area *da, unsigned long idx,
 	unsigned long flags;
 
 	spin_lock_irqsave(&da->copy_lock, flags);
-	*where = da->chunk_map[idx];
+	*where = chunk_table_get(&da->chunks, idx);
 	c = copy_find(da, idx);
 	if (*where) {
 		src = IMAGE_FROM_STORAGE;
@@ -898,7 +901,7 @@ static bool copy_settled(struct diff_area *da, unsigned long idx)
 
 	spin_lock_irqsave(&da->copy_lock, flags);
 	c = copy_find(da, idx);
-	settled = da->chunk_map[idx] || diff_area_done(da) || !c ||
+	settled = chunk_table_get(&da->chunks, idx) || diff_area_done(da) || !c ||
 		  c->state == COPY_IDLE;
 	spin_unlock_irqrestore(&da->copy_lock, flags);
 	return settled;
@@ -917,7 +920,7 @@ static sector_t diff_area_save_chunk(struct diff_area *da, unsigned long idx)
 
 	for (;;) {
 		spin_lock_irqsave(&da->copy_lock, flags);
-		where = da->chunk_map[idx];
+		where = chunk_table_get(&da->chunks, idx);
 		if (where || diff_area_done(da)) {
 			spin_unlock_irqrestore(&da->copy_lock, flags);
 			return diff_area_done(da) ? 0 : where;
@@ -952,7 +955,7 @@ static int diff_area_image_write_chunk(struct diff_area *da,
 	if (!diff_area_save_chunk(da, idx))
 		return -EIO;
 	mutex_lock(lock);
-	where = da->chunk_map[idx];
+	where = chunk_table_get(&da->chunks, idx);
 	if (READ_ONCE(da->error) || !where) {
 		err = -EIO;
 		goto out;
@@ -1119,12 +1122,9 @@ struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 	da->chunk_shift = diff_area_chunk_shift(da->orig.bdev, da->capacity);
 	da->chunk_count = DIV_ROUND_UP_SECTOR_T(da->capacity,
 						chunk_sectors(da));
-	da->chunk_map = kvcalloc(da->chunk_count, sizeof(*da->chunk_map),
-				 GFP_KERNEL);
-	if (!da->chunk_map) {
-		err = -ENOMEM;
+	err = chunk_table_init(&da->chunks, da->chunk_count);
+	if (err)
 		goto fail;
-	}
 	da->req_pool = mempool_create_slab_pool(16, cow_req_cache);
 	if (!da->req_pool) {
 		err = -ENOMEM;
@@ -1226,7 +1226,7 @@ void diff_area_free(struct diff_area *da)
 	for (i = 0; i < DIFF_AREA_MAX_WORKERS; i++)
 		cow_buf_free(da->image_workers[i].buf);
 	mempool_destroy(da->req_pool);
-	kvfree(da->chunk_map);
+	chunk_table_free(&da->chunks);
 	diff_storage_put(da->storage);
 	if (da->orig.bdev)
 		compat_bdev_close(&da->orig);

@@ -16,6 +16,7 @@
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include "compat.h"
+#include "chunk_table.h"
 
 struct diff_storage;
 struct event_queue;
@@ -49,12 +50,12 @@ struct diff_area_worker {
  * @capacity: Device size in sectors at take. Immutable.
  * @chunk_shift: log2 of the chunk size in sectors. Immutable.
  * @chunk_count: Number of chunks (the last may be partial). Immutable.
- * @chunk_map: Per chunk, the storage sector of its saved copy, or 0 when
- *	not saved (the storage never hands out sector 0). Written once, under
- *	@copy_lock, after the copy is in the storage (release), in the same
- *	critical section that drops the chunk's struct chunk_copy; read
- *	locklessly on the I/O path (acquire): a stale 0 only sends the write
- *	to the locked path, which checks again.
+ * @chunks: Per chunk, the storage sector of its saved copy, or 0 when not
+ *	saved (chunk_table.h). Written once, under @copy_lock, after the copy
+ *	is in the storage (release), in the same critical section that drops
+ *	the chunk's struct chunk_copy; read locklessly on the I/O path
+ *	(acquire): a stale 0 only sends the write to the locked path, which
+ *	checks again.
  * @chunk_locks: Hashed chunk locks of the image: an image write of a saved
  *	chunk holds it across its read-modify-write of the copy, an image read
  *	of a saved chunk across its read of the copy.
@@ -94,7 +95,7 @@ struct diff_area {
 	sector_t capacity;
 	unsigned int chunk_shift;
 	unsigned long chunk_count;
-	sector_t *chunk_map;
+	struct chunk_table chunks;
 	struct mutex chunk_locks[DIFF_AREA_LOCKS];
 
 	spinlock_t copy_lock;

@@ -27,7 +27,8 @@ MODULE_PARM_DESC(chunk_minimum_shift,
 /*
  * A device has at most 2^chunk_maximum_count_shift chunks: the chunk size
  * doubles until the count fits (up to chunk_maximum_shift). Bounds the
- * per-device chunk table (8 bytes per chunk).
+ * per-device chunk table's directory (8 bytes per 512 chunks, allocated at
+ * take; chunk_table.h).
  */
 unsigned int chunk_maximum_count_shift = 40;
 module_param(chunk_maximum_count_shift, uint, 0444);

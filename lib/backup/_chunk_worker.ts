@@ -3,37 +3,49 @@
  * codec's steps (chunk_codec.ts) on the buffers it is sent and sends the
  * results back, moving buffers (transfer) rather than copying them. No I/O.
  *
- * Messages in: `{ op: "init", spec }`, then `{ id, op, ... }` with `op` one of
- * `name`, `encode`, `decode`, `check`, `scrub`. Out: `{ id, ... }` or
+ * Messages in: `{ op: "init", specId, spec }` (a flow's codec) and
+ * `{ op: "drop", specId }` (the flow ended), and `{ id, specId, op, ... }`
+ * with `op` one of `name`, `encode`, `decode`, `check`, `scrub`. Out: `{ id, ... }` or
  * `{ id, error }` (the message of the error the step threw). `encode` and
  * `decode` write into an `out` buffer the caller sends and gets back.
  *
  * @module
  */
 
-/// <reference lib="deno.worker" />
-
+import { parentPort } from "node:worker_threads";
 import { type ChunkCodec, chunkCodec } from "./chunk_codec.ts";
 import { isAllZero } from "./format.ts";
-import { transferList } from "./_transfer.ts";
+import { fromWire, toWire, type Wire } from "./_transfer.ts";
 
-let codec: ChunkCodec | null = null;
+/** The codecs of the flows using this thread, by spec number. */
+const codecs = new Map<number, ChunkCodec>();
 
-self.onmessage = (e: MessageEvent) => {
-  const m = e.data;
+/** Posts `message`, the buffers of the fields in `move` moved back to the caller. */
+function send(message: Record<string, unknown>, move: readonly string[]): void {
+  port.postMessage(...toWire(message, move));
+}
+
+function handle(wire: unknown): void {
+  // deno-lint-ignore no-explicit-any
+  const m = fromWire(wire as Wire) as any;
   if (m.op === "init") {
-    codec = chunkCodec(m.spec);
+    codecs.set(m.specId, chunkCodec(m.spec));
+    return;
+  }
+  if (m.op === "drop") {
+    codecs.delete(m.specId);
     return;
   }
   try {
-    if (codec === null) throw new Error("chunk worker used before init");
+    const codec = codecs.get(m.specId);
+    if (codec === undefined) throw new Error("chunk worker used before init");
     switch (m.op) {
       case "name": {
         const data: Uint8Array = m.data;
         const zero = isAllZero(data);
         const name = zero ? null : codec.name(data);
         // `data` came with its whole buffer (the caller's), which goes back the same way.
-        self.postMessage({ id: m.id, zero, name, data }, [data.buffer as ArrayBuffer]);
+        send({ id: m.id, zero, name, data }, ["data"]);
         break;
       }
       case "encode": {
@@ -43,10 +55,7 @@ self.onmessage = (e: MessageEvent) => {
         const data: Uint8Array = m.data;
         const out: Uint8Array = m.out;
         const length = codec.encodeInto(data, m.name, out);
-        self.postMessage({ id: m.id, data, out, length }, [
-          data.buffer as ArrayBuffer,
-          out.buffer as ArrayBuffer,
-        ]);
+        send({ id: m.id, data, out, length }, ["data", "out"]);
         break;
       }
       case "decode": {
@@ -54,25 +63,27 @@ self.onmessage = (e: MessageEvent) => {
         const out: Uint8Array = m.out;
         const data = codec.decode(m.stored, m.hex, m.maxLength, m.exactLength, out);
         if (data.buffer !== out.buffer) out.set(data); // raw: a view of `stored`
-        self.postMessage({ id: m.id, out, length: data.length, stored: m.stored }, [
-          out.buffer as ArrayBuffer,
-          ...transferList(m.stored),
-        ]);
+        send({ id: m.id, out, length: data.length, stored: m.stored }, ["out", "stored"]);
         break;
       }
       // `stored` goes back too, to be freed by the thread that allocated it.
       case "check":
         codec.check(m.stored, m.hex, m.maxLength, m.exactLength);
-        self.postMessage({ id: m.id, stored: m.stored }, transferList(m.stored));
+        send({ id: m.id, stored: m.stored }, ["stored"]);
         break;
       case "scrub":
         codec.scrub(m.stored, m.hex, m.maxLength);
-        self.postMessage({ id: m.id, stored: m.stored }, transferList(m.stored));
+        send({ id: m.id, stored: m.stored }, ["stored"]);
         break;
       default:
         throw new Error(`unknown chunk worker operation ${m.op}`);
     }
   } catch (err) {
-    self.postMessage({ id: m.id, error: err instanceof Error ? err.message : String(err) });
+    send({ id: m.id, error: err instanceof Error ? err.message : String(err) }, []);
   }
-};
+}
+
+const port = parentPort!;
+/** The message handler. @internal Tests wrap it, to make a thread fail. */
+export const thread: { handle: (m: unknown) => void } = { handle };
+port.on("message", (m: unknown) => thread.handle(m));

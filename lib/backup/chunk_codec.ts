@@ -40,10 +40,9 @@ import {
   encodeChunkSync,
   encodeChunkSyncInto,
   maxChunkFileSize,
-  zstdCompressSync,
 } from "./chunk.ts";
 import { chunkId, type RepoKeys } from "./crypto/keys.ts";
-import { maxSealedChunkSize, openChunk, sealChunk, sealChunkInto } from "./crypto/sealed.ts";
+import { maxSealedChunkSize, openChunk, sealChunkInto } from "./crypto/sealed.ts";
 import { fromHex, sha256, toHex } from "./format.ts";
 import { zstdCompressInto } from "./zstd_into.ts";
 
@@ -124,15 +123,21 @@ export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
       maxStoredSize: maxChunkFileSize,
     };
   }
-  const encode = (data: Uint8Array, name: Uint8Array): Uint8Array => {
-    const z = zstdCompressSync(data, spec.level);
-    const zstd = z.length < data.length;
-    const payload = zstd ? z : data;
-    return sealChunk(keys, name, {
-      encoding: zstd ? ChunkEncoding.Zstd : ChunkEncoding.Raw,
-      length: data.length,
-      payloadLength: payload.length,
-    }, payload);
+  const encodeInto = (data: Uint8Array, name: Uint8Array, out: Uint8Array): number => {
+    // zstd into this thread's scratch buffer (sealing cannot run in place), then sealed into `out`.
+    const area = scratchOf(data.length).subarray(0, data.length);
+    const n = zstdCompressInto(data, spec.level, area);
+    return sealChunkInto(
+      keys,
+      name,
+      {
+        encoding: n < 0 ? ChunkEncoding.Raw : ChunkEncoding.Zstd,
+        length: data.length,
+        payloadLength: n < 0 ? data.length : n,
+      },
+      n < 0 ? data : area.subarray(0, n),
+      out,
+    );
   };
   const decode = (
     stored: Uint8Array,
@@ -150,23 +155,11 @@ export function chunkCodec(spec: ChunkCodecSpec): ChunkCodec {
   };
   return {
     name: (data) => chunkId(keys, data),
-    encode,
-    encodeInto: (data, name, out) => {
-      // zstd into this thread's scratch buffer (sealing cannot run in place), then sealed into `out`.
-      const area = scratchOf(data.length).subarray(0, data.length);
-      const n = zstdCompressInto(data, spec.level, area);
-      return sealChunkInto(
-        keys,
-        name,
-        {
-          encoding: n < 0 ? ChunkEncoding.Raw : ChunkEncoding.Zstd,
-          length: data.length,
-          payloadLength: n < 0 ? data.length : n,
-        },
-        n < 0 ? data : area.subarray(0, n),
-        out,
-      );
+    encode: (data, name) => {
+      const out = new Uint8Array(maxSealedChunkSize(data.length));
+      return out.subarray(0, encodeInto(data, name, out));
     },
+    encodeInto,
     decode,
     check: (stored, hex, maxLength, exactLength) => {
       decode(stored, hex, maxLength, exactLength, scratchOf(maxLength));

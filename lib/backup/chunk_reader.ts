@@ -13,7 +13,7 @@
  * ```ts ignore
  * import { ChunkReader } from "./chunk_reader.ts";
  * using reader = ChunkReader.start(repo, { workers: 2 });
- * const data = await reader.read(hex, repo.config.chunkSize, 4 << 20);
+ * const { data } = await reader.read(hex, repo.config.chunkSize, 4 << 20);
  * ```
  *
  * @module
@@ -31,7 +31,19 @@ export interface ChunkReaderOptions {
   workers?: number;
 }
 
-/** Checked reads of stored chunks; close it (`using`) to stop its threads. */
+/** What {@linkcode ChunkReader.read} returns. */
+export interface ChunkRead {
+  /** The chunk's bytes, every check passed. */
+  data: Uint8Array;
+  /**
+   * Whether they are in the `into` buffer given, whose whole buffer is then
+   * `data.buffer` (on threads `into` moved and came back as that buffer);
+   * when false, `into` was not used and is the caller's as before.
+   */
+  usedInto: boolean;
+}
+
+/** Checked reads of stored chunks; close it (`using`) to end its use of the threads. */
 export class ChunkReader implements Disposable {
   readonly #repo: Repository;
   readonly #workers: ChunkWorkers | null;
@@ -65,26 +77,30 @@ export class ChunkReader implements Disposable {
    * `maxLength` bytes covering its whole buffer, which the caller reuses
    * from chunk to chunk; with threads it moves to one and back), else in a
    * buffer of their own; a raw chunk's bytes may be a view of another
-   * buffer. Use the result, not `into`: after a call that fails, `into`'s
-   * buffer may be gone (detached).
+   * buffer. `usedInto` says which: reuse `data.buffer` when true, `into`
+   * when false. After a call that fails, `into`'s buffer may be gone
+   * (detached).
    */
   async read(
     hex: string,
     maxLength: number,
     exactLength?: number,
     into?: Uint8Array,
-  ): Promise<Uint8Array> {
+  ): Promise<ChunkRead> {
     const stored = await this.#repo.readStoredChunk(hex, maxLength);
     if (this.#workers) {
       const out = into ?? new Uint8Array(maxLength);
       try {
-        return await this.#workers.decode(stored, hex, maxLength, exactLength, out);
+        // A thread always writes the bytes into `out` (a raw chunk's too).
+        const data = await this.#workers.decode(stored, hex, maxLength, exactLength, out);
+        return { data, usedInto: into !== undefined };
       } catch (e) {
         throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
       }
     }
     try {
-      return this.#repo.codec.decode(stored, hex, maxLength, exactLength, into);
+      const data = this.#repo.codec.decode(stored, hex, maxLength, exactLength, into);
+      return { data, usedInto: into !== undefined && data.buffer === into.buffer };
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);
     }

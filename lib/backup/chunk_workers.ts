@@ -10,9 +10,11 @@
  * buffer handed to {@linkcode ChunkWorkers.identify} or
  * {@linkcode ChunkWorkers.encode} is unusable until the call returns it.
  *
- * Threads keep a process alive: close the pool (`using`, or `close()`) on
- * every path out of the flow that started it; a failed or aborted flow
- * closes it in its `finally`.
+ * The threads are shared by the flows of a process and kept between them
+ * (started on first use, terminated after a while unused); they never keep
+ * the process alive. A flow closes its {@linkcode ChunkWorkers} (`using`,
+ * or `close()`) on every path out, a failed or aborted flow in its
+ * `finally`: that ends its use, not the threads.
  *
  * @example Name and encode one chunk on a pool of two threads
  * ```ts ignore
@@ -25,8 +27,9 @@
  * @module
  */
 
+import { Worker as NodeWorker } from "node:worker_threads";
 import type { ChunkCodecSpec } from "./chunk_codec.ts";
-import { transferList } from "./_transfer.ts";
+import { fromWire, ownsBuffer, toWire, type Wire } from "./_transfer.ts";
 
 /** What {@linkcode ChunkWorkers.identify} says of a chunk. */
 export interface Identified {
@@ -61,73 +64,259 @@ export class ChunkStepError extends Error {
  * Where the pool loads its threads from. @internal Tests point it at a
  * thread that fails, to prove a flow stops (and blames no chunk) when one does.
  */
-export const _internals: { workerUrl: string } = {
+export const _internals: { workerUrl: string; idleMs: number } = {
   workerUrl: new URL("./_chunk_worker.ts", import.meta.url).href,
+  idleMs: 10_000,
 };
 
-interface Pending {
-  resolve: (reply: Record<string, unknown>) => void;
-  reject: (error: Error) => void;
-  worker: number;
-}
-
-/**
- * The threads a flow should use: `requested` (at least 0), else none. Off
- * by default, by measurement (docs/benchmarks.md, "Worker threads vs the
- * calling thread"): on a busy 2-core host the threads cost 1.3-1.6x the CPU
- * of the calling thread (their start, more buffers in flight, hand-offs)
- * and, with no idle core to run on, gained no wall time; a caller with
- * idle cores turns them on (`workers: N`).
- */
+/** The threads a flow should use: `requested` (at least 0), else none (the calling thread). */
 export function workerCount(requested: number | undefined): number {
   return Math.max(0, Math.floor(requested ?? 0));
 }
 
-/** The pool. */
-export class ChunkWorkers implements Disposable {
-  readonly #workers: Worker[];
-  readonly #load: number[];
-  readonly #pending = new Map<number, Pending>();
-  #nextId = 1;
-  #closed: Error | null = null;
+/**
+ * The default of `workers` for a deep verify: one thread per core when
+ * there are at least two, else 0 (the calling thread). Chosen by
+ * measurement on a 2-core host (docs/benchmarks.md, "Worker threads vs the
+ * calling thread"): a deep verify on threads was faster there (1.32x
+ * local, 1.18x S3), while a backup and a restore were not, so those keep
+ * the calling thread unless told otherwise.
+ *
+ * @example
+ * ```ts
+ * import { defaultVerifyThreads } from "./chunk_workers.ts";
+ * console.log(defaultVerifyThreads()); // 2 on a 2-core host
+ * ```
+ */
+export function defaultVerifyThreads(): number {
+  const cores = navigator.hardwareConcurrency;
+  return cores >= 2 ? cores : 0;
+}
 
-  private constructor(workers: Worker[]) {
-    this.#workers = workers;
-    this.#load = workers.map(() => 0);
-    workers.forEach((w, i) => {
-      w.onmessage = (e: MessageEvent) => this.#reply(e.data);
-      w.onerror = (e: ErrorEvent) => {
-        e.preventDefault();
-        this.#fail(new Error(`chunk worker ${i} failed: ${e.message}`));
-      };
-      w.onmessageerror = () =>
-        this.#fail(new Error(`chunk worker ${i} sent an unreadable message`));
+/**
+ * The URL a thread starts from for module `url`. `node:worker_threads` takes
+ * only `file:` and `data:` URLs, while an operator may run us by `https:`
+ * URL: such a module is imported from a one-line `data:` module.
+ */
+function threadEntry(url: string): URL {
+  if (url.startsWith("file:") || url.startsWith("data:")) return new URL(url);
+  return new URL(`data:text/javascript,${encodeURIComponent(`import ${JSON.stringify(url)};`)}`);
+}
+
+interface Pending {
+  resolve: (reply: Record<string, unknown>) => void;
+  reject: (error: Error) => void;
+  thread: number;
+  lease: ChunkWorkers;
+}
+
+/**
+ * The threads themselves, shared by every flow of the process: started on
+ * the first flow that asks for them, grown when a flow asks for more, and
+ * kept between flows (a thread costs 0.13-0.17 CPU-s to start), but never
+ * keeping the process alive: a thread is referenced (holds the event loop)
+ * only while a call to it is waiting, and every thread is terminated once no
+ * flow has used the pool for {@linkcode _internals.idleMs}.
+ *
+ * A thread that fails (an uncaught error, an exit, an unreadable message)
+ * fails the whole pool: every waiting call rejects with that error, the
+ * threads are terminated and the next flow starts a new pool.
+ *
+ * Each flow registers its codec spec (the repository's level and keys)
+ * under a number; calls name it, and the threads forget it when the flow
+ * ends, so no key outlives the flow that needed it.
+ */
+class ThreadPool {
+  readonly #threads: NodeWorker[] = [];
+  readonly #load: number[] = [];
+  readonly #pending = new Map<number, Pending>();
+  readonly #specs = new Map<number, ChunkCodecSpec>();
+  #nextId = 1;
+  #nextSpec = 1;
+  #leases = 0;
+  #idle: ReturnType<typeof setTimeout> | null = null;
+  #failure: Error | null = null;
+
+  /** The pool flows share, a new one when there is none or it failed. */
+  static #shared: ThreadPool | null = null;
+  static shared(): ThreadPool {
+    const p = ThreadPool.#shared;
+    if (p && p.#failure === null) return p;
+    return ThreadPool.#shared = new ThreadPool();
+  }
+
+  /** Terminates the shared pool's threads now, if there is one. */
+  static shutdown(): void {
+    const p = ThreadPool.#shared;
+    if (p) p.#fail(new Error("chunk workers shut down"));
+  }
+
+  /** Threads started, and flows using them. */
+  get stats(): { threads: number; flows: number } {
+    return { threads: this.#failure ? 0 : this.#threads.length, flows: this.#leases };
+  }
+
+  /** The shared pool, if started and not failed. */
+  static get current(): ThreadPool | null {
+    return ThreadPool.#shared;
+  }
+
+  /** A flow starts: at least `threads` threads, its codec registered. Returns the spec's number. */
+  open(threads: number, spec: ChunkCodecSpec): number {
+    if (this.#idle !== null) clearTimeout(this.#idle);
+    this.#idle = null;
+    const specId = this.#nextSpec++;
+    this.#specs.set(specId, spec);
+    for (const t of this.#threads) t.postMessage({ op: "init", specId, spec });
+    try {
+      while (this.#threads.length < threads) this.#spawn();
+    } catch (e) {
+      this.#fail(e as Error);
+      throw e;
+    }
+    this.#leases++;
+    return specId;
+  }
+
+  /** A flow ends: its calls still waiting fail with `error`, its codec is forgotten. */
+  release(lease: ChunkWorkers, specId: number, error: Error): void {
+    for (const p of this.#pending.values()) {
+      if (p.lease !== lease) continue;
+      // The thread still runs the step: its load stays until its reply, which is dropped.
+      p.reject(error);
+      p.resolve = p.reject = () => {};
+    }
+    this.#specs.delete(specId);
+    if (this.#failure) return;
+    for (const t of this.#threads) t.postMessage({ op: "drop", specId });
+    if (--this.#leases === 0) {
+      const idle = setTimeout(() => this.#fail(new Error("chunk workers idle")), _internals.idleMs);
+      Deno.unrefTimer(idle as unknown as number);
+      this.#idle = idle;
+    }
+  }
+
+  /** Sends `message` to the least loaded of the first `threads` threads. */
+  call(
+    lease: ChunkWorkers,
+    threads: number,
+    message: Record<string, unknown>,
+    move: readonly string[],
+  ): Promise<Record<string, unknown>> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    let wire: [Wire, ArrayBuffer[]];
+    try {
+      wire = toWire(message, move);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    let w = 0; // ties go to the lowest index
+    for (let i = 1; i < Math.min(threads, this.#threads.length); i++) {
+      if (this.#load[i] < this.#load[w]) w = i;
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      // Referenced while a call waits, so the process lives to get its reply.
+      if (this.#load[w]++ === 0) this.#threads[w].ref();
+      this.#pending.set(id, { resolve, reject, thread: w, lease });
+      wire[0].id = id;
+      this.#threads[w].postMessage(...wire);
     });
   }
 
-  /**
-   * Starts `threads` threads (at least 1) running the codec `spec` describes.
-   * They load in the background; the first calls wait for them.
-   */
-  static start(threads: number, spec: ChunkCodecSpec): ChunkWorkers {
-    const url = _internals.workerUrl;
-    const workers: Worker[] = [];
-    try {
-      for (let i = 0; i < Math.max(1, threads); i++) {
-        const w = new Worker(url, { type: "module" });
-        workers.push(w);
-        w.postMessage({ op: "init", spec });
-      }
-    } catch (e) {
-      for (const w of workers) w.terminate();
-      throw e;
-    }
-    return new ChunkWorkers(workers);
+  #spawn(): void {
+    const i = this.#threads.length;
+    const t = new NodeWorker(threadEntry(_internals.workerUrl));
+    t.unref();
+    this.#threads.push(t);
+    this.#load.push(0);
+    t.on("message", (m: Wire) => this.#reply(fromWire(m) as { id: number; error?: string }));
+    t.on("error", (e: Error) => this.#fail(new Error(`chunk worker ${i} failed: ${e.message}`)));
+    t.on(
+      "messageerror",
+      () => this.#fail(new Error(`chunk worker ${i} sent an unreadable message`)),
+    );
+    t.on("exit", (code: number) => this.#fail(new Error(`chunk worker ${i} exited (${code})`)));
+    for (const [specId, spec] of this.#specs) t.postMessage({ op: "init", specId, spec });
   }
 
-  /** Threads in the pool. */
+  #reply(m: { id: number; error?: string }): void {
+    const p = this.#pending.get(m.id);
+    if (!p) return;
+    this.#pending.delete(m.id);
+    if (--this.#load[p.thread] === 0) this.#threads[p.thread].unref();
+    if (m.error !== undefined) p.reject(new ChunkStepError(m.error));
+    else p.resolve(m as Record<string, unknown>);
+  }
+
+  #fail(error: Error): void {
+    if (this.#failure) return;
+    this.#failure = error;
+    if (this.#idle !== null) clearTimeout(this.#idle);
+    if (ThreadPool.#shared === this) ThreadPool.#shared = null;
+    for (const t of this.#threads) {
+      t.removeAllListeners();
+      t.on("error", () => {}); // a late error of a dying thread is this failure's
+      t.terminate();
+    }
+    for (const p of this.#pending.values()) p.reject(error);
+    this.#pending.clear();
+    this.#specs.clear();
+  }
+}
+
+/**
+ * Terminates the chunk worker threads the process's flows share, now
+ * rather than after they idle; the next flow that asks for threads starts
+ * new ones. Calls of flows still running fail ("chunk workers shut down"),
+ * so call it between flows: a program that wants its memory back at once,
+ * or a test that changes {@linkcode _internals}.
+ *
+ * @example
+ * ```ts
+ * import { shutdownChunkWorkers } from "./chunk_workers.ts";
+ * shutdownChunkWorkers();
+ * ```
+ */
+export function shutdownChunkWorkers(): void {
+  ThreadPool.shutdown();
+}
+
+/** Threads the shared pool holds now (0 before the first flow and after shutdown), and flows using it. */
+export function chunkWorkerStats(): { threads: number; flows: number } {
+  return ThreadPool.current?.stats ?? { threads: 0, flows: 0 };
+}
+
+/**
+ * One flow's use of the shared threads ({@linkcode ChunkWorkers.start});
+ * closing it ends the flow's use, not the threads.
+ */
+export class ChunkWorkers implements Disposable {
+  readonly #pool: ThreadPool;
+  readonly #threads: number;
+  readonly #specId: number;
+  #closed: Error | null = null;
+
+  private constructor(pool: ThreadPool, threads: number, specId: number) {
+    this.#pool = pool;
+    this.#threads = threads;
+    this.#specId = specId;
+  }
+
+  /**
+   * Uses `threads` threads (at least 1) of the process's pool, running the
+   * codec `spec` describes; starts the threads the pool lacks. They load in
+   * the background; the first calls wait for them.
+   */
+  static start(threads: number, spec: ChunkCodecSpec): ChunkWorkers {
+    const n = Math.max(1, threads);
+    const pool = ThreadPool.shared();
+    return new ChunkWorkers(pool, n, pool.open(n, spec));
+  }
+
+  /** Threads this flow uses. */
   get size(): number {
-    return this.#workers.length;
+    return this.#threads;
   }
 
   /**
@@ -136,7 +325,7 @@ export class ChunkWorkers implements Disposable {
    * thread and comes back in the result.
    */
   async identify(data: Uint8Array): Promise<Identified> {
-    const r = await this.#call({ op: "name", data }, [data.buffer as ArrayBuffer]);
+    const r = await this.#call({ op: "name", data }, ["data"]);
     return { data: r.data as Uint8Array, name: r.zero ? null : r.name as Uint8Array };
   }
 
@@ -146,10 +335,7 @@ export class ChunkWorkers implements Disposable {
    * Both buffers move as in `identify` and come back in the result.
    */
   async encode(data: Uint8Array, name: Uint8Array, out: Uint8Array): Promise<Encoded> {
-    const r = await this.#call({ op: "encode", data, name, out }, [
-      data.buffer as ArrayBuffer,
-      out.buffer as ArrayBuffer,
-    ]);
+    const r = await this.#call({ op: "encode", data, name, out }, ["data", "out"]);
     return { data: r.data as Uint8Array, out: r.out as Uint8Array, length: r.length as number };
   }
 
@@ -168,7 +354,7 @@ export class ChunkWorkers implements Disposable {
   ): Promise<Uint8Array> {
     const r = await this.#call(
       { op: "decode", stored, hex, maxLength, exactLength, out },
-      [...transferList(stored), out.buffer as ArrayBuffer],
+      ownsBuffer(stored) ? ["stored", "out"] : ["out"],
     );
     return (r.out as Uint8Array).subarray(0, r.length as number);
   }
@@ -186,13 +372,15 @@ export class ChunkWorkers implements Disposable {
   ): Promise<void> {
     await this.#call(
       { op: mode === "deep" ? "check" : "scrub", stored, hex, maxLength, exactLength },
-      transferList(stored),
+      ownsBuffer(stored) ? ["stored"] : [],
     );
   }
 
-  /** Terminates every thread; calls still waiting fail. Idempotent. */
+  /** Ends this flow's use of the threads; its calls still waiting fail. Idempotent. */
   close(): void {
-    this.#fail(new Error("chunk workers closed"));
+    if (this.#closed) return;
+    this.#closed = new Error("chunk workers closed");
+    this.#pool.release(this, this.#specId, this.#closed);
   }
 
   /** Same as {@linkcode ChunkWorkers.close}. */
@@ -202,34 +390,9 @@ export class ChunkWorkers implements Disposable {
 
   #call(
     message: Record<string, unknown>,
-    transfer: ArrayBuffer[],
+    move: readonly string[],
   ): Promise<Record<string, unknown>> {
     if (this.#closed) return Promise.reject(this.#closed);
-    // The least loaded thread; ties go to the lowest index.
-    let w = 0;
-    for (let i = 1; i < this.#load.length; i++) if (this.#load[i] < this.#load[w]) w = i;
-    const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject, worker: w });
-      this.#load[w]++;
-      this.#workers[w].postMessage({ ...message, id }, transfer);
-    });
-  }
-
-  #reply(m: { id: number; error?: string }): void {
-    const p = this.#pending.get(m.id);
-    if (!p) return;
-    this.#pending.delete(m.id);
-    this.#load[p.worker]--;
-    if (m.error !== undefined) p.reject(new ChunkStepError(m.error));
-    else p.resolve(m as Record<string, unknown>);
-  }
-
-  #fail(error: Error): void {
-    if (this.#closed) return;
-    this.#closed = error;
-    for (const w of this.#workers) w.terminate();
-    for (const p of this.#pending.values()) p.reject(error);
-    this.#pending.clear();
+    return this.#pool.call(this, this.#threads, { ...message, specId: this.#specId }, move);
   }
 }

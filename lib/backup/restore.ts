@@ -25,9 +25,11 @@ export interface RestoreOptions {
   /** Chunks read, checked and written at once. @default 2 × worker threads + 2 */
   concurrency?: number;
   /**
-   * Worker threads that decompress and check chunks; 0 does it on the
-   * calling thread. @default 0 (as for `backup`: docs/benchmarks.md,
-   * "Worker threads vs the calling thread")
+   * Worker threads that decompress and check chunks (shared with the
+   * process's other flows, kept between them, never keeping the process
+   * alive); 0 does it on the calling thread. @default 0 (a restore on 2
+   * cores was not faster on threads: docs/benchmarks.md, "Worker threads vs
+   * the calling thread")
    */
   workers?: number;
   /**
@@ -232,11 +234,10 @@ async function restoreInner(
       // chunk in flight, reused (on threads the bytes land in it; a buffer
       // lost with a failed call is not put back).
       const into = buffers.pop() ?? new Uint8Array(chunkSize);
-      const data = await reader.read(toHex(d), chunkSize, len, into);
+      const { data, usedInto } = await reader.read(toHex(d), chunkSize, len, into);
       await writer!.write(offset, data);
-      // `into` came back (as `data`'s buffer on threads); a raw chunk left it unused.
-      const back = data.buffer.byteLength === chunkSize ? data.buffer : into.buffer;
-      if (back.byteLength === chunkSize) buffers.push(new Uint8Array(back as ArrayBuffer));
+      // On threads `into` moved and came back as `data`'s buffer; a raw chunk may leave it unused.
+      buffers.push(usedInto ? new Uint8Array(data.buffer as ArrayBuffer) : into);
       bytesWritten += len;
     }
     bytesDone += len;

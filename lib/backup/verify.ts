@@ -12,6 +12,7 @@
 import { join } from "node:path";
 import { runBounded } from "./_pool.ts";
 import { ChunkReader } from "./chunk_reader.ts";
+import { defaultVerifyThreads } from "./chunk_workers.ts";
 import { CHUNK_HEADER_SIZE, maxChunkFileSize } from "./chunk.ts";
 import { maxSealedChunkSize } from "./crypto/sealed.ts";
 import type { DamageRecord } from "./damage.ts";
@@ -44,9 +45,17 @@ export interface VerifyOptions {
   /** Chunks checked at once in a deep verify or a scrub. @default 2 × worker threads + 2 */
   concurrency?: number;
   /**
-   * Worker threads that check chunks in a deep verify; 0 checks on the
-   * calling thread. @default 0 (as for `backup`: docs/benchmarks.md,
-   * "Worker threads vs the calling thread")
+   * Worker threads that check chunks in a deep verify or a scrub; 0
+   * checks on the calling thread. The threads are shared with the process's
+   * other flows and kept between them; they never keep the process alive.
+   * @default one per core for a deep verify when there are at least two
+   * (measured faster on 2 cores: docs/benchmarks.md, "Worker threads vs the
+   * calling thread"), 0 for a scrub
+   *
+   * @example A deep verify on the calling thread only
+   * ```ts ignore
+   * await verify(repo, { deep: true, workers: 0 });
+   * ```
    */
   workers?: number;
   /** Wait this long for the repository lock when marking, in milliseconds. @default 0 */
@@ -347,7 +356,8 @@ async function verifyLocked(
   };
   // Deep and scrub read and check chunks (on threads when asked for).
   // A fast verify only stats files: 16 at once keeps a slow disk busy.
-  using reader = deep || scrub ? ChunkReader.start(repo, { workers: options.workers }) : null;
+  const workers = options.workers ?? (deep ? defaultVerifyThreads() : 0);
+  using reader = deep || scrub ? ChunkReader.start(repo, { workers }) : null;
   const concurrency = options.concurrency ?? reader?.concurrency ?? 16;
   await runBounded(users, concurrency, ([hex, u]) => checkOne(hex, u));
   report.badChunks.sort((a, b) => a.digest.localeCompare(b.digest));

@@ -1,13 +1,12 @@
 // A chunk worker thread (lib/backup/_chunk_worker.ts) that dies with an
 // uncaught error at its fourth codec step, like a thread that runs out of
 // memory: for workers_fail_test.ts.
-/// <reference lib="deno.worker" />
-import "../../../lib/backup/_chunk_worker.ts";
+import { thread } from "../../../lib/backup/_chunk_worker.ts";
 
-// The real handler is an arrow function: it needs no `this`.
-const real = self.onmessage as (e: MessageEvent) => void;
+const real = thread.handle;
 let steps = 0;
-self.onmessage = (e: MessageEvent) => {
-  if (e.data.op !== "init" && ++steps > 3) throw new Error("thread died");
-  real(e);
+thread.handle = (m: unknown) => {
+  const op = (m as { op: string }).op;
+  if (op !== "init" && op !== "drop" && ++steps > 3) throw new Error("thread died");
+  real(m);
 };

@@ -14,7 +14,7 @@ import {
   restore,
   verify,
 } from "../../../lib/backup/mod.ts";
-import { _internals } from "../../../lib/backup/chunk_workers.ts";
+import { _internals, shutdownChunkWorkers } from "../../../lib/backup/chunk_workers.ts";
 import { FakeCbt, MemSource, mixedImage, sha256Hex, tempDir } from "./_helpers.ts";
 
 const KiB = 1024;
@@ -41,11 +41,13 @@ async function chain(
 /** Runs `fn` with every new pool's threads dying at their fourth step. */
 async function withDyingThreads<T>(fn: () => Promise<T>): Promise<T> {
   const saved = _internals.workerUrl;
+  shutdownChunkWorkers(); // the threads of earlier flows are healthy ones
   _internals.workerUrl = new URL("./_dying_chunk_worker.ts", import.meta.url).href;
   try {
     return await fn();
   } finally {
     _internals.workerUrl = saved;
+    shutdownChunkWorkers();
   }
 }
 
