@@ -71,8 +71,8 @@ module_load chunk_minimum_shift=16 diff_storage_minimum=300
 check "diff_storage_minimum 300 is aligned to 64 KiB chunks (384 sectors)" param_is diff_storage_minimum 384
 check "the alignment is logged" test "$(log_count_since_mark 'aligned to 384')" = 1
 module_unload
-module_load diff_storage_minimum=4294967295
-check "diff_storage_minimum 2^32-1 stays a whole number of chunks, without wrapping" \
+module_load chunk_minimum_shift=18 diff_storage_minimum=4294967295
+check "diff_storage_minimum 2^32-1 stays a whole number of 256 KiB chunks, without wrapping" \
 	param_is diff_storage_minimum 4294966784
 module_unload
 module_load diff_storage_minimum=16384
