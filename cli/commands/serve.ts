@@ -59,18 +59,12 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
         readAhead: opts.readAhead,
         log,
       });
-      let stopping = false;
       const stop = (): void => {
-        if (stopping) return; // one signal reaches both listeners below
-        stopping = true;
         note(ctx, "blksnap serve: stopping");
         void served.close();
       };
-      const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
-      for (const s of signals) Deno.addSignalListener(s, stop);
-      // A signal that came while the server was starting, before these
-      // listeners existed, reached only the CLI's handler, which aborted
-      // ctx.signal: stop for it too.
+      // SIGINT/SIGTERM abort ctx.signal (cli/main.ts), also one that came
+      // while the server was starting, before this listener existed.
       ctx.signal.addEventListener("abort", stop, { once: true });
       if (ctx.signal.aborted) stop();
       const size = served.backup.size;
@@ -84,7 +78,6 @@ export function serveCommand(ctx: CliContext): CommandUnknownOpts {
         await served.server.finished;
         await served.close();
       } finally {
-        for (const s of signals) Deno.removeSignalListener(s, stop);
         ctx.signal.removeEventListener("abort", stop);
       }
       const stats = served.backup.stats;
