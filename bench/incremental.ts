@@ -176,7 +176,7 @@ try {
         const read = (touched.size * chunkSize) / readSpeed;
         const per = fresh > 0 ? Math.round(stored / fresh) : 0;
         const commit = await commitFloor(
-          `${root}/commit-${c.id}-${r}`,
+          `${root}/commit-${c.id}-${r}-${k}`,
           Array(fresh).fill(per),
           64 + (size / chunkSize) * 32,
         );
