@@ -12,7 +12,6 @@
 
 int chunk_table_init(struct chunk_table *t, unsigned long count)
 {
-	t->count = count;
 	t->nr_leaves = DIV_ROUND_UP(count, CHUNK_TABLE_LEAF_ENTRIES);
 	t->leaves = kvcalloc(t->nr_leaves, sizeof(*t->leaves), GFP_KERNEL);
 	return t->leaves ? 0 : -ENOMEM;

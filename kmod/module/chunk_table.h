@@ -24,7 +24,6 @@
  */
 struct chunk_table {
 	sector_t **leaves;
-	unsigned long count;
 	unsigned long nr_leaves;
 };
 
