@@ -211,6 +211,26 @@ static inline struct bio *compat_bio_alloc(struct block_device *bdev,
 #endif
 }
 
+/*
+ * A clone of @src for @bdev from @bs: its pages, flags and iterator, no
+ * vecs of its own. bio_alloc_clone() since 5.18; before, bio_clone_fast(),
+ * which kept @src's device. With a gfp that may wait, never NULL.
+ */
+static inline struct bio *compat_bio_alloc_clone(struct block_device *bdev,
+						 struct bio *src, gfp_t gfp,
+						 struct bio_set *bs)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(5, 18, 0)
+	return bio_alloc_clone(bdev, src, gfp, bs);
+#else
+	struct bio *bio = bio_clone_fast(src, gfp, bs);
+
+	if (bio)
+		bio_set_dev(bio, bdev);
+	return bio;
+#endif
+}
+
 /* bio_init() took (bio, table, max_vecs) before 5.18. */
 static inline void compat_bio_init(struct bio *bio, struct block_device *bdev,
 				   struct bio_vec *table,

@@ -16,8 +16,17 @@
  * saved nor being copied reads the device, and registers itself on the
  * chunk (a struct chunk_copy with readers and no copy) for as long as it
  * does; a copy of that chunk releases its held writes only once those
- * reads have ended, so no write reaches the device under them. Image reads
- * of a chunk whose copy is in flight wait for it and copy from its buffer.
+ * reads have ended, so no write reaches the device under them. Such a read
+ * is a clone of the image bio (its pages, no bounce buffer) sent to the
+ * device asynchronously; its completion drops the registration, so the
+ * image bio ends with its last clone. Image reads of a chunk whose copy is
+ * in flight wait for it and copy from its buffer; of a saved chunk, read
+ * the storage into the worker's buffer and copy from it.
+ *
+ * Image workers run on a workqueue of their own: an image write waits for
+ * the release and store work of its chunk's copy, and were they on one
+ * WQ_MEM_RECLAIM queue, its rescuer could take both and run the waiting
+ * image work first, forever.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME "-diff-area: " fmt
 
@@ -27,7 +36,6 @@
 #include <linux/hash.h>
 #include <linux/sched/mm.h>
 #include <linux/highmem.h>
-#include <linux/completion.h>
 #include <blksnap.h>
 #include "diff_area.h"
 #include "diff_storage.h"
@@ -110,29 +118,68 @@ struct chunk_copy {
 	struct bio_vec vecs[];
 };
 
+/**
+ * struct image_clone - An image read of a chunk from the device: a clone of
+ *	the image bio for the piece in that chunk.
+ * @da: The owner.
+ * @c: The chunk's struct chunk_copy, on which the read is a reader.
+ * @parent: The image bio; one of its remaining counts is ours.
+ * @bio: The clone. Last: the bio set allocates the rest in front of it.
+ */
+struct image_clone {
+	struct diff_area *da;
+	struct chunk_copy *c;
+	struct bio *parent;
+	struct bio bio;
+};
+
 static struct kmem_cache *cow_req_cache;
 /*
- * Release, store and image work; WQ_MEM_RECLAIM: writeback waits on them.
- * Bound (per CPU): a read's completion releases its writes on its own CPU.
+ * Release and store work; WQ_MEM_RECLAIM: writeback waits on them. Bound
+ * (per CPU): a read's completion releases its writes on its own CPU.
  */
 static struct workqueue_struct *cow_wq;
+/*
+ * Image work, apart from cow_wq: it waits for cow_wq's work (see the
+ * header); WQ_MEM_RECLAIM, as a file system on the image writes back.
+ */
+static struct workqueue_struct *image_wq;
+/* The clones of image reads (struct image_clone). */
+static struct bio_set image_bioset;
 
 int diff_area_wq_init(void)
 {
+	int err = -ENOMEM;
+
 	cow_req_cache = KMEM_CACHE(cow_req, 0);
 	if (!cow_req_cache)
 		return -ENOMEM;
 	cow_wq = alloc_workqueue("blksnap-cow",
 				 COMPAT_WQ_PERCPU | WQ_MEM_RECLAIM, 0);
-	if (!cow_wq) {
-		kmem_cache_destroy(cow_req_cache);
-		return -ENOMEM;
-	}
+	if (!cow_wq)
+		goto fail_cache;
+	image_wq = alloc_workqueue("blksnap-image",
+				   COMPAT_WQ_PERCPU | WQ_MEM_RECLAIM, 0);
+	if (!image_wq)
+		goto fail_cow;
+	err = bioset_init(&image_bioset, BIO_POOL_SIZE,
+			  offsetof(struct image_clone, bio), 0);
+	if (err)
+		goto fail_image;
 	return 0;
+fail_image:
+	destroy_workqueue(image_wq);
+fail_cow:
+	destroy_workqueue(cow_wq);
+fail_cache:
+	kmem_cache_destroy(cow_req_cache);
+	return err;
 }
 
 void diff_area_wq_done(void)
 {
+	bioset_exit(&image_bioset);
+	destroy_workqueue(image_wq);
 	destroy_workqueue(cow_wq);
 	kmem_cache_destroy(cow_req_cache);
 }
@@ -647,61 +694,6 @@ static void copy_to_bio(struct bio *bio, struct bvec_iter *it,
 	}
 }
 
-static void orig_end_io(struct bio *bio)
-{
-	complete(bio->bi_private);
-}
-
-/*
- * Reads @len bytes at @sector of the device into @buf, past the filter.
- * May sleep.
- */
-static int diff_area_read_orig(struct diff_area *da, sector_t sector,
-			       struct cow_buf *buf, size_t len)
-{
-	size_t done = 0;
-	int err = 0;
-
-	if (WARN_ON_ONCE(len > buf->size || len & (SECTOR_SIZE - 1)))
-		return -EINVAL;
-
-	while (done < len && !err) {
-		DECLARE_COMPLETION_ONSTACK(wait);
-		size_t piece = min_t(size_t, len - done,
-				     (size_t)BIO_MAX_VECS << PAGE_SHIFT);
-		unsigned int nr = DIV_ROUND_UP(piece, PAGE_SIZE);
-		unsigned int pg = done >> PAGE_SHIFT;
-		size_t added = 0;
-		struct bio *bio;
-		unsigned int i;
-
-		bio = compat_bio_alloc(da->orig.bdev, nr, REQ_OP_READ, GFP_NOIO);
-		bio->bi_iter.bi_sector = sector + (done >> SECTOR_SHIFT);
-		for (i = 0; i < nr; i++) {
-			unsigned int bytes = min_t(size_t, piece - added,
-						   PAGE_SIZE);
-
-			if (bio_add_page(bio, buf->bvec[pg + i].bv_page, bytes,
-					 0) != bytes) {
-				err = -EIO;
-				break;
-			}
-			added += bytes;
-		}
-		if (!err) {
-			bio->bi_private = &wait;
-			bio->bi_end_io = orig_end_io;
-			filter_submit_bio_noacct(bio);
-			wait_for_completion_io(&wait);
-			err = blk_status_to_errno(bio->bi_status);
-		}
-		bio_put(bio);
-		done += piece;
-	}
-	invalidate_kernel_vmap_range(buf->data, len);
-	return err;
-}
-
 /* How an image read serves one chunk (see diff_area_image_read_chunk()). */
 enum image_source {
 	IMAGE_FROM_STORAGE,	/* the saved copy */
@@ -729,12 +721,15 @@ static enum image_source image_source(struct diff_area *da, unsigned long idx,
 		src = IMAGE_FROM_STORAGE;
 	} else if (!c) {
 		c = copy_get(da, idx);
-		if (c)
+		if (c) {
 			c->readers++;
-		else
+			da->image_reads++;
+		} else {
 			src = IMAGE_NO_COPY;
+		}
 	} else if (c->state == COPY_IDLE) {
 		c->readers++;
+		da->image_reads++;
 	} else if (c->state == COPY_READING) {
 		src = IMAGE_WAIT;
 	} else {
@@ -746,17 +741,25 @@ static enum image_source image_source(struct diff_area *da, unsigned long idx,
 	return src;
 }
 
-/* The end of an image read of @c's chunk as reader or user. */
+/*
+ * The end of an image read of @c's chunk as reader or user. Any context:
+ * a reader's ends in its clone's completion. The diff area may go once
+ * the lock is dropped.
+ */
 static void image_source_put(struct diff_area *da, struct chunk_copy *c,
 			     bool reader)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&da->copy_lock, flags);
-	if (reader)
+	if (reader) {
 		c->readers--;
-	else
+		/* diff_area_flush_image() waits for the last. */
+		if (!--da->image_reads)
+			wake_up_all(&da->copy_wait);
+	} else {
 		c->users--;
+	}
 	if (!c->readers && !c->users) {
 		if (!c->hashed || c->state == COPY_IDLE) {
 			copy_unhash(da, c);
@@ -784,11 +787,65 @@ static bool copy_reading(struct diff_area *da, unsigned long idx)
 	return reading;
 }
 
+static void image_clone_end_io(struct bio *bio)
+{
+	struct image_clone *ic = container_of(bio, struct image_clone, bio);
+	struct diff_area *da = ic->da;
+	struct bio *parent = ic->parent;
+	struct chunk_copy *c = ic->c;
+	blk_status_t status = bio->bi_status;
+
+	/*
+	 * Once the image is corrupted (overflow, detach), writes skip
+	 * copy-on-write and wait for no reader: one may have landed under
+	 * this read. Decide before the reader goes.
+	 */
+	if (!status && READ_ONCE(da->error))
+		status = BLK_STS_IOERR;
+	bio_put(bio);
+	/* As __bio_chain_endio(): the first error wins, unlocked. */
+	if (status && !parent->bi_status)
+		parent->bi_status = status;
+	bio_endio(parent);
+	/* Last: the diff area (and the image) may go after it. */
+	image_source_put(da, c, true);
+}
+
+/*
+ * Reads @nr sectors at @sector of the device into the image bio @parent at
+ * @it, asynchronously, as the reader of @c it registered as: a clone of
+ * @parent for those sectors, sent past the filter. @it is advanced.
+ */
+static void image_clone_submit(struct diff_area *da, struct chunk_copy *c,
+			       struct bio *parent, struct bvec_iter *it,
+			       sector_t sector, sector_t nr)
+{
+	struct image_clone *ic;
+	struct bio *clone;
+
+	/* From our own bio set, by a worker: waits, never fails. */
+	clone = compat_bio_alloc_clone(da->orig.bdev, parent, GFP_NOIO,
+				       &image_bioset);
+	ic = container_of(clone, struct image_clone, bio);
+	ic->da = da;
+	ic->c = c;
+	ic->parent = parent;
+	clone->bi_iter = *it;
+	clone->bi_iter.bi_sector = sector;
+	clone->bi_iter.bi_size = nr << SECTOR_SHIFT;
+	clone->bi_end_io = image_clone_end_io;
+	bio_advance_iter(parent, it, nr << SECTOR_SHIFT);
+	/* Ended by the clone's completion, or by the worker's bio_endio(). */
+	bio_inc_remaining(parent);
+	filter_submit_bio_noacct(clone);
+}
+
 /*
  * Reads @nr sectors at @in_chunk of chunk @idx into the bio at @it: from
  * the chunk's saved copy, its copy in memory, or the device while it has
- * neither (as a reader of the chunk: a copy holds its writes until we are
- * done). May sleep.
+ * neither (as a reader of the chunk until the read completes: a copy holds
+ * its writes until then; the read from the device may still be in flight
+ * on return). May sleep.
  */
 static int diff_area_image_read_chunk(struct diff_area *da,
 				      struct cow_buf *buf, unsigned long idx,
@@ -834,20 +891,10 @@ static int diff_area_image_read_chunk(struct diff_area *da,
 			image_source_put(da, c, false);
 			return err;
 		case IMAGE_FROM_DEVICE:
-			err = diff_area_read_orig(da, ((sector_t)idx <<
-						       da->chunk_shift) +
-						  in_chunk, buf,
-						  nr << SECTOR_SHIFT);
-			image_source_put(da, c, true);
-			src = buf->data;
-			/*
-			 * Once the image is corrupted (overflow, detach),
-			 * writes skip copy-on-write and wait for no reader:
-			 * one may have landed under this read. Decide after.
-			 */
-			if (!err && READ_ONCE(da->error))
-				err = -EIO;
-			break;
+			image_clone_submit(da, c, bio, it,
+					   ((sector_t)idx << da->chunk_shift) +
+					   in_chunk, nr);
+			return 0;
 		}
 		break;
 	}
@@ -998,8 +1045,12 @@ static void diff_area_image_rw(struct diff_area *da, struct cow_buf *buf,
 	sector_t end = pos + (it.bi_size >> SECTOR_SHIFT);
 	int err = 0;
 
+	struct blk_plug plug;
+
 	if (end > da->capacity)
 		err = -EIO;
+	/* Clones of adjacent chunks may merge on the way to the device. */
+	blk_start_plug(&plug);
 	while (!err && pos < end) {
 		unsigned long idx = pos >> da->chunk_shift;
 		sector_t in_chunk = pos - ((sector_t)idx << da->chunk_shift);
@@ -1016,6 +1067,7 @@ static void diff_area_image_rw(struct diff_area *da, struct cow_buf *buf,
 		if (!err)
 			pos += nr;
 	}
+	blk_finish_plug(&plug);
 	if (err) {
 		pr_debug("image %s of [%u:%u] at %llu failed: %d\n",
 			 write ? "write" : "read", MAJOR(da->dev_id),
@@ -1056,7 +1108,7 @@ void diff_area_image_bio(struct diff_area *da, struct bio *bio)
 	bio_list_add(&da->image_bios, bio);
 	spin_unlock_irqrestore(&da->copy_lock, flags);
 	for (i = 0; i < da->nr_workers; i++)
-		queue_work(cow_wq, &da->image_workers[i].work);
+		queue_work(image_wq, &da->image_workers[i].work);
 }
 
 static unsigned int diff_area_chunk_shift(struct block_device *bdev,
@@ -1173,12 +1225,26 @@ void diff_area_stop(struct diff_area *da)
 	wake_up_all(&da->copy_wait);
 }
 
+/* No image read of the device in flight. */
+static bool diff_area_no_image_reads(struct diff_area *da)
+{
+	unsigned long flags;
+	bool none;
+
+	spin_lock_irqsave(&da->copy_lock, flags);
+	none = !da->image_reads;
+	spin_unlock_irqrestore(&da->copy_lock, flags);
+	return none;
+}
+
 void diff_area_flush_image(struct diff_area *da)
 {
 	unsigned int i;
 
 	for (i = 0; i < da->nr_workers; i++)
 		flush_work(&da->image_workers[i].work);
+	/* The workers' clones end the image bios they were cut from. */
+	wait_event(da->copy_wait, diff_area_no_image_reads(da));
 }
 
 /* No copy in flight: every struct chunk_copy is free. */

@@ -61,8 +61,8 @@ struct diff_area_worker {
  *	of a saved chunk across its read of the copy.
  * @copy_lock: Guards @copies, every struct chunk_copy in it or on the lists
  *	below, @free_copies, @nr_copies, @nr_free, @copy_done, @store_queue,
- *	@cow_queued and @image_bios. Taken with interrupts disabled: the read
- *	of a chunk completes in any context.
+ *	@cow_queued, @image_bios and @image_reads. Taken with interrupts
+ *	disabled: the read of a chunk completes in any context.
  * @copies: Chunks being copied or read from the device by the image, by
  *	chunk index (struct chunk_copy, at most one per chunk).
  * @free_copies: Idle struct chunk_copy, each with its chunk buffer.
@@ -80,6 +80,8 @@ struct diff_area_worker {
  * @cow_queued: Writes held (struct cow_req) on this device.
  * @cow_wait: Writers waiting for @cow_queued to drop.
  * @image_bios: Reads and writes of the image waiting for a worker.
+ * @image_reads: Image reads of the device in flight (clones of image bios,
+ *	each a reader of its chunk); woken on @copy_wait when it drops to 0.
  * @req_pool: struct cow_req reserve.
  * @nr_workers: Image workers. Immutable.
  * @image_workers: Image workers.
@@ -112,6 +114,7 @@ struct diff_area {
 	unsigned int cow_queued;
 	wait_queue_head_t cow_wait;
 	struct bio_list image_bios;
+	unsigned int image_reads;
 	mempool_t *req_pool;
 
 	unsigned int nr_workers;
@@ -132,7 +135,10 @@ struct diff_area *diff_area_new(dev_t dev_id, struct diff_storage *storage,
 				struct event_queue *events);
 /* Stops copy-on-write: queued writes pass without copies from now on. */
 void diff_area_stop(struct diff_area *da);
-/* Waits for the image workers (after the image stopped calling us). */
+/*
+ * Waits for the image workers and the reads of the device they started
+ * (after the image stopped calling us): every image bio has ended.
+ */
 void diff_area_flush_image(struct diff_area *da);
 /*
  * Waits for the image workers and, once stopped, for every copy in flight
