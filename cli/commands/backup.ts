@@ -110,7 +110,12 @@ export function backupCommand(ctx: CliContext): CommandUnknownOpts {
       "--require-verified-parent",
       "take a full backup unless the parent passed a deep verify",
     )
-    .option("--concurrency <n>", "chunks hashed and compressed at once", (v) => parseCount(v, 1024))
+    .option(
+      "--concurrency <n>",
+      "chunks read, hashed and compressed at once; hashing and compression run on one thread " +
+        "per core when there are two or more and 256 MiB or more to read",
+      (v) => parseCount(v, 1024),
+    )
     .action(async (opts) => {
       const devices = opts.device ?? [];
       if ((devices.length > 0) === (opts.image !== undefined)) {

@@ -18,7 +18,8 @@ export function restoreCommand(ctx: CliContext): CommandUnknownOpts {
   return new Command("restore")
     .description(
       "restore backup <id> to <target>: a new file (sparse), an existing file, or an " +
-        "unmounted block device at least as large; every chunk is checked before it is written",
+        "unmounted block device at least as large; every chunk is checked before it is written " +
+        "(on one thread per core when there are two or more and 256 MiB or more to decode)",
     )
     .argument("<id>", "backup id, its last 8 hex digits, or latest (see list)")
     .argument("<target>", "file or block device to write (a directory with --files)")

@@ -5,7 +5,7 @@
  *
  * Messages in: `{ op: "init", specId, spec }` (a flow's codec) and
  * `{ op: "drop", specId }` (the flow ended), and `{ id, specId, op, ... }`
- * with `op` one of `name`, `encode`, `decode`, `check`, `scrub`. Out: `{ id, ... }` or
+ * with `op` one of `name`, `encode`, `nameEncode`, `decode`, `check`, `scrub`. Out: `{ id, ... }` or
  * `{ id, error }` (the message of the error the step threw). `encode` and
  * `decode` write into an `out` buffer the caller sends and gets back.
  *
@@ -46,6 +46,18 @@ function handle(wire: unknown): void {
         const name = zero ? null : codec.name(data);
         // `data` came with its whole buffer (the caller's), which goes back the same way.
         send({ id: m.id, zero, name, data }, ["data"]);
+        break;
+      }
+      case "nameEncode": {
+        // Both steps in one trip, for a chunk the caller expects to be new: a
+        // trip costs two thread wake-ups, which cost more than the codec's
+        // share of a chunk on a loaded host (docs/benchmarks.md).
+        const data: Uint8Array = m.data;
+        const out: Uint8Array = m.out;
+        const zero = isAllZero(data);
+        const name = zero ? null : codec.name(data);
+        const length = name === null ? 0 : codec.encodeInto(data, name, out);
+        send({ id: m.id, zero, name, data, out, length }, ["data", "out"]);
         break;
       }
       case "encode": {

@@ -56,13 +56,15 @@ export interface BackupOptions {
    * Worker threads that name (hash) and encode (compress, seal) chunks; 0
    * does it on the calling thread. The threads are shared with the
    * process's other flows and kept between them (started on first use,
-   * ended after 10 s unused); they never keep the process alive. Threads pay
-   * only with idle cores. @default 0 (measured: docs/benchmarks.md, "Worker
-   * threads vs the calling thread")
+   * ended after 10 s unused); they never keep the process alive.
+   * @default one per core on 2 or more cores when the chunks to read hold
+   * 256 MiB or more, else 0
+   * (`defaultThreads` in chunk_workers.ts; measured: docs/benchmarks.md,
+   * "Worker threads by default")
    *
-   * @example A backup on two threads
+   * @example A backup on the calling thread only (a host whose other cores are busy)
    * ```ts ignore
-   * await backup(source, repo, { workers: 2 });
+   * await backup(source, repo, { workers: 0 });
    * ```
    */
   workers?: number;

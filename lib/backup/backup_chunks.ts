@@ -6,8 +6,11 @@
  *   zeroing or page faults per chunk), as many at once as the source serves
  *   ({@linkcode BackupSource.parallelReads}; one at a time otherwise).
  * - Naming and encoding run on a pool of Worker threads
- *   ({@linkcode ChunkWorkers}) when the caller asks for them, on the calling
- *   thread otherwise; the buffers move to the threads and back.
+ *   ({@linkcode ChunkWorkers}): one per core by default on 2 or more cores
+ *   for 256 MiB or more (`defaultThreads`), as many as the caller asks
+ *   otherwise, or on the calling thread (`workers: 0`); the buffers move to
+ *   the threads and back. While most chunks are new a thread names and
+ *   encodes a chunk in one trip.
  * - Stores run while later chunks are read and encoded; each store is
  *   durable when it returns (its directory entry at the backend's flush), so
  *   a chunk is never named by an index before its bytes are safe.
@@ -17,7 +20,7 @@
 
 import { BoundedPool } from "./_pool.ts";
 import { type ChunkCodec, chunkCodec } from "./chunk_codec.ts";
-import { ChunkWorkers, workerCount } from "./chunk_workers.ts";
+import { ChunkWorkers, defaultThreads, workerCount } from "./chunk_workers.ts";
 import { RepoError } from "./errors.ts";
 import { chunkLengthOf, DIGEST_SIZE, isAllZero, toHex, ZERO_DIGEST } from "./format.ts";
 import type { BackupStats } from "./manifest.ts";
@@ -29,7 +32,8 @@ import type { Progress } from "./types.ts";
 export interface StoreChunksOptions {
   /**
    * Worker threads for naming and encoding; 0 does both on the calling
-   * thread. @default 0 (see `workerCount` in chunk_workers.ts)
+   * thread. @default `defaultThreads` of the bytes to read (chunk_workers.ts):
+   * one per core on 2 or more cores for 256 MiB or more, else 0
    */
   workers?: number;
   /** Chunks in flight (each holds a buffer of one chunk). @default 2 × threads + 2 */
@@ -74,7 +78,7 @@ export async function storeChunks(
   const { chunkSize } = repo.config;
   const capacity = source.capacity;
   const bytesTotal = toRead.reduce((s, i) => s + chunkLengthOf(i, capacity, chunkSize), 0);
-  const threads = workerCount(options.workers);
+  const threads = workerCount(options.workers ?? defaultThreads(bytesTotal));
   const inFlight = Math.max(1, options.concurrency ?? 2 * Math.max(1, threads) + 2);
   const codec: ChunkCodec = chunkCodec(repo.codecSpec);
   let bytesDone = 0;
@@ -128,6 +132,10 @@ export async function storeChunks(
   };
 
   using workers = threads > 0 ? ChunkWorkers.start(threads, repo.codecSpec) : null;
+  // The share of recent named chunks that were new (a moving average over about 8). While most
+  // are, a thread encodes a chunk in the trip that names it (one trip instead of two); once
+  // most are stored already (a repeated full backup), the encoding would be wasted.
+  let newShare = 1;
 
   const one = async (i: number, buffer: Uint8Array): Promise<void> => {
     const len = chunkLengthOf(i, capacity, chunkSize);
@@ -147,7 +155,15 @@ export async function storeChunks(
     try {
       await read(i, data);
       let name: Uint8Array | null;
-      if (workers) {
+      // The stored object, when a thread encoded it with the name (a chunk expected new).
+      let early: { out: Uint8Array; length: number } | null = null;
+      if (workers && newShare >= 0.5) {
+        const r = await workers.identifyEncode(data, outFree.pop() ?? new Uint8Array(outSize));
+        data = back(r.data);
+        name = r.name;
+        if (name === null) outFree.push(r.out);
+        else early = { out: r.out, length: r.length };
+      } else if (workers) {
         const r = await workers.identify(data);
         data = back(r.data);
         name = r.name;
@@ -164,14 +180,19 @@ export async function storeChunks(
         pending.add(hex); // before any await, so a twin chunk in flight sees it
         const rewrite = !seen && damaged.has(hex);
         if (seen || (!rewrite && (known ? known.has(hex) : await repo.hasChunk(hex)))) {
+          newShare -= newShare / 8;
+          if (early) outFree.push(early.out);
           stats.chunksDeduplicated++;
           digests.set(name, i * DIGEST_SIZE);
           countEncoded();
         } else {
-          let out: Uint8Array | null = outFree.pop() ?? new Uint8Array(outSize);
+          newShare += (1 - newShare) / 8;
+          let out: Uint8Array | null = early?.out ?? outFree.pop() ?? new Uint8Array(outSize);
           try {
             let length: number;
-            if (workers) {
+            if (early) {
+              length = early.length;
+            } else if (workers) {
               const r = await workers.encode(data, name, out);
               back(r.data);
               out = r.out;

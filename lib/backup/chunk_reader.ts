@@ -25,8 +25,9 @@ import type { Repository } from "./repository.ts";
 /** Options of {@linkcode ChunkReader.start}. */
 export interface ChunkReaderOptions {
   /**
-   * Worker threads; 0 checks on the calling thread. @default 0 (see
-   * `workerCount` in chunk_workers.ts)
+   * Worker threads; 0 checks on the calling thread. @default 0 (a restore
+   * passes `defaultThreads`, a deep verify `defaultVerifyThreads`:
+   * chunk_workers.ts)
    */
   workers?: number;
 }

@@ -75,12 +75,42 @@ export function workerCount(requested: number | undefined): number {
 }
 
 /**
+ * Bytes a flow must have to process before it runs on worker threads by
+ * default: starting them costs 0.13-0.17 CPU-s and 0.1-0.45 s (2-core host),
+ * about what they save on 256 MiB, and even with the threads started a
+ * backup of one 4 MiB chunk took 18-19 ms on them against 13-15 ms on the
+ * calling thread (docs/benchmarks.md, "Worker threads by default").
+ */
+export const THREADS_MIN_BYTES = 256 * 1024 * 1024;
+
+/**
+ * The default of `workers` for a backup or a restore of `bytes` bytes: one
+ * thread per core when there are at least two and `bytes` is at least
+ * {@linkcode THREADS_MIN_BYTES}, else 0 (the calling thread). Chosen by
+ * measurement on a 2-core host (docs/benchmarks.md, "Worker threads by
+ * default"): with a core free, a backup on threads took about 0.8 of the
+ * calling thread's wall time at 5-10 % more CPU, a restore 0.78 at the same
+ * CPU; with both cores busy they gained little and cost 10-40 % more CPU
+ * (pass `workers: 0` on such a host).
+ *
+ * @example A flow's threads
+ * ```ts
+ * import { defaultThreads } from "./chunk_workers.ts";
+ * console.log(defaultThreads(1 << 30)); // 2 on a 2-core host
+ * console.log(defaultThreads(4 << 20)); // 0
+ * ```
+ */
+export function defaultThreads(bytes: number): number {
+  const cores = navigator.hardwareConcurrency;
+  return cores >= 2 && bytes >= THREADS_MIN_BYTES ? cores : 0;
+}
+
+/**
  * The default of `workers` for a deep verify: one thread per core when
  * there are at least two, else 0 (the calling thread). Chosen by
  * measurement on a 2-core host (docs/benchmarks.md, "Worker threads vs the
  * calling thread"): a deep verify on threads was faster there (1.32x
- * local, 1.18x S3), while a backup and a restore were not, so those keep
- * the calling thread unless told otherwise.
+ * local, 1.18x S3).
  *
  * @example
  * ```ts
@@ -327,6 +357,22 @@ export class ChunkWorkers implements Disposable {
   async identify(data: Uint8Array): Promise<Identified> {
     const r = await this.#call({ op: "name", data }, ["data"]);
     return { data: r.data as Uint8Array, name: r.zero ? null : r.name as Uint8Array };
+  }
+
+  /**
+   * {@linkcode ChunkWorkers.identify} and, unless every byte is zero,
+   * {@linkcode ChunkWorkers.encode} in one trip to a thread: for a chunk
+   * that is probably new, since each trip costs thread wake-ups. When the
+   * chunk turns out to be stored already, the encoding is thrown away.
+   */
+  async identifyEncode(data: Uint8Array, out: Uint8Array): Promise<Identified & Encoded> {
+    const r = await this.#call({ op: "nameEncode", data, out }, ["data", "out"]);
+    return {
+      data: r.data as Uint8Array,
+      name: r.zero ? null : r.name as Uint8Array,
+      out: r.out as Uint8Array,
+      length: r.length as number,
+    };
   }
 
   /**

@@ -8,6 +8,7 @@
 import { blockDeviceUse } from "../block_device.ts";
 import { range, runBounded } from "./_pool.ts";
 import { ChunkReader } from "./chunk_reader.ts";
+import { defaultThreads } from "./chunk_workers.ts";
 import type { DamageRecord } from "./damage.ts";
 import { ioError, isAbortOf, RepoError } from "./errors.ts";
 import { bytesEqual, chunkLengthOf, toHex, ZERO_DIGEST } from "./format.ts";
@@ -27,9 +28,15 @@ export interface RestoreOptions {
   /**
    * Worker threads that decompress and check chunks (shared with the
    * process's other flows, kept between them, never keeping the process
-   * alive); 0 does it on the calling thread. @default 0 (a restore on 2
-   * cores was not faster on threads: docs/benchmarks.md, "Worker threads vs
-   * the calling thread")
+   * alive); 0 does it on the calling thread. @default one per core on 2 or
+   * more cores when the chunks to decode hold 256 MiB or more, else 0
+   * (`defaultThreads` in chunk_workers.ts; measured: docs/benchmarks.md,
+   * "Worker threads by default")
+   *
+   * @example A restore on the calling thread only
+   * ```ts ignore
+   * await restore(repo, backupId, "/dev/vdb", { workers: 0 });
+   * ```
    */
   workers?: number;
   /**
@@ -150,7 +157,14 @@ async function restoreInner(
       { path: repo.chunkPath(missing[0]) },
     );
   }
-  using reader = ChunkReader.start(repo, { workers: options.workers });
+  // The bytes to decode pick the default threads: every chunk that is not all zeros, each time.
+  let toDecode = 0;
+  for (let i = 0; i < chunkCount; i++) {
+    if (!bytesEqual(digestAt(index, i), ZERO_DIGEST)) toDecode += chunkSize;
+  }
+  using reader = ChunkReader.start(repo, {
+    workers: options.workers ?? defaultThreads(toDecode),
+  });
   const concurrency = options.concurrency ?? reader.concurrency;
   if (options.verifyFirst) {
     await runBounded(unique, concurrency, async ([hex, i]) => {

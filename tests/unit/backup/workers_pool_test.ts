@@ -9,7 +9,9 @@ import {
   _internals,
   ChunkWorkers,
   chunkWorkerStats,
+  defaultThreads,
   shutdownChunkWorkers,
+  THREADS_MIN_BYTES,
 } from "../../../lib/backup/chunk_workers.ts";
 import { MemSource, mixedImage, pseudoRandom, sha256Hex, tempDir } from "./_helpers.ts";
 
@@ -107,4 +109,21 @@ Deno.test("the process exits at once after a flow on threads, the pool still ali
   }).output();
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "done");
+});
+
+Deno.test("defaultThreads: one per core for a flow of 256 MiB or more, else the calling thread", async () => {
+  shutdownChunkWorkers();
+  const cores = navigator.hardwareConcurrency;
+  const many = cores >= 2 ? cores : 0;
+  assert.equal(defaultThreads(0), 0);
+  assert.equal(defaultThreads(THREADS_MIN_BYTES - 1), 0);
+  assert.equal(defaultThreads(THREADS_MIN_BYTES), many);
+  assert.equal(defaultThreads(64 * THREADS_MIN_BYTES), many);
+  {
+    using w = ChunkWorkers.start(cores, { level: 1, keys: null });
+    assert.equal((await w.identify(new Uint8Array(64))).name, null);
+  }
+  // Started threads do not change it: a small flow is faster on the calling thread.
+  assert.equal(defaultThreads(1), 0);
+  shutdownChunkWorkers();
 });

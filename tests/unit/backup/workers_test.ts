@@ -161,6 +161,54 @@ Deno.test("ChunkWorkers: buffers move and come back; close fails waiting calls",
   await assert.rejects(workers.identify(new Uint8Array(8)), /closed/);
 });
 
+Deno.test("ChunkWorkers.identifyEncode: names and encodes in one trip, as the two calls do", async () => {
+  using workers = ChunkWorkers.start(2, { level: 1, keys: null });
+  const data = textImage(256 * KiB, 6);
+  const copy = data.slice();
+  const both = await workers.identifyEncode(data, new Uint8Array(256 * KiB + 64));
+  assert.equal(data.byteLength, 0, "moved to the thread");
+  assert.deepEqual(both.data, copy);
+  const named = await workers.identify(copy.slice());
+  assert.deepEqual(both.name, named.name);
+  const enc = await workers.encode(named.data, named.name!, new Uint8Array(256 * KiB + 64));
+  assert.ok(both.length > 0 && both.length < copy.length);
+  assert.deepEqual(both.out.subarray(0, both.length), enc.out.subarray(0, enc.length));
+  // All zeros: no name, nothing encoded, both buffers back.
+  const zero = await workers.identifyEncode(
+    new Uint8Array(64 * KiB),
+    new Uint8Array(64 * KiB + 64),
+  );
+  assert.equal(zero.name, null);
+  assert.equal(zero.length, 0);
+  assert.equal(zero.data.byteLength, 64 * KiB);
+  assert.equal(zero.out.byteLength, 64 * KiB + 64);
+});
+
+Deno.test("a backup on threads through runs of new and of stored chunks stores what the calling thread does", async () => {
+  // Chunks found stored stop the one-trip encoding (it would be wasted) and new ones
+  // bring it back: both paths, and the switch between them, give the same repository.
+  await using dir = await tempDir();
+  const first = pseudoRandom(320 * KiB, 11); // 20 new chunks
+  const second = new Uint8Array(640 * KiB); // the same 20 (stored), then 20 new
+  second.set(first);
+  second.set(pseudoRandom(320 * KiB, 12), 320 * KiB);
+  const results = [];
+  for (const workers of [2, 0]) {
+    const repo = await Repository.init(join(dir.path, `r${workers}`), { chunkSize: 16 * KiB });
+    await backup(new MemSource(first, { id: "a" }), repo, { workers });
+    const r = await backup(new MemSource(second, { id: "b" }), repo, { workers });
+    assert.equal(r.manifest.stats.chunksDeduplicated, 20);
+    assert.equal(r.manifest.stats.chunksNew, 20);
+    const files = (await chunkFiles(repo)).map((f) => f.slice(f.lastIndexOf("/") + 1));
+    const bytes = await Promise.all((await chunkFiles(repo)).map((f) => Deno.readFile(f)));
+    const out = join(dir.path, `o${workers}.img`);
+    await restore(repo, r.manifest.id, out, { workers });
+    assert.equal(sha256Hex(await Deno.readFile(out)), sha256Hex(second));
+    results.push({ stats: r.manifest.stats, files, bytes: bytes.map(sha256Hex) });
+  }
+  assert.deepEqual(results[0], results[1]);
+});
+
 Deno.test("isAllZero() finds a single non-zero byte anywhere, at any offset and length", () => {
   const buf = new Uint8Array(200 * KiB + 7);
   assert.equal(isAllZero(buf), true);
