@@ -114,7 +114,12 @@ async function run(
   env: Record<string, string> = {},
 ): Promise<{ ok: boolean; out: string }> {
   try {
-    const r = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).output();
+    const r = await new Deno.Command(cmd, {
+      args,
+      env: { NO_COLOR: "1", ...env },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
     const text = new TextDecoder();
     return { ok: r.success, out: (text.decode(r.stdout) + text.decode(r.stderr)).trim() };
   } catch (e) {
@@ -184,7 +189,9 @@ async function installCommand(files: string[]): Promise<void> {
       say({
         what: `the blksnap command in ${bin}`,
         state: "failed",
-        note: r.out.split("\n").at(-1),
+        // The error and its cause, not Deno's backtrace that follows them.
+        note: r.out.split("\n").filter((l) => /error|^\s+0: (?!<unknown>)/i.test(l)).join(" ")
+          .replace(/\s+/g, " ").trim() || r.out.trim().split("\n").at(-1),
       });
       return;
     }

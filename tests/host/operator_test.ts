@@ -287,7 +287,14 @@ Deno.test({
   fn: async () => {
     const dir = await scratch();
     try {
-      const denoDir = JSON.parse((await run(DENO, ["info", "--json"])).stdout).denoDir;
+      // The cache an operator carries to the server, made as operations.md says:
+      // `deno cache --no-lock` keeps the npm registry metadata that `deno install`
+      // reads (a cache made through the lockfile lacks it and cannot install offline).
+      const denoDir = join(dir, "cache");
+      const cached = await run(DENO, ["cache", "--quiet", "--no-lock", "cli/main.ts"], {
+        env: { DENO_DIR: denoDir },
+      });
+      assert.equal(cached.code, 0, cached.stderr);
       const prefix = join(dir, "usr");
       const inst = await run("unshare", [
         "-n",
