@@ -96,6 +96,10 @@ export class FaultFs implements RepoFs {
   readFile(path: string): Promise<Uint8Array> {
     return this.#inner.readFile(path);
   }
+  /** Read a whole file into `into` when it fits (not counted). */
+  readFileInto(path: string, into: Uint8Array): Promise<Uint8Array> {
+    return this.#inner.readFileInto?.(path, into) ?? this.#inner.readFile(path);
+  }
   /** Stat (not counted). */
   stat(path: string): Promise<RepoStat | null> {
     return this.#inner.stat(path);

@@ -48,6 +48,13 @@ export interface ChunkRead {
 export class ChunkReader implements Disposable {
   readonly #repo: Repository;
   readonly #workers: ChunkWorkers | null;
+  /**
+   * Whole buffers that stored objects are read into, reused from chunk to
+   * chunk: no more than the reads ever in flight at once. A fresh buffer per
+   * chunk costs page faults on every page (a 1.2 MB file: 5-7 ms of CPU read
+   * into a new buffer against 0.2 ms into a reused one, this 2-core host).
+   */
+  readonly #storedBuffers: Uint8Array[] = [];
 
   private constructor(repo: Repository, workers: ChunkWorkers | null) {
     this.#repo = repo;
@@ -88,19 +95,22 @@ export class ChunkReader implements Disposable {
     exactLength?: number,
     into?: Uint8Array,
   ): Promise<ChunkRead> {
-    const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    const { stored, pooled } = await this.#readStored(hex, maxLength);
     if (this.#workers) {
       const out = into ?? new Uint8Array(maxLength);
       try {
         // A thread always writes the bytes into `out` (a raw chunk's too).
-        const data = await this.#workers.decode(stored, hex, maxLength, exactLength, out);
-        return { data, usedInto: into !== undefined };
+        const r = await this.#workers.decode(stored, hex, maxLength, exactLength, out, pooled);
+        if (pooled) this.#giveBack(r.stored);
+        return { data: r.data, usedInto: into !== undefined };
       } catch (e) {
         throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
       }
     }
     try {
       const data = this.#repo.codec.decode(stored, hex, maxLength, exactLength, into);
+      // A raw chunk's bytes are a view of the stored object: its buffer goes with them.
+      if (pooled && data.buffer !== stored.buffer) this.#giveBack(stored);
       return { data, usedInto: into !== undefined && data.buffer === into.buffer };
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);
@@ -118,10 +128,11 @@ export class ChunkReader implements Disposable {
     maxLength: number,
     exactLength?: number,
   ): Promise<void> {
-    const stored = await this.#repo.readStoredChunk(hex, maxLength);
+    const { stored, pooled } = await this.#readStored(hex, maxLength);
     if (this.#workers) {
       try {
-        await this.#workers.check(mode, stored, hex, maxLength, exactLength);
+        const back = await this.#workers.check(mode, stored, hex, maxLength, exactLength, pooled);
+        if (pooled) this.#giveBack(back);
       } catch (e) {
         throw e instanceof ChunkStepError ? this.#repo.badChunk(hex, e.message, e) : e;
       }
@@ -133,6 +144,36 @@ export class ChunkReader implements Disposable {
     } catch (e) {
       throw this.#repo.badChunk(hex, (e as Error).message, e);
     }
+    if (pooled) this.#giveBack(stored);
+  }
+
+  /**
+   * Stored object `hex`, read into one of the reused buffers where the
+   * backend can (`pooled`: the result is a view of a buffer this reader
+   * owns whole, which the caller gives back once done with it).
+   */
+  async #readStored(
+    hex: string,
+    maxLength: number,
+  ): Promise<{ stored: Uint8Array; pooled: boolean }> {
+    const size = this.#repo.codec.maxStoredSize(maxLength);
+    const i = this.#storedBuffers.findIndex((b) => b.length >= size);
+    const buffer = i >= 0 ? this.#storedBuffers.splice(i, 1)[0] : new Uint8Array(size);
+    let stored: Uint8Array;
+    try {
+      stored = await this.#repo.readStoredChunk(hex, maxLength, buffer);
+    } catch (e) {
+      this.#storedBuffers.push(buffer);
+      throw e;
+    }
+    const pooled = stored.buffer === buffer.buffer;
+    if (!pooled) this.#storedBuffers.push(buffer); // the backend read into a buffer of its own
+    return { stored, pooled };
+  }
+
+  /** A buffer `#readStored` lent, back for the next read (a view of it will do). */
+  #giveBack(stored: Uint8Array): void {
+    this.#storedBuffers.push(new Uint8Array(stored.buffer as ArrayBuffer));
   }
 
   /** Stops the threads. Idempotent. */

@@ -49,6 +49,17 @@ export interface Encoded {
   length: number;
 }
 
+/** What {@linkcode ChunkWorkers.decode} gives back. */
+export interface Decoded {
+  /** The view of the `out` given (its buffer moved and came back) that holds the chunk's bytes. */
+  data: Uint8Array;
+  /**
+   * The stored object given, handed back: when it moved (its buffer was the
+   * caller's whole), this is the caller's buffer again, to reuse.
+   */
+  stored: Uint8Array;
+}
+
 /**
  * A step of the codec failed on a thread: the chunk it was given fails a
  * check (or cannot be encoded). The message is the step's own. Any other
@@ -388,8 +399,9 @@ export class ChunkWorkers implements Disposable {
   /**
    * The chunk's bytes from stored object `stored` named `hex`, after every
    * check, written into the start of `out` (at least `maxLength` bytes, a
-   * view of a buffer the caller owns whole, which moves and comes back):
-   * returns the view of `out` that holds them.
+   * view of a buffer the caller owns whole, which moves and comes back).
+   * `stored` moves too when `storedOwned` (the caller owns its whole buffer,
+   * even where the view covers only part of it), else a copy goes.
    */
   async decode(
     stored: Uint8Array,
@@ -397,17 +409,22 @@ export class ChunkWorkers implements Disposable {
     maxLength: number,
     exactLength: number | undefined,
     out: Uint8Array,
-  ): Promise<Uint8Array> {
+    storedOwned: boolean = ownsBuffer(stored),
+  ): Promise<Decoded> {
     const r = await this.#call(
       { op: "decode", stored, hex, maxLength, exactLength, out },
-      ownsBuffer(stored) ? ["stored", "out"] : ["out"],
+      storedOwned ? ["stored", "out"] : ["out"],
     );
-    return (r.out as Uint8Array).subarray(0, r.length as number);
+    return {
+      data: (r.out as Uint8Array).subarray(0, r.length as number),
+      stored: storedOwned ? r.stored as Uint8Array : stored,
+    };
   }
 
   /**
    * Checks stored object `stored` named `hex`: every check of a decode
-   * (`deep`), or only the frame and CRC-32 or tag (`scrub`).
+   * (`deep`), or only the frame and CRC-32 or tag (`scrub`). `stored` moves
+   * as in {@linkcode ChunkWorkers.decode} and is handed back.
    */
   async check(
     mode: "deep" | "scrub",
@@ -415,11 +432,13 @@ export class ChunkWorkers implements Disposable {
     hex: string,
     maxLength: number,
     exactLength?: number,
-  ): Promise<void> {
-    await this.#call(
+    storedOwned: boolean = ownsBuffer(stored),
+  ): Promise<Uint8Array> {
+    const r = await this.#call(
       { op: mode === "deep" ? "check" : "scrub", stored, hex, maxLength, exactLength },
-      ownsBuffer(stored) ? ["stored"] : [],
+      storedOwned ? ["stored"] : [],
     );
+    return storedOwned ? r.stored as Uint8Array : stored;
   }
 
   /** Ends this flow's use of the threads; its calls still waiting fail. Idempotent. */

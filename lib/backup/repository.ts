@@ -608,13 +608,19 @@ export class Repository {
    * The stored object of chunk `hex` as it is, unchecked (see
    * {@linkcode Repository.readChunk} for the checked bytes; `chunk_workers.ts`
    * checks it on another thread). Throws `BAD_CHUNK` naming it when it is
-   * missing or larger than any chunk of at most `maxLength` bytes.
+   * missing or larger than any chunk of at most `maxLength` bytes. With
+   * `into` (at least `codec.maxStoredSize(maxLength)` bytes) a local
+   * repository reads the object into it: the result is then a view of it.
    */
-  async readStoredChunk(hex: string, maxLength: number): Promise<Uint8Array> {
+  async readStoredChunk(
+    hex: string,
+    maxLength: number,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
     if (!isDigestHex(hex)) throw new RepoError("INVALID", `Not a chunk digest: ${hex}`);
     let file: Uint8Array | null;
     try {
-      file = await this.backend.get(chunkName(hex), this.codec.maxStoredSize(maxLength));
+      file = await this.backend.get(chunkName(hex), this.codec.maxStoredSize(maxLength), into);
     } catch (e) {
       if (e instanceof CorruptError) throw this.badChunk(hex, "is larger than any valid chunk", e);
       throw e;

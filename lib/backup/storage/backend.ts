@@ -61,9 +61,11 @@ export interface Backend {
   /**
    * The whole object, or `null` if it does not exist. An object larger than
    * `max` bytes is a `CorruptError`, found before more than `max + 1` bytes
-   * are read.
+   * are read. With `into` the bytes may land in it (a directory reads them
+   * there when they fit; S3 returns its own buffer): the result is then a
+   * view of `into`.
    */
-  get(name: string, max: number): Promise<Uint8Array | null>;
+  get(name: string, max: number, into?: Uint8Array): Promise<Uint8Array | null>;
   /** Store `data` as `name`, replacing it whole: a reader sees the old or the new object. */
   put(name: string, data: Uint8Array, options?: PutOptions): Promise<void>;
   /**

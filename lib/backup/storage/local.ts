@@ -53,8 +53,8 @@ export class LocalBackend implements Backend {
   }
 
   /** Read `name` if it exists and is at most `max` bytes (checked before reading). */
-  async get(name: string, max: number): Promise<Uint8Array | null> {
-    return await readBounded(this.fs, this.path(name), max);
+  async get(name: string, max: number, into?: Uint8Array): Promise<Uint8Array | null> {
+    return await readBounded(this.fs, this.path(name), max, into);
   }
 
   /** Crash-safe replace; with `deferSync` the directory `fsync` waits for {@linkcode flush}. */
@@ -174,11 +174,13 @@ export class LocalBackend implements Backend {
 /**
  * Read `path` if it exists and is at most `max` bytes; `null` if missing;
  * `CorruptError` if larger (checked before reading, so no huge allocation).
+ * With `into`, the bytes land in it when they fit (the result is then a view of it).
  */
 export async function readBounded(
   fs: RepoFs,
   path: string,
   max: number,
+  into?: Uint8Array,
 ): Promise<Uint8Array | null> {
   let st;
   try {
@@ -190,7 +192,9 @@ export async function readBounded(
   if (!st.isFile) throw new CorruptError(path, "not a regular file");
   if (st.size > max) throw new CorruptError(path, `${st.size} bytes, more than ${max}`);
   try {
-    const bytes = await fs.readFile(path);
+    const bytes = into && fs.readFileInto
+      ? await fs.readFileInto(path, into)
+      : await fs.readFile(path);
     if (bytes.length > max) throw new CorruptError(path, `grew past ${max} bytes`);
     return bytes;
   } catch (e) {

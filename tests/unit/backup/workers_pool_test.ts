@@ -76,7 +76,7 @@ Deno.test("closing one flow fails its waiting calls only; another flow's calls c
   const stored = enc.out.slice(0, enc.length);
   const hex = Array.from(wantName, (x) => x.toString(16).padStart(2, "0")).join("");
   const back = await b.decode(stored, hex, 1 << 20, 1 << 20, new Uint8Array(1 << 20));
-  assert.equal(sha256Hex(back), sha256Hex(data));
+  assert.equal(sha256Hex(back.data), sha256Hex(data));
   shutdownChunkWorkers();
 });
 

@@ -147,7 +147,8 @@ Deno.test("ChunkWorkers: buffers move and come back; close fails waiting calls",
   assert.deepEqual(back, copy);
   const hex = Array.from(named.name!).map((b) => b.toString(16).padStart(2, "0")).join("");
   assert.deepEqual(
-    await workers.decode(stored.slice(), hex, 256 * KiB, 256 * KiB, new Uint8Array(256 * KiB)),
+    (await workers.decode(stored.slice(), hex, 256 * KiB, 256 * KiB, new Uint8Array(256 * KiB)))
+      .data,
     copy,
   );
   await assert.rejects(
